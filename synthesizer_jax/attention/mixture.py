@@ -1,0 +1,50 @@
+"""Mixtures `a+b[+c]`: B = sum_c w_hc B_c with w_h = softmax(per-head gate logits).
+
+Paper section 3.4 mixes the logits of several synthesizers with learned weights
+that sum to one; we learn one weight vector per head, initialised uniform.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from synthesizer_jax.attention.core import LogitSource
+from synthesizer_jax.layers import param
+
+
+class Mixture(LogitSource):
+  """Gated sum of the logits of `components` (kind names; sources built by the registry)."""
+
+  components: Tuple[str, ...] = ()
+
+  def setup(self):
+    from synthesizer_jax.attention import SOURCES  # registry imports this module
+
+    self.sources = [SOURCES[kind](self.cfg, name=kind) for kind in self.components]
+    self.gate_logits = param(self, "gate_logits", nn.initializers.zeros,
+                             (self.cfg.num_heads, len(self.components)), ("heads", None))
+
+  @property
+  def needs_keys(self) -> bool:  # type: ignore[override]
+    from synthesizer_jax.attention import SOURCES
+
+    return any(SOURCES[kind].needs_keys for kind in self.components)
+
+  def gates(self) -> jax.Array:
+    """Mixture weights per head, [heads, components], rows sum to one."""
+    return jax.nn.softmax(self.gate_logits.astype(jnp.float32), axis=-1)
+
+  def keys(self, x_bke):
+    return tuple(source.keys(x_bke) for source in self.sources)
+
+  def logits(self, x_bqe, keys, pos_bq, pos_bk):
+    w_hc = self.gates()
+    total_bhqk = 0.0
+    for c, (source, k) in enumerate(zip(self.sources, keys)):
+      logits_bhqk = source.logits(x_bqe, k, pos_bq, pos_bk).astype(jnp.float32)
+      total_bhqk = total_bhqk + w_hc[None, :, c, None, None] * logits_bhqk
+    return total_bhqk

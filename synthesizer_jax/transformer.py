@@ -1,0 +1,256 @@
+"""Transformer layers and the three model shapes of the paper.
+
+`DecoderLM` (language modelling), `EncoderDecoder` (translation,
+summarisation, dialogue) and `EncoderClassifier` (GLUE-style classification),
+all pre-norm Transformers whose self-attention is any kind of the registry.
+Token id `cfg.pad_id` marks padding when `segment_ids` is not given; packed
+inputs pass seqio-style `segment_ids` (0 = padding) and, optionally,
+segment-relative `positions` (derived from `segment_ids` when omitted).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from synthesizer_jax import attention as registry
+from synthesizer_jax.attention import Attention
+from synthesizer_jax.attention.core import check_positions, make_mask
+from synthesizer_jax.config import ModelConfig
+from synthesizer_jax.layers import MLP, Embed, Projection, RMSNorm, constrain, sinusoidal_positions
+
+ACT = ("batch", "length", "embed")
+
+
+def segment_positions(segment_ids_bl: jax.Array) -> jax.Array:
+  """Position of each token within its segment: 0 at every change of segment id."""
+  idx_bl = jnp.broadcast_to(jnp.arange(segment_ids_bl.shape[1]), segment_ids_bl.shape)
+  starts_bl = jnp.concatenate(
+      [jnp.ones_like(segment_ids_bl[:, :1], bool), segment_ids_bl[:, 1:] != segment_ids_bl[:, :-1]],
+      axis=1)
+  start_idx_bl = jax.lax.cummax(jnp.where(starts_bl, idx_bl, 0), axis=1)
+  return idx_bl - start_idx_bl
+
+
+class _Inputs:
+  """Validity, segments and positions of one token sequence (encoder or decoder side)."""
+
+  def __init__(self, tokens_bl, positions_bl, segment_ids_bl, cfg: ModelConfig, kinds):
+    if tokens_bl.ndim != 2:
+      raise ValueError(f"tokens must have shape [batch, length], got {tokens_bl.shape}")
+    length = tokens_bl.shape[1]
+    self.segments = segment_ids_bl
+    if segment_ids_bl is None:
+      self.valid = tokens_bl != cfg.pad_id
+    else:
+      self.valid = segment_ids_bl != 0
+    if positions_bl is None:
+      if segment_ids_bl is None:
+        if any(registry.uses_positions(k) for k in kinds):
+          check_positions(None, length, cfg.max_len)
+        positions_bl = jnp.broadcast_to(jnp.arange(length), tokens_bl.shape)
+      else:
+        positions_bl = segment_positions(segment_ids_bl)
+    self.positions = positions_bl
+
+
+class _Model(nn.Module):
+  """Shared input embedding (+ sinusoidal positions) and tied or separate output logits."""
+
+  cfg: ModelConfig
+
+  def setup_io(self):
+    cfg = self.cfg
+    self.embed = Embed(cfg.vocab_size, cfg.d_model, cfg.dtype)
+    self.input_dropout = nn.Dropout(cfg.dropout_rate)
+    if not cfg.tie_embeddings:
+      self.logits_dense = Projection((cfg.vocab_size,), ("embed",), ("vocab",), dtype=cfg.dtype)
+
+  def embed_tokens(self, tokens_bl, positions_bl, deterministic):
+    cfg = self.cfg
+    x_ble = self.embed(tokens_bl) + sinusoidal_positions(positions_bl, cfg.d_model).astype(cfg.dtype)
+    return constrain(self.input_dropout(x_ble, deterministic=deterministic), ACT)
+
+  def output_logits(self, x_ble):
+    if self.cfg.tie_embeddings:
+      logits_blv = self.embed.attend(x_ble)
+    else:
+      logits_blv = self.logits_dense(x_ble)
+    return constrain(logits_blv.astype(jnp.float32), ("batch", "length", "vocab"))
+
+
+class EncoderLayer(nn.Module):
+  """Pre-norm block: x + SelfAttention(norm(x)), then x + MLP(norm(x))."""
+
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self, x_ble, mask_b1ll, pos_bl, deterministic: bool):
+    cfg = self.cfg
+    drop = nn.Dropout(cfg.dropout_rate)
+    h_ble = RMSNorm(dtype=cfg.dtype, name="pre_attention_norm")(x_ble)
+    h_ble = Attention(cfg.attention(cfg.self_attention), name="self_attention")(
+        h_ble, h_ble, mask_b1ll, pos_bl, pos_bl, deterministic=deterministic)
+    x_ble = constrain(x_ble + drop(h_ble, deterministic=deterministic), ACT)
+    h_ble = RMSNorm(dtype=cfg.dtype, name="pre_mlp_norm")(x_ble)
+    h_ble = MLP(cfg.d_model, cfg.mlp_dim, cfg.mlp_activation, cfg.dropout_rate, cfg.dtype,
+                name="mlp")(h_ble, deterministic)
+    return constrain(x_ble + drop(h_ble, deterministic=deterministic), ACT)
+
+
+class DecoderLayer(nn.Module):
+  """Pre-norm block: causal self-attention, optional cross-attention, MLP."""
+
+  cfg: ModelConfig
+  cross: bool = False
+
+  @nn.compact
+  def __call__(self, x_bqe, self_mask_b1qq, pos_bq, deterministic: bool, encoded_bke=None,
+               cross_mask_b1qk=None, enc_pos_bk=None):
+    cfg = self.cfg
+    drop = nn.Dropout(cfg.dropout_rate)
+    h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_self_attention_norm")(x_bqe)
+    h_bqe = Attention(cfg.attention(cfg.self_attention), name="self_attention")(
+        h_bqe, h_bqe, self_mask_b1qq, pos_bq, pos_bq, deterministic=deterministic)
+    x_bqe = constrain(x_bqe + drop(h_bqe, deterministic=deterministic), ACT)
+    if self.cross:
+      h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_cross_attention_norm")(x_bqe)
+      h_bqe = Attention(cfg.attention(cfg.cross_attention), name="cross_attention")(
+          h_bqe, encoded_bke, cross_mask_b1qk, pos_bq, enc_pos_bk, deterministic=deterministic)
+      x_bqe = constrain(x_bqe + drop(h_bqe, deterministic=deterministic), ACT)
+    h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_mlp_norm")(x_bqe)
+    h_bqe = MLP(cfg.d_model, cfg.mlp_dim, cfg.mlp_activation, cfg.dropout_rate, cfg.dtype,
+                name="mlp")(h_bqe, deterministic)
+    return constrain(x_bqe + drop(h_bqe, deterministic=deterministic), ACT)
+
+
+class Encoder(nn.Module):
+  """A stack of `EncoderLayer`s over embedded inputs, with a final norm."""
+
+  cfg: ModelConfig
+  num_layers: int
+
+  @nn.compact
+  def __call__(self, x_ble, mask_b1ll, pos_bl, deterministic: bool):
+    for i in range(self.num_layers):
+      x_ble = EncoderLayer(self.cfg, name=f"layers_{i}")(x_ble, mask_b1ll, pos_bl, deterministic)
+    return RMSNorm(dtype=self.cfg.dtype, name="final_norm")(x_ble)
+
+
+class Decoder(nn.Module):
+  """A stack of `DecoderLayer`s (with cross-attention when `cross`), with a final norm."""
+
+  cfg: ModelConfig
+  num_layers: int
+  cross: bool = False
+
+  @nn.compact
+  def __call__(self, x_bqe, mask_b1qq, pos_bq, deterministic: bool, encoded_bke=None,
+               cross_mask_b1qk=None, enc_pos_bk=None):
+    for i in range(self.num_layers):
+      x_bqe = DecoderLayer(self.cfg, self.cross, name=f"layers_{i}")(
+          x_bqe, mask_b1qq, pos_bq, deterministic, encoded_bke, cross_mask_b1qk, enc_pos_bk)
+    return RMSNorm(dtype=self.cfg.dtype, name="final_norm")(x_bqe)
+
+
+class DecoderLM(_Model):
+  """Decoder-only language model: tokens [b, l] -> next-token logits [b, l, vocab] (float32).
+
+  `tokens` are the model's inputs (targets shifted right by the caller).
+  """
+
+  def setup(self):
+    self.setup_io()
+    self.decoder = Decoder(self.cfg, self.cfg.decoder_layers)
+
+  def __call__(self, tokens, positions=None, segment_ids=None, *, deterministic: bool = True):
+    cfg = self.cfg
+    inp = _Inputs(tokens, positions, segment_ids, cfg, [cfg.self_attention])
+    # Decoders need no key padding mask: right padding is already in the future of every token.
+    mask = make_mask(jnp.ones_like(inp.valid), jnp.ones_like(inp.valid), inp.segments,
+                     inp.segments, causal=True)
+    x = self.embed_tokens(tokens, inp.positions, deterministic)
+    x = self.decoder(x, mask, inp.positions, deterministic)
+    return self.output_logits(x)
+
+
+class EncoderDecoder(_Model):
+  """Encoder-decoder: (encoder_tokens [b, s], decoder_tokens [b, t]) -> logits [b, t, vocab].
+
+  `decoder_tokens` are the decoder's inputs (targets shifted right, starting
+  with `pad_id` as T5 does). Self-attention kind: `cfg.self_attention` in both
+  stacks; cross-attention kind: `cfg.cross_attention` (`dot` by default).
+  """
+
+  def setup(self):
+    cfg = self.cfg
+    self.setup_io()
+    self.encoder = Encoder(cfg, cfg.encoder_layers)
+    self.decoder = Decoder(cfg, cfg.decoder_layers, cross=True)
+
+  def encode(self, encoder_tokens, encoder_positions=None, encoder_segment_ids=None, *,
+             deterministic: bool = True):
+    """Encoder outputs [b, s, embed]."""
+    cfg = self.cfg
+    inp = _Inputs(encoder_tokens, encoder_positions, encoder_segment_ids, cfg, [cfg.self_attention])
+    mask = make_mask(inp.valid, inp.valid, inp.segments, inp.segments)
+    x = self.embed_tokens(encoder_tokens, inp.positions, deterministic)
+    return self.encoder(x, mask, inp.positions, deterministic)
+
+  def decode(self, encoded, encoder_tokens, decoder_tokens, encoder_positions=None,
+             decoder_positions=None, encoder_segment_ids=None, decoder_segment_ids=None, *,
+             deterministic: bool = True):
+    """Decoder logits [b, t, vocab] given `encoded` = `encode(encoder_tokens, ...)`."""
+    cfg = self.cfg
+    enc = _Inputs(encoder_tokens, encoder_positions, encoder_segment_ids, cfg,
+                  [cfg.cross_attention])
+    dec = _Inputs(decoder_tokens, decoder_positions, decoder_segment_ids, cfg,
+                  [cfg.self_attention, cfg.cross_attention])
+    all_q = jnp.ones_like(dec.valid)
+    self_mask = make_mask(all_q, all_q, dec.segments, dec.segments, causal=True)
+    if (dec.segments is None) != (enc.segments is None):
+      raise ValueError("pass segment_ids for both encoder and decoder (packed) or for neither")
+    cross_mask = make_mask(all_q, enc.valid, dec.segments, enc.segments)
+    x = self.embed_tokens(decoder_tokens, dec.positions, deterministic)
+    x = self.decoder(x, self_mask, dec.positions, deterministic, encoded, cross_mask, enc.positions)
+    return self.output_logits(x)
+
+  def __call__(self, encoder_tokens, decoder_tokens, encoder_positions=None,
+               decoder_positions=None, encoder_segment_ids=None, decoder_segment_ids=None, *,
+               deterministic: bool = True):
+    encoded = self.encode(encoder_tokens, encoder_positions, encoder_segment_ids,
+                          deterministic=deterministic)
+    return self.decode(encoded, encoder_tokens, decoder_tokens, encoder_positions,
+                       decoder_positions, encoder_segment_ids, decoder_segment_ids,
+                       deterministic=deterministic)
+
+
+class EncoderClassifier(_Model):
+  """Encoder-only classifier: tokens [b, l] -> class logits [b, num_classes] (float32).
+
+  Pools the encoder outputs by their mean over valid (non-padding) tokens. One
+  example per row: rows are not packed.
+  """
+
+  num_classes: int = 2
+
+  def setup(self):
+    if not isinstance(self.num_classes, int) or self.num_classes < 1:
+      raise ValueError(f"num_classes={self.num_classes!r} must be a positive integer")
+    self.setup_io()
+    self.encoder = Encoder(self.cfg, self.cfg.encoder_layers)
+    self.head = Projection((self.num_classes,), ("embed",), (None,), use_bias=True,
+                           dtype=self.cfg.dtype)
+
+  def __call__(self, tokens, positions=None, segment_ids=None, *, deterministic: bool = True):
+    cfg = self.cfg
+    inp = _Inputs(tokens, positions, segment_ids, cfg, [cfg.self_attention])
+    mask = make_mask(inp.valid, inp.valid, inp.segments, inp.segments)
+    x = self.embed_tokens(tokens, inp.positions, deterministic)
+    x = self.encoder(x, mask, inp.positions, deterministic)
+    weight_bl1 = inp.valid[..., None].astype(jnp.float32)
+    pooled_be = (x.astype(jnp.float32) * weight_bl1).sum(1) / jnp.maximum(weight_bl1.sum(1), 1.0)
+    return self.head(pooled_be.astype(cfg.dtype)).astype(jnp.float32)
