@@ -64,7 +64,7 @@ class Projection(nn.Module):
                             ((tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in))), ((), ())))
     if self.use_bias:
       bias = param(self, "bias", nn.initializers.zeros, self.features, self.out_axes)
-      y = y + bias.astype(self.dtype)
+      y = y + bias.astype(self.dtype).reshape((1,) * (y.ndim - bias.ndim) + bias.shape)
     return y
 
 
@@ -79,7 +79,7 @@ class RMSNorm(nn.Module):
     scale = param(self, "scale", nn.initializers.ones, (x.shape[-1],), ("embed",))
     x32 = x.astype(jnp.float32)
     x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.epsilon)
-    return (x32 * scale).astype(self.dtype)
+    return (x32 * scale.reshape((1,) * (x.ndim - 1) + scale.shape)).astype(self.dtype)
 
 
 class MLP(nn.Module):
@@ -126,7 +126,7 @@ def sinusoidal_positions(positions_bl: jax.Array, d_model: int) -> jax.Array:
   """Sinusoidal timing signal (Vaswani et al. 2017) at arbitrary positions, [b, l, d_model]."""
   half = d_model // 2
   inv_freq = np.exp(-np.log(10_000.0) * np.arange(half) / max(half - 1, 1)).astype(np.float32)
-  angles = positions_bl.astype(jnp.float32)[..., None] * inv_freq
+  angles = positions_bl.astype(jnp.float32)[..., None] * inv_freq.reshape((1,) * positions_bl.ndim + (half,))
   signal = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
   if d_model % 2:
     signal = jnp.pad(signal, [(0, 0)] * (signal.ndim - 1) + [(0, 1)])

@@ -36,6 +36,11 @@ class LogitSource(nn.Module):
   #: True when positions index a table of size max_len (positions must be < max_len).
   uses_positions: ClassVar[bool] = True
 
+  def __call__(self, x_bqe: jax.Array, x_bke: jax.Array, pos_bq: jax.Array,
+               pos_bk: jax.Array) -> jax.Array:
+    """Logits [batch, heads, q_len, k_len] from query and key hidden states."""
+    return self.logits(x_bqe, self.keys(x_bke), pos_bq, pos_bk)
+
   def keys(self, x_bke: jax.Array) -> Any:
     """Per-key state the logits need; None for kinds that never read the keys."""
     del x_bke
