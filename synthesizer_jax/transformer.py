@@ -51,10 +51,22 @@ class _Inputs:
       if segment_ids_bl is None:
         if any(registry.uses_positions(k) for k in kinds):
           check_positions(None, length, cfg.max_len)
-        positions_bl = jnp.broadcast_to(jnp.arange(length), tokens_bl.shape)
+        positions_bl = jnp.arange(length)[None, :]  # batch 1: shared by every row
       else:
         positions_bl = segment_positions(segment_ids_bl)
     self.positions = positions_bl
+
+
+def _causal_mask(inp: _Inputs) -> jax.Array:
+  """Causal (+ same-segment) mask; batch 1 when unpacked.
+
+  Decoders need no key padding mask: right padding is in the future of every real token.
+  """
+  if inp.segments is None:
+    ones_1l = jnp.ones((1, inp.valid.shape[1]), bool)
+    return make_mask(ones_1l, ones_1l, causal=True)
+  all_bl = jnp.ones_like(inp.valid)
+  return make_mask(all_bl, all_bl, inp.segments, inp.segments, causal=True)
 
 
 class _Model(nn.Module):
@@ -169,9 +181,7 @@ class DecoderLM(_Model):
   def __call__(self, tokens, positions=None, segment_ids=None, *, deterministic: bool = True):
     cfg = self.cfg
     inp = _Inputs(tokens, positions, segment_ids, cfg, [cfg.self_attention])
-    # Decoders need no key padding mask: right padding is already in the future of every token.
-    mask = make_mask(jnp.ones_like(inp.valid), jnp.ones_like(inp.valid), inp.segments,
-                     inp.segments, causal=True)
+    mask = _causal_mask(inp)
     x = self.embed_tokens(tokens, inp.positions, deterministic)
     x = self.decoder(x, mask, inp.positions, deterministic)
     return self.output_logits(x)
@@ -209,11 +219,11 @@ class EncoderDecoder(_Model):
                   [cfg.cross_attention])
     dec = _Inputs(decoder_tokens, decoder_positions, decoder_segment_ids, cfg,
                   [cfg.self_attention, cfg.cross_attention])
-    all_q = jnp.ones_like(dec.valid)
-    self_mask = make_mask(all_q, all_q, dec.segments, dec.segments, causal=True)
     if (dec.segments is None) != (enc.segments is None):
       raise ValueError("pass segment_ids for both encoder and decoder (packed) or for neither")
-    cross_mask = make_mask(all_q, enc.valid, dec.segments, enc.segments)
+    self_mask = _causal_mask(dec)
+    cross_mask = make_mask(jnp.ones((1, dec.valid.shape[1]), bool), enc.valid, dec.segments,
+                           enc.segments)
     x = self.embed_tokens(decoder_tokens, dec.positions, deterministic)
     x = self.decoder(x, self_mask, dec.positions, deterministic, encoded, cross_mask, enc.positions)
     return self.output_logits(x)

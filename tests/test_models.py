@@ -2,6 +2,7 @@
 
 import flax.linen as nn
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -207,3 +208,31 @@ def test_untied_embeddings_add_an_output_projection():
   untied = unbox(_init(sj.DecoderLM(small_config(tie_embeddings=False)), tokens))["params"]
   assert "logits_dense" not in tied
   assert untied["logits_dense"]["kernel"].shape == (16, 50)
+
+
+def _intermediate_shapes(fn, *args):
+  jaxpr = jax.make_jaxpr(fn)(*args)
+  shapes = set()
+
+  def visit(jx):
+    for eqn in jx.eqns:
+      shapes.update(tuple(v.aval.shape) for v in eqn.outvars if hasattr(v.aval, "shape"))
+      for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+        visit(sub)
+  visit(jaxpr.jaxpr)
+  return shapes
+
+
+@pytest.mark.parametrize("kind,shared", [("random", True), ("fixed_random", True),
+                                         ("factorized_random", True), ("dot", False),
+                                         ("dense", False)])
+def test_random_family_builds_no_batched_attention_matrix(kind, shared):
+  """Unpacked decoder: softmax(R) is computed once, never as [batch, heads, n, n]."""
+  cfg = small_config(self_attention=kind)
+  model = sj.DecoderLM(cfg)
+  tokens = _tokens((4, 10))
+  variables = _init(model, tokens)
+  shapes = _intermediate_shapes(lambda v, t: model.apply(v, t), variables, tokens)
+  assert ((4, cfg.num_heads, 10, 10) in shapes) != shared
+  if shared:
+    assert (1, cfg.num_heads, 10, 10) in shapes

@@ -32,8 +32,10 @@ class Attention(nn.Module):
     Args:
       x_bqe: query-side hidden states [batch, q_len, embed].
       x_bke: key/value-side hidden states [batch, k_len, embed].
-      mask_b1qk: boolean [batch, 1, q_len, k_len], True where attending is allowed.
-      pos_bq, pos_bk: segment-relative integer positions of queries and keys.
+      mask_b1qk: boolean [batch or 1, 1, q_len, k_len], True where attending is allowed.
+      pos_bq, pos_bk: segment-relative integer positions of queries and keys, [batch or 1, len].
+        A batch dimension of 1 (with a mask of batch 1) lets the random family compute
+        its softmax once for the whole batch.
       deterministic: disables attention dropout.
 
     Returns:
@@ -48,8 +50,16 @@ class Attention(nn.Module):
                         dtype=c.dtype, name="value")(x_bke)
     logits_bhqk = source.logits(x_bqe, source.keys(x_bke), pos_bq, pos_bk)
     weights_bhqk = masked_softmax(logits_bhqk, mask_b1qk)
-    self.sow("intermediates", "attention_weights", weights_bhqk)
+    batch = x_bqe.shape[0]
+    if self.is_mutable_collection("intermediates"):
+      self.sow("intermediates", "attention_weights",
+               jnp.broadcast_to(weights_bhqk, (batch,) + weights_bhqk.shape[1:]))
     weights_bhqk = nn.Dropout(c.dropout_rate)(weights_bhqk, deterministic=deterministic)
-    out_bqhd = jnp.einsum("bhqk,bkhd->bqhd", weights_bhqk.astype(c.dtype), v_bkhd)
+    if weights_bhqk.shape[0] == 1 and batch > 1:
+      # Input-independent weights (random family, no padding/packing): one [h, q, k] matrix
+      # serves the whole batch; no [batch, heads, q, k] tensor is ever built.
+      out_bqhd = jnp.einsum("hqk,bkhd->bqhd", weights_bhqk[0].astype(c.dtype), v_bkhd)
+    else:
+      out_bqhd = jnp.einsum("bhqk,bkhd->bqhd", weights_bhqk.astype(c.dtype), v_bkhd)
     return Projection((x_bqe.shape[-1],), ("heads", "head_dim"), ("embed",), dtype=c.dtype,
                       name="out")(out_bqhd)
