@@ -1,0 +1,54 @@
+"""Data for synthesizer_jax: seqio tasks, offline corpora, SentencePiece vocabularies.
+
+    from synthesizer_jax import data
+    data.prepare("data", ["offline_lm"])          # or: python -m synthesizer_jax.data.prepare
+    info = data.task_info("offline_lm")           # shape, metric, vocab_path, labels
+    batches = data.get_dataset("offline_lm", "train", feature_lengths={"targets": 128},
+                               batch_size=16, pack=True, shuffle=True, seed=0, data_dir="data")
+    next(batches)["decoder_input_tokens"].shape   # (16, 128)
+
+Importing this package does not import TensorFlow; `get_dataset`, `get_vocabulary` and
+`seqio_task` do, on first use (CPU only).
+"""
+
+from synthesizer_jax.data.registry import (
+    ENV_DATA_DIR,
+    OFFLINE_TASKS,
+    TASKS,
+    DataError,
+    TaskInfo,
+    default_data_dir,
+    task_info,
+)
+
+
+def get_dataset(*args, **kwargs):
+  """See `synthesizer_jax.data.pipeline.get_dataset`."""
+  from synthesizer_jax.data.pipeline import get_dataset as impl
+
+  return impl(*args, **kwargs)
+
+
+def get_vocabulary(name, data_dir=None):
+  """See `synthesizer_jax.data.vocab.get_vocabulary`."""
+  from synthesizer_jax.data.vocab import get_vocabulary as impl
+
+  return impl(name, data_dir)
+
+
+def prepare(data_dir=None, tasks=None, progress=True):
+  """See `synthesizer_jax.data.build.prepare`."""
+  from synthesizer_jax.data.build import prepare as impl
+
+  return impl(data_dir, tasks, progress)
+
+
+def seqio_task(name, data_dir=None):
+  """See `synthesizer_jax.data.tasks.seqio_task`."""
+  from synthesizer_jax.data.tasks import seqio_task as impl
+
+  return impl(name, data_dir)
+
+
+__all__ = ["ENV_DATA_DIR", "OFFLINE_TASKS", "TASKS", "DataError", "TaskInfo", "default_data_dir",
+           "get_dataset", "get_vocabulary", "prepare", "seqio_task", "task_info"]

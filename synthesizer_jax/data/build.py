@@ -1,0 +1,190 @@
+"""Builds the data directory: corpora, fixed splits and vocabularies. Idempotent.
+
+The command line is `synthesizer_jax/data/prepare.py`:
+
+    python -m synthesizer_jax.data.prepare --data_dir data            # the offline tasks
+    python -m synthesizer_jax.data.prepare --data_dir data --tasks offline_lm glue_sst2
+
+Offline tasks fetch Debian packages into <data_dir>/cache and write <data_dir>/<task>/
+{train,validation,test}.{txt,tsv} and meta.json (written last: a task with a meta.json is
+done and is skipped next time). TFDS tasks need their TFDS data in <data_dir>/tfds and get
+only a vocabulary here. Every vocabulary goes to <data_dir>/vocab/<family>.model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+
+from synthesizer_jax.data import corpora, personachat, registry
+from synthesizer_jax.data.registry import OFFLINE_TASKS, DataError, spec
+from synthesizer_jax.data.tasks import META, is_prepared, split_file
+from synthesizer_jax.data.vocab import train_vocab
+
+BUILD_VERSION = 1
+
+SOURCES = {
+    "offline_lm": ("Debian python3.11-doc: _sources/**/*.rst.txt", "PSF-2.0"),
+    "offline_translate_en_de": ("Debian DDTP: apt Translation-en + Translation-de",
+                                "descriptions of DFSG-free packages; DDTP translations"),
+    "offline_translate_en_fr": ("Debian DDTP: apt Translation-en + Translation-fr",
+                                "descriptions of DFSG-free packages; DDTP translations"),
+    "offline_summarize": ("Debian apt Translation-en (long description -> synopsis)",
+                          "descriptions of DFSG-free packages"),
+    "offline_classify": ("Debian r-cran-modeldata: small_fine_foods (training/testing_data)",
+                         "MIT (package); reviews from SNAP Amazon Fine Foods"),
+    "personachat": ("local ParlAI *_self_original.txt files", "see the files' source"),
+}
+
+
+def _rows(name: str, data_dir: str) -> dict[str, list[tuple]]:
+  """The task's rows (key, fields...) per split."""
+  cache = os.path.join(data_dir, "cache")
+  if name == "offline_lm":
+    return corpora.split_rows(corpora.python_doc_rows(cache), 20, 20)
+  if name.startswith("offline_translate_en_"):
+    return corpora.split_rows(corpora.translation_rows(name[-2:]), 25, 25)
+  if name == "offline_summarize":
+    return corpora.split_rows(corpora.summary_rows(), 20, 20)
+  if name == "offline_classify":
+    train, test = corpora.fine_foods_rows(cache)
+    splits = corpora.split_rows(train, 100, 0)
+    splits["test"] = corpora.split_rows(test, 0, 0)["train"]
+    return splits
+  if name == "personachat":
+    return personachat.split_rows(os.path.join(registry.task_dir(name, data_dir), "raw"))
+  raise DataError(f"Task {name!r} has no offline builder")
+
+
+def _write_splits(name: str, data_dir: str, splits: dict[str, list[tuple]]) -> dict:
+  """Writes the split files (fields after the key, tab-separated) and returns their stats."""
+  stats = {}
+  for split, rows in splits.items():
+    if not rows:
+      raise DataError(f"Building {name!r} gave an empty {split!r} split; the source is too "
+                      "small or missing.")
+    path = split_file(name, split, data_dir)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".partial", "w", encoding="utf-8") as f:
+      for row in rows:
+        f.write("\t".join(row[1:]) + "\n")
+    os.replace(path + ".partial", path)
+    stats[split] = {"examples": len(rows), "bytes": os.path.getsize(path)}
+  return stats
+
+
+def _vocab_text(name: str, train_rows: Sequence[tuple]) -> Iterable[str]:
+  """Training-split text for the vocabulary (every text field; not the class labels)."""
+  first = 2 if spec(name).shape == "classifier" else 1
+  for row in train_rows:
+    yield from row[first:]
+
+
+def _tfds_texts(name: str, data_dir: str, max_examples: int) -> Iterable[str]:
+  """Text fields of the training split(s) of a TFDS task family, for its vocabulary."""
+  from synthesizer_jax.data.tfenv import import_tfds
+
+  tfds = import_tfds()
+  s = spec(name)
+  members = [n for n in registry.TASKS if spec(n).family == s.family and "train" in
+             dict(spec(n).split_map)] if s.family == "glue" else [name]
+  seen = set()
+  for member in members:
+    ms = spec(member)
+    if ms.tfds_name in seen:
+      continue
+    seen.add(ms.tfds_name)
+    try:
+      ds = tfds.load(ms.tfds_name, split="train", data_dir=registry.tfds_dir(data_dir))
+    except Exception as e:  # noqa: BLE001 - TFDS raises several types for a missing dataset
+      raise DataError(
+          f"TFDS dataset {ms.tfds_name} is not available in {registry.tfds_dir(data_dir)} "
+          f"({type(e).__name__}). Download it on a machine with network access "
+          f"(`tfds build {ms.tfds_name.split(':')[0]} --data_dir DIR`) and copy DIR there, "
+          "or set TFDS_DATA_DIR.") from e
+    keys = ms.fields or tuple(k for k in (ms.inputs_key, ms.targets_key) if k)
+    for ex in ds.take(max_examples).as_numpy_iterator():
+      for k in keys:
+        yield ex[k].decode("utf-8", "replace")
+
+
+def prepare_task(name: str, data_dir: str, max_vocab_examples: int = 200_000) -> dict:
+  """Builds one task (and its family's vocabulary) if not built yet; returns its meta."""
+  s = spec(name)
+  tdir = registry.task_dir(name, data_dir)
+  vpath = registry.vocab_path(name, data_dir)
+  meta_path = os.path.join(tdir, META)
+  if is_prepared(name, data_dir):
+    if s.source == "tfds":
+      return {"task": name, "vocab": vpath}
+    with open(meta_path) as f:
+      meta = json.load(f)
+    if meta.get("version") == BUILD_VERSION:
+      return meta
+  if s.source == "tfds":
+    train_vocab(_tfds_texts(name, data_dir, max_vocab_examples), vpath, s.vocab_size)
+    return {"task": name, "vocab": vpath}
+  splits = _rows(name, data_dir)
+  stats = _write_splits(name, data_dir, splits)
+  if not os.path.exists(vpath):
+    coverage = 1.0 if name == "offline_lm" else 0.9999
+    train_vocab(_vocab_text(name, splits["train"]), vpath, s.vocab_size,
+                character_coverage=coverage)
+  source, licence = SOURCES[name]
+  meta = {"version": BUILD_VERSION, "task": name, "source": source, "licence": licence,
+          "splits": stats, "vocab": os.path.relpath(vpath, data_dir),
+          "vocab_size": _vocab_size(vpath)}
+  with open(meta_path + ".partial", "w") as f:
+    json.dump(meta, f, indent=1)
+  os.replace(meta_path + ".partial", meta_path)
+  return meta
+
+
+def _vocab_size(path: str) -> int:
+  import sentencepiece as spm
+
+  return spm.SentencePieceProcessor(model_file=path).get_piece_size()
+
+
+def prepare(data_dir: str | None = None, tasks: Sequence[str] | None = None,
+            progress: bool = True) -> dict[str, dict]:
+  """Builds `tasks` (default: every offline task) under `data_dir`; returns {task: meta}."""
+  from tqdm.auto import tqdm
+
+  data_dir = os.path.abspath(data_dir or registry.default_data_dir())
+  names = list(tasks) if tasks else list(OFFLINE_TASKS)
+  for name in names:
+    spec(name)  # unknown names fail before any work
+  os.makedirs(data_dir, exist_ok=True)
+  out = {}
+  bar = tqdm(names, desc="prepare", unit="task", disable=not progress)
+  for name in bar:
+    bar.set_postfix_str(name)
+    out[name] = prepare_task(name, data_dir)
+  return out
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--data_dir", default=registry.default_data_dir(),
+                      help=f"default: ${registry.ENV_DATA_DIR} or ./data")
+  parser.add_argument("--tasks", nargs="*", default=None,
+                      help=f"default: the offline tasks {' '.join(OFFLINE_TASKS)}")
+  args = parser.parse_args(argv)
+  try:
+    metas = prepare(args.data_dir, args.tasks)
+  except DataError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  for name, meta in metas.items():
+    counts = ", ".join(f"{k} {v['examples']:,} ({v['bytes'] / 1e6:.2f} MB)"
+                       for k, v in meta.get("splits", {}).items())
+    print(f"{name}: {counts or 'vocabulary only'}; vocab {meta['vocab']}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,121 @@
+"""`get_dataset`: NumPy batches with seqio's feature names, for every task.
+
+The pipeline is seqio's: the task's source and preprocessors, then the feature converter
+of the model shape (`DecoderFeatureConverter` for LMs, `EncDecFeatureConverter` for
+seq2seq, a small padding step for the classifier), then batching. It is deterministic
+given (seed, shard): TF's shuffles are seeded and every map keeps order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from synthesizer_jax.data import registry, tasks
+from synthesizer_jax.data.registry import DataError, task_info
+from synthesizer_jax.data.tfenv import import_seqio, import_tf
+
+
+def classifier_features(ds, feature_lengths: Mapping[str, int]):
+  """{"inputs", "label"} -> {"encoder_input_tokens": int32[L] (0-padded), "targets": int32}."""
+  tf = import_tf()
+  length = feature_lengths["inputs"]
+
+  def convert(ex):
+    tokens = tf.cast(ex["inputs"][:length], tf.int32)
+    tokens = tf.pad(tokens, [[0, length - tf.size(tokens)]])
+    tokens = tf.ensure_shape(tokens, [length])
+    return {"encoder_input_tokens": tokens, "targets": tf.cast(ex["label"], tf.int32)}
+
+  return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _converter(shape: str, pack: bool):
+  seqio = import_seqio()
+  if shape == "lm":
+    return seqio.DecoderFeatureConverter(pack=pack)
+  if shape == "encdec":
+    return seqio.EncDecFeatureConverter(pack=pack)
+  return classifier_features
+
+
+class Batches:
+  """An iterator of dict[str, np.ndarray] batches; raises DataError on an empty split."""
+
+  def __init__(self, ds, name: str, split: str, start_batch: int):
+    self._it = ds.as_numpy_iterator()
+    self._where = f"split {split!r} of task {name!r}"
+    self._first = start_batch == 0
+    self._start = start_batch
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    try:
+      batch = next(self._it)
+    except StopIteration:
+      if self._first:
+        raise DataError(f"The {self._where} is empty (or shorter than start_batch="
+                        f"{self._start}).") from None
+      raise
+    self._first = False
+    return batch
+
+
+def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], batch_size: int,
+                pack: bool = True, shuffle: bool = True, seed: int = 0,
+                data_dir: str | None = None, shard_index: int = 0, num_shards: int = 1,
+                start_batch: int = 0, repeat: bool = True) -> Batches:
+  """Batches of task `name` for one model shape, as NumPy arrays.
+
+  Args:
+    name: a task of `TASKS`.
+    split: "train", "validation" or "test" (MNLI also has "validation_mismatched", ...).
+    feature_lengths: {"targets": L} for LMs, {"inputs": Li, "targets": Lt} for encdec,
+      {"inputs": L} for classifiers (`task_info(name).feature_keys`).
+    batch_size: examples (packed rows when packing) per batch, per shard.
+    pack: pack several examples into a row (LM / encdec; classifiers never pack).
+    shuffle: shuffle the examples (seeded by `seed`).
+    seed: shuffle seed; same (seed, shard) -> same batches.
+    data_dir: the prepared data directory (default `default_data_dir()`).
+    shard_index: this process's shard of the examples, in [0, num_shards).
+    num_shards: number of data shards (processes).
+    start_batch: skip this many batches first (to resume a run where it stopped).
+    repeat: loop forever over epochs (training); else one pass, the last batch may be short.
+
+  Returns:
+    An iterator of dicts of int32 arrays of shape [batch, length] with seqio's names:
+    LM: decoder_input_tokens, decoder_target_tokens, decoder_loss_weights (+ decoder_segment_ids,
+    decoder_positions when packed); encdec: encoder_input_tokens + the decoder features
+    (+ encoder/decoder segment ids and positions when packed); classifier:
+    encoder_input_tokens [batch, L] and targets [batch] (class id; -1 where a split has no labels).
+
+  Raises:
+    DataError: unknown task, data not prepared, bad arguments, or an empty split.
+  """
+  info = task_info(name, data_dir)
+  data_dir = os.path.abspath(data_dir or registry.default_data_dir())
+  missing = [k for k in info.feature_keys if k not in feature_lengths]
+  if missing:
+    raise DataError(f"Task {name!r} ({info.shape}) needs feature_lengths for "
+                    f"{list(info.feature_keys)}; missing {missing}.")
+  if batch_size < 1 or not 0 <= shard_index < num_shards or start_batch < 0:
+    raise DataError(f"Bad batching: batch_size={batch_size} (>= 1), shard_index={shard_index} "
+                    f"(in [0, num_shards={num_shards})), start_batch={start_batch} (>= 0).")
+  seqio = import_seqio()
+  task = tasks.seqio_task(name, data_dir)
+  if split not in task.splits:
+    raise DataError(f"Task {name!r} has no split {split!r}; it has {list(task.splits)}.")
+  lengths = {k: int(feature_lengths[k]) for k in info.feature_keys}
+  shard = seqio.ShardInfo(index=shard_index, num_shards=num_shards) if num_shards > 1 else None
+  ds = task.get_dataset(sequence_length=lengths, split=split, shuffle=shuffle, seed=seed,
+                        shard_info=shard, num_epochs=None if repeat else 1,
+                        try_in_mem_cache=False)
+  ds = _converter(info.shape, pack and info.shape != "classifier")(ds, lengths)
+  ds = ds.batch(batch_size, drop_remainder=repeat)
+  if start_batch:
+    ds = ds.skip(start_batch)
+  return Batches(ds.prefetch(2), name, split, start_batch)

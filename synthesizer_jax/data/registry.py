@@ -1,0 +1,203 @@
+"""The task table: every task name, its model shape, metric, vocabulary and source.
+
+Pure Python (no TensorFlow), so the training code can ask what a task is before it builds
+a pipeline. `tasks.py` turns these entries into seqio tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+ENV_DATA_DIR = "SYNTHESIZER_DATA_DIR"
+SPLITS = ("train", "validation", "test")
+SHAPES = ("lm", "encdec", "classifier")
+PREPARE_CMD = "python -m synthesizer_jax.data.prepare --data_dir {data_dir} --tasks {task}"
+
+
+class DataError(RuntimeError):
+  """A data problem the user can fix; the message says how."""
+
+
+def default_data_dir() -> str:
+  """$SYNTHESIZER_DATA_DIR, else `data/` at the repository root (ignored by git)."""
+  env = os.environ.get(ENV_DATA_DIR)
+  if env:
+    return os.path.abspath(env)
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  return os.path.join(repo, "data")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskInfo:
+  """What a task is, for the model and metric code.
+
+  Attributes:
+    name: the task name, a key of `TASKS`.
+    shape: "lm" (DecoderLM), "encdec" (EncoderDecoder) or "classifier" (EncoderClassifier).
+    metric: "perplexity", "bleu", "rouge" or "glue" (accuracy / F1 / correlation).
+    vocab_path: the SentencePiece model file this task uses (built by `prepare`).
+    vocab_family: tasks of one family share a vocabulary (e.g. all GLUE and SuperGLUE tasks).
+    num_classes: number of classes for classifier tasks, else None.
+    label_names: class names; for text-to-text GLUE tasks these are the target strings.
+    source: "offline" (built here from Debian packages), "tfds" or "local" (a user file).
+    feature_keys: keys of the `feature_lengths` dict `get_dataset` needs for this task.
+    description: one line on the data.
+  """
+
+  name: str
+  shape: str
+  metric: str
+  vocab_path: str
+  vocab_family: str
+  num_classes: int | None
+  label_names: tuple[str, ...]
+  source: str
+  feature_keys: tuple[str, ...]
+  description: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+  """Internal: how to build a task. `fields` are input text features, in prompt order."""
+
+  shape: str
+  metric: str
+  family: str
+  source: str
+  description: str
+  vocab_size: int = 8000
+  tfds_name: str = ""
+  inputs_key: str = ""
+  targets_key: str = ""
+  fields: tuple[str, ...] = ()
+  label_names: tuple[str, ...] = ()
+  split_map: tuple[tuple[str, str], ...] = (("train", "train"), ("validation", "validation"),
+                                            ("test", "test"))
+  prefix: str = ""
+
+
+_GLUE = {
+    # name: (tfds config, text fields, label names)
+    "cola": ("cola", ("sentence",), ("unacceptable", "acceptable")),
+    "sst2": ("sst2", ("sentence",), ("negative", "positive")),
+    "mrpc": ("mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent")),
+    "qqp": ("qqp", ("question1", "question2"), ("not_duplicate", "duplicate")),
+    # STS-B scores in [0, 5] are bucketed to steps of 0.2, as T5 does: 26 classes "0.0".."5.0".
+    "stsb": ("stsb", ("sentence1", "sentence2"), tuple(f"{i / 5:.1f}" for i in range(26))),
+    "mnli": ("mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction")),
+    "qnli": ("qnli", ("question", "sentence"), ("entailment", "not_entailment")),
+    "rte": ("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment")),
+    "wnli": ("wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment")),
+}
+_SUPER_GLUE = {
+    "boolq": ("boolq", ("question", "passage"), ("False", "True")),
+    "cb": ("cb", ("premise", "hypothesis"), ("entailment", "contradiction", "neutral")),
+    "copa": ("copa", ("premise", "question", "choice1", "choice2"), ("choice1", "choice2")),
+    "multirc": ("multirc", ("paragraph", "question", "answer"), ("False", "True")),
+    "rte": ("rte", ("premise", "hypothesis"), ("entailment", "not_entailment")),
+    "wic": ("wic", ("word", "sentence1", "sentence2"), ("False", "True")),
+    "wsc": ("wsc.fixed", ("text", "span1_text", "span2_text"), ("False", "True")),
+    "axb": ("axb", ("sentence1", "sentence2"), ("entailment", "not_entailment")),
+    "axg": ("axg", ("premise", "hypothesis"), ("entailment", "not_entailment")),
+}
+_MNLI_SPLITS = (("train", "train"), ("validation", "validation_matched"),
+                ("test", "test_matched"), ("validation_mismatched", "validation_mismatched"),
+                ("test_mismatched", "test_mismatched"))
+_TEST_ONLY = (("test", "test"),)
+
+
+def _build_specs() -> dict:
+  specs = {
+      "offline_lm": _Spec(
+          "lm", "perplexity", "offline_lm", "offline", vocab_size=8000,
+          description="English prose of the CPython 3.11 documentation (python3.11-doc, PSF)"),
+      "offline_translate_en_de": _Spec(
+          "encdec", "bleu", "offline_translate_en_de", "offline", vocab_size=8000,
+          description="Debian package descriptions and their German DDTP translations"),
+      "offline_translate_en_fr": _Spec(
+          "encdec", "bleu", "offline_translate_en_fr", "offline", vocab_size=8000,
+          description="Debian package descriptions and their French DDTP translations"),
+      "offline_classify": _Spec(
+          "classifier", "glue", "offline_classify", "offline", vocab_size=4000,
+          label_names=("other", "great"),
+          description="Amazon fine-food reviews labelled great/other (r-cran-modeldata)"),
+      "offline_summarize": _Spec(
+          "encdec", "rouge", "offline_summarize", "offline", vocab_size=8000,
+          description="Debian long package description -> its one-line synopsis"),
+      "lm1b": _Spec(
+          "lm", "perplexity", "lm1b", "tfds", vocab_size=32000, tfds_name="lm1b:1.1.0",
+          targets_key="text",
+          # LM1B has no validation split; its held-out set serves as both.
+          split_map=(("train", "train"), ("validation", "test"), ("test", "test")),
+          description="One Billion Word benchmark (TFDS lm1b)"),
+      "cnn_dailymail": _Spec(
+          "encdec", "rouge", "cnn_dailymail", "tfds", vocab_size=32000,
+          tfds_name="cnn_dailymail:3.4.0", inputs_key="article", targets_key="highlights",
+          description="CNN/DailyMail abstractive summarisation (TFDS)"),
+      "personachat": _Spec(
+          "encdec", "bleu", "personachat", "local", vocab_size=16000,
+          description="PersonaChat dialogue from local ParlAI-format files (see docs/data.md)"),
+  }
+  for lang in ("de", "fr"):
+    specs[f"wmt14_en{lang}"] = _Spec(
+        "encdec", "bleu", f"wmt14_en{lang}", "tfds", vocab_size=32000,
+        tfds_name=f"wmt14_translate/{lang}-en:1.0.0", inputs_key="en", targets_key=lang,
+        description=f"WMT'14 English -> {lang} (TFDS; test = newstest2014)")
+  for bench, table in (("glue", _GLUE), ("super_glue", _SUPER_GLUE)):
+    for name, (config, fields, labels) in table.items():
+      split_map = _MNLI_SPLITS if name == "mnli" else (
+          _TEST_ONLY if name in ("axb", "axg") else _Spec.split_map)
+      common = dict(metric="glue", family="glue", source="tfds", vocab_size=16000,
+                    tfds_name=f"{bench}/{config}:{'2.0.0' if bench == 'glue' else '1.0.2'}",
+                    fields=fields, label_names=labels, split_map=split_map,
+                    prefix=f"{bench} {name}")
+      specs[f"{bench}_{name}"] = _Spec(
+          "classifier", description=f"{bench.upper()} {name}, classifier head", **common)
+      specs[f"{bench}_{name}_t2t"] = _Spec(
+          "encdec", description=f"{bench.upper()} {name}, text-to-text (target = label name)",
+          **common)
+  specs["super_glue_record_t2t"] = _Spec(
+      "encdec", "glue", "glue", "tfds", vocab_size=16000, tfds_name="super_glue/record:1.0.2",
+      fields=("passage", "query"), prefix="super_glue record",
+      description="SuperGLUE ReCoRD, text-to-text (target = first gold entity)")
+  return specs
+
+
+_SPECS = _build_specs()
+TASKS: tuple[str, ...] = tuple(sorted(_SPECS))
+OFFLINE_TASKS: tuple[str, ...] = tuple(n for n in TASKS if _SPECS[n].source == "offline")
+
+
+def spec(name: str) -> _Spec:
+  """The internal build spec of a task; raises DataError listing the known names."""
+  if name not in _SPECS:
+    raise DataError(f"Unknown task {name!r}. Known tasks: {', '.join(TASKS)}.")
+  return _SPECS[name]
+
+
+def vocab_path(name: str, data_dir: str | None = None) -> str:
+  """Where the SentencePiece model of `name`'s vocabulary family lives."""
+  return os.path.join(data_dir or default_data_dir(), "vocab", f"{spec(name).family}.model")
+
+
+def task_dir(name: str, data_dir: str | None = None) -> str:
+  """Directory of a task's prepared splits (offline and local tasks)."""
+  return os.path.join(data_dir or default_data_dir(), name)
+
+
+def tfds_dir(data_dir: str | None = None) -> str:
+  """TFDS data directory: $TFDS_DATA_DIR if set, else <data_dir>/tfds."""
+  return os.environ.get("TFDS_DATA_DIR") or os.path.join(data_dir or default_data_dir(), "tfds")
+
+
+def task_info(name: str, data_dir: str | None = None) -> TaskInfo:
+  """Describes task `name` (see `TaskInfo`); vocab_path is resolved under `data_dir`."""
+  s = spec(name)
+  keys = {"lm": ("targets",), "encdec": ("inputs", "targets"), "classifier": ("inputs",)}
+  return TaskInfo(
+      name=name, shape=s.shape, metric=s.metric, vocab_path=vocab_path(name, data_dir),
+      vocab_family=s.family,
+      num_classes=len(s.label_names) if s.shape == "classifier" else None,
+      label_names=s.label_names, source=s.source, feature_keys=keys[s.shape],
+      description=s.description)

@@ -1,0 +1,198 @@
+"""seqio tasks for every entry of the task table.
+
+Tasks are registered lazily, per data directory (the vocabulary and files live there),
+under the name `<task>#<short hash of the data dir>`; `seqio_task(name, data_dir)` returns
+the registered task. Offline tasks read the prepared split files; TFDS tasks read TFDS
+from `<data_dir>/tfds` (or $TFDS_DATA_DIR).
+
+Examples after preprocessing, before the feature converter:
+  lm:         {"targets": int32[<= L]}   documents are cut into L-token pieces, EOS at the end
+  encdec:     {"inputs": int32[...], "targets": int32[...]}, each ending with EOS
+  classifier: {"inputs": int32[...] ending with EOS, "label": int32 scalar (-1 = no label)}
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+
+from synthesizer_jax.data import registry
+from synthesizer_jax.data.registry import PREPARE_CMD, DataError, spec
+from synthesizer_jax.data.tfenv import import_seqio, import_tf
+from synthesizer_jax.data.vocab import get_vocabulary
+
+SHUFFLE_BUFFER = 10_000
+META = "meta.json"
+
+
+def registered_name(name: str, data_dir: str) -> str:
+  """The seqio registry name of task `name` over `data_dir`."""
+  digest = hashlib.md5(os.path.abspath(data_dir).encode()).hexdigest()[:8]
+  return f"{name}#{digest}"
+
+
+def split_file(name: str, split: str, data_dir: str) -> str:
+  """Path of a prepared split file of an offline/local task."""
+  ext = "txt" if spec(name).shape == "lm" else "tsv"
+  return os.path.join(registry.task_dir(name, data_dir), f"{split}.{ext}")
+
+
+def is_prepared(name: str, data_dir: str) -> bool:
+  """Whether `prepare` finished for this task (its meta file is written last)."""
+  s = spec(name)
+  vocab_ok = os.path.exists(registry.vocab_path(name, data_dir))
+  if s.source == "tfds":
+    return vocab_ok
+  return vocab_ok and os.path.exists(os.path.join(registry.task_dir(name, data_dir), META))
+
+
+def check_prepared(name: str, data_dir: str) -> None:
+  """Raises DataError naming the prepare command if `name` is not built under `data_dir`."""
+  cmd = PREPARE_CMD.format(data_dir=data_dir, task=name)
+  if not os.path.isdir(data_dir):
+    raise DataError(f"Data directory {data_dir} does not exist. Build the data with:\n  {cmd}")
+  if not is_prepared(name, data_dir):
+    raise DataError(f"Task {name!r} is not prepared in {data_dir}. Build it with:\n  {cmd}")
+
+
+def read_meta(name: str, data_dir: str) -> dict:
+  with open(os.path.join(registry.task_dir(name, data_dir), META)) as f:
+    return json.load(f)
+
+
+# ----------------------------------------------------------------------------------------------
+# Preprocessors (tf.data maps).
+
+
+def _parse_tsv(ds, keys):
+  tf = import_tf()
+
+  def parse(line):
+    parts = tf.strings.split(line, "\t", maxsplit=len(keys) - 1)
+    return {k: parts[i] for i, k in enumerate(keys)}
+
+  return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _to_label(ds):
+  tf = import_tf()
+  return ds.map(lambda ex: {"inputs": ex["inputs"],
+                            "label": tf.strings.to_number(ex["label"], tf.int32)})
+
+
+def chunk_targets(ds, sequence_length, output_features):
+  """Appends EOS to each tokenized document, then cuts it into pieces of L tokens."""
+  del output_features
+  tf = import_tf()
+  length = sequence_length["targets"] if sequence_length else None
+
+  def pieces(ex):
+    tokens = tf.concat([ex["targets"], tf.constant([1], ex["targets"].dtype)], axis=0)
+    if length is None:
+      return tf.data.Dataset.from_tensors({"targets": tokens})
+    starts = tf.range(0, tf.size(tokens), length, dtype=tf.int64)
+    ragged = tf.RaggedTensor.from_row_starts(tokens, starts)
+    return tf.data.Dataset.from_tensor_slices({"targets": ragged})
+
+  return ds.flat_map(pieces)
+
+
+def _select(ds, inputs_key, targets_key):
+  if inputs_key:
+    return ds.map(lambda ex: {"inputs": ex[inputs_key], "targets": ex[targets_key]})
+  return ds.map(lambda ex: {"targets": ex[targets_key]})
+
+
+def _glue_format(ds, *, prefix, fields, label_names, text_targets, bucket_scores):
+  """T5-style "glue sst2 sentence: ..." inputs; label id, or the label name as targets."""
+  tf = import_tf()
+  names = tf.constant(list(label_names) or ["none"])
+
+  def fmt(ex):
+    parts = [prefix]
+    for field in fields:
+      parts += [f"{field}:", ex[field]]
+    out = {"inputs": tf.strings.join(parts, separator=" ")}
+    if "answers" in ex:  # ReCoRD: the first gold entity
+      answers = tf.concat([ex["answers"], tf.constant([""])], axis=0)
+      out["targets"] = answers[0]
+      return out
+    label = ex["label"]
+    if bucket_scores:  # STS-B: score in [0, 5] -> bucket of width 0.2
+      label = tf.clip_by_value(tf.cast(tf.round(label * 5.0), tf.int32), 0, 25)
+    label = tf.cast(label, tf.int32)
+    if text_targets:
+      out["targets"] = tf.where(label < 0, tf.constant("unlabelled"),
+                                tf.gather(names, tf.maximum(label, 0)))
+    else:
+      out["label"] = label
+    return out
+
+  return ds.map(fmt, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------------------------
+# Registration.
+
+
+def _source(name: str, data_dir: str):
+  seqio = import_seqio()
+  s = spec(name)
+  if s.source == "tfds":
+    return seqio.TfdsDataSource(tfds_name=s.tfds_name, tfds_data_dir=registry.tfds_dir(data_dir),
+                                splits=dict(s.split_map))
+  meta = read_meta(name, data_dir)
+  files = {split: split_file(name, split, data_dir) for split in meta["splits"]}
+  return seqio.TextLineDataSource(split_to_filepattern=files)
+
+
+def _preprocessors(name: str):
+  seqio = import_seqio()
+  s = spec(name)
+  tokenize = [seqio.preprocessors.tokenize]
+  eos = [seqio.preprocessors.append_eos]
+  if s.source in ("offline", "local"):
+    if s.shape == "lm":
+      return [lambda ds: ds.map(lambda line: {"targets": line}), *tokenize, chunk_targets]
+    if s.shape == "classifier":
+      return [functools.partial(_parse_tsv, keys=("label", "inputs")), _to_label,
+              *tokenize, *eos]
+    return [functools.partial(_parse_tsv, keys=("inputs", "targets")), *tokenize, *eos]
+  if s.shape == "lm":
+    return [functools.partial(_select, inputs_key="", targets_key=s.targets_key), *tokenize,
+            chunk_targets]
+  if s.family == "glue":
+    fmt = functools.partial(_glue_format, prefix=s.prefix, fields=s.fields,
+                            label_names=s.label_names, text_targets=s.shape == "encdec",
+                            bucket_scores=name.startswith("glue_stsb"))
+    return [fmt, *tokenize, *eos]
+  return [functools.partial(_select, inputs_key=s.inputs_key, targets_key=s.targets_key),
+          *tokenize, *eos]
+
+
+def seqio_task(name: str, data_dir: str | None = None):
+  """Registers (once) and returns the seqio.Task of `name` over `data_dir`.
+
+  Raises:
+    DataError: unknown name, or the task/vocabulary is not prepared under `data_dir`.
+  """
+  seqio = import_seqio()
+  s = spec(name)
+  data_dir = os.path.abspath(data_dir or registry.default_data_dir())
+  check_prepared(name, data_dir)
+  reg = registered_name(name, data_dir)
+  if reg in seqio.TaskRegistry.names():
+    return seqio.TaskRegistry.get(reg)
+  vocab = get_vocabulary(name, data_dir)
+  if s.shape == "lm":
+    features = {"targets": seqio.Feature(vocab, add_eos=False)}
+  elif s.shape == "classifier":
+    features = {"inputs": seqio.Feature(vocab, add_eos=True)}
+  else:
+    features = {"inputs": seqio.Feature(vocab, add_eos=True),
+                "targets": seqio.Feature(vocab, add_eos=True)}
+  return seqio.TaskRegistry.add(reg, source=_source(name, data_dir),
+                                preprocessors=_preprocessors(name), output_features=features,
+                                shuffle_buffer_size=SHUFFLE_BUFFER)

@@ -1,0 +1,91 @@
+"""SentencePiece vocabularies trained by the project, one per task family, cached on disk.
+
+Ids follow seqio/T5: 0 = pad, 1 = EOS, 2 = UNK, no BOS. Training is deterministic: the
+trainer sees every line we give it (no internal sampling, whose seed SentencePiece does not
+expose); when the text is too large we pick lines by a hash of their content.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+
+from synthesizer_jax.data.corpora import bucket
+from synthesizer_jax.data.registry import PREPARE_CMD, DataError, spec, vocab_path
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+MAX_LINE_BYTES = 8192
+
+
+def _lines(texts: Iterable[str], max_lines: int, keep_permille: int) -> Iterable[str]:
+  """Sentence-sized lines (SentencePiece skips lines over its length limit)."""
+  n = 0
+  for text in texts:
+    for line in _SENTENCE.split(text):
+      line = line.strip()
+      if not line or len(line.encode("utf-8")) > MAX_LINE_BYTES:
+        continue
+      if keep_permille < 1000 and bucket(line) >= keep_permille:
+        continue
+      yield line
+      n += 1
+      if n >= max_lines:
+        return
+
+
+def train_vocab(texts: Iterable[str], path: str, vocab_size: int, *,
+                character_coverage: float = 0.9999, max_lines: int = 2_000_000,
+                keep_permille: int = 1000) -> str:
+  """Trains a unigram SentencePiece model on `texts` and writes it atomically to `path`.
+
+  Args:
+    texts: training text (documents or sentences); only the training split should be given.
+    path: the `.model` file to write; a `.vocab` file is written next to it.
+    vocab_size: target size; a smaller text gives a smaller vocabulary instead of failing.
+    character_coverage: share of characters covered; the rest map to UNK.
+    max_lines: at most this many lines are used.
+    keep_permille: keep a fixed hash-chosen share of the lines (for large corpora).
+
+  Returns:
+    `path`.
+  """
+  import sentencepiece as spm
+
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
+    corpus = os.path.join(tmp, "corpus.txt")
+    count = 0
+    with open(corpus, "w", encoding="utf-8") as f:
+      for line in _lines(texts, max_lines, keep_permille):
+        f.write(line + "\n")
+        count += 1
+    if count == 0:
+      raise DataError(f"No text to train the vocabulary {path} on (empty training split?)")
+    prefix = os.path.join(tmp, "sp")
+    spm.SentencePieceTrainer.train(
+        input=corpus, model_prefix=prefix, vocab_size=vocab_size, model_type="unigram",
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=character_coverage,
+        input_sentence_size=0, max_sentence_length=MAX_LINE_BYTES, hard_vocab_limit=False,
+        num_threads=max(1, os.cpu_count() or 1), minloglevel=2)
+    os.replace(prefix + ".vocab", path[:-len(".model")] + ".vocab")
+    os.replace(prefix + ".model", path)
+  return path
+
+
+def get_vocabulary(name: str, data_dir: str | None = None):
+  """The seqio.SentencePieceVocabulary of task `name` (encode, decode, vocab_size, eos_id).
+
+  Raises:
+    DataError: the vocabulary was not built yet; the message gives the prepare command.
+  """
+  from synthesizer_jax.data.tfenv import import_seqio
+
+  path = vocab_path(name, data_dir)
+  if not os.path.exists(path):
+    raise DataError(f"No vocabulary for task {name!r} (family {spec(name).family!r}) at "
+                    f"{path}. Build it with:\n  "
+                    + PREPARE_CMD.format(data_dir=os.path.dirname(os.path.dirname(path)),
+                                         task=name))
+  return import_seqio().SentencePieceVocabulary(path)
