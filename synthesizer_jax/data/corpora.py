@@ -57,10 +57,15 @@ def split_rows(rows: Sequence[Row], validation_permille: int, test_permille: int
 # ----------------------------------------------------------------------------------------------
 # Language modelling: the CPython documentation sources.
 
-_ROLE = re.compile(r":[\w:+.-]+:`[!~]?([^`<]*?)\s*(?:<[^>`]*>)?`")
+_ROLE = re.compile(r":[\w:+.-]+:`([!~]?)([^`<]*?)\s*(?:<[^>`]*>)?`")
 _LITERAL = re.compile(r"``([^`]*)``")
 _UNDERLINE = re.compile(r"^\s*([=\-~*^#\"'+`.:_])\1{2,}\s*$")
 _DIRECTIVE = re.compile(r"^\s*\.\. |^\s+:[\w-]+:( |$)")
+
+
+def _role_text(m: re.Match) -> str:
+  """What Sphinx shows for a role: its title, or the last dotted part after a "~"."""
+  return m.group(2).rsplit(".", 1)[-1] if m.group(1) == "~" else m.group(2)
 
 
 def rst_to_text(rst: str) -> list[str]:
@@ -75,7 +80,7 @@ def rst_to_text(rst: str) -> list[str]:
         paragraphs.append(clean(" ".join(current)))
       current = []
       continue
-    line = _LITERAL.sub(r"\1", _ROLE.sub(r"\1", line))
+    line = _LITERAL.sub(r"\1", _ROLE.sub(_role_text, line))
     current.append(line.replace("::", ":"))
   if current:
     paragraphs.append(clean(" ".join(current)))
@@ -96,8 +101,12 @@ def documents(paragraphs: Sequence[str], max_chars: int) -> list[str]:
   return docs
 
 
-def python_doc_rows(cache_dir: str, max_chars: int = 4000) -> list[Row]:
+LM_DOC_CHARS = 4000  # characters per LM document (consecutive paragraphs of one file)
+
+
+def python_doc_rows(cache_dir: str, max_chars: int | None = None) -> list[Row]:
   """(key, document) rows from python3.11-doc's reStructuredText sources (PSF licence)."""
+  max_chars = max_chars or LM_DOC_CHARS
   root = debian.fetch_package("python3.11-doc", cache_dir)
   src = os.path.join(root, "usr/share/doc/python3.11/html/_sources")
   files = sorted(glob.glob(os.path.join(src, "**", "*.rst.txt"), recursive=True))

@@ -68,7 +68,8 @@ class Batches:
 def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], batch_size: int,
                 pack: bool = True, shuffle: bool = True, seed: int = 0,
                 data_dir: str | None = None, shard_index: int = 0, num_shards: int = 1,
-                start_batch: int = 0, repeat: bool = True) -> Batches:
+                start_batch: int = 0, repeat: bool = True,
+                shuffle_buffer_size: int = tasks.SHUFFLE_BUFFER) -> Batches:
   """Batches of task `name` for one model shape, as NumPy arrays.
 
   Args:
@@ -85,6 +86,7 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
     num_shards: number of data shards (processes).
     start_batch: skip this many batches first (to resume a run where it stopped).
     repeat: loop forever over epochs (training); else one pass, the last batch may be short.
+    shuffle_buffer_size: examples in the shuffle buffer (filled before the first batch).
 
   Returns:
     An iterator of dicts of int32 arrays of shape [batch, length] with seqio's names:
@@ -98,6 +100,7 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
   """
   info = task_info(name, data_dir)
   data_dir = os.path.abspath(data_dir or registry.default_data_dir())
+  tasks.check_prepared(name, data_dir)
   missing = [k for k in info.feature_keys if k not in feature_lengths]
   if missing:
     raise DataError(f"Task {name!r} ({info.shape}) needs feature_lengths for "
@@ -113,7 +116,7 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
   shard = seqio.ShardInfo(index=shard_index, num_shards=num_shards) if num_shards > 1 else None
   ds = task.get_dataset(sequence_length=lengths, split=split, shuffle=shuffle, seed=seed,
                         shard_info=shard, num_epochs=None if repeat else 1,
-                        try_in_mem_cache=False)
+                        try_in_mem_cache=False, shuffle_buffer_size=shuffle_buffer_size)
   ds = _converter(info.shape, pack and info.shape != "classifier")(ds, lengths)
   ds = ds.batch(batch_size, drop_remainder=repeat)
   if start_batch:

@@ -1,0 +1,110 @@
+"""`prepare` on fake sources: fixed disjoint splits, idempotence, vocabularies, errors."""
+
+import json
+import os
+
+import pytest
+import sentencepiece as spm
+from fixtures.data import fake_debian
+
+from synthesizer_jax import data
+from synthesizer_jax.data import build, corpora
+
+TASKS = ("offline_lm", "offline_translate_en_de", "offline_summarize", "offline_classify")
+
+
+def _lines(path):
+  with open(path, encoding="utf-8") as f:
+    return f.read().splitlines()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("build"))
+  with pytest.MonkeyPatch.context() as mp:
+    fake_debian.install(mp, root)
+    data_dir = os.path.join(root, "data")
+    metas = data.prepare(data_dir, TASKS, progress=False)
+  return data_dir, metas
+
+
+def test_splits_are_written_disjoint_and_counted(built):
+  data_dir, metas = built
+  for name in TASKS:
+    ext = "txt" if name == "offline_lm" else "tsv"
+    lines = {s: _lines(os.path.join(data_dir, name, f"{s}.{ext}"))
+             for s in ("train", "validation", "test")}
+    for split, rows in lines.items():
+      assert rows, (name, split)
+      assert metas[name]["splits"][split]["examples"] == len(rows)
+    assert not set(lines["train"]) & (set(lines["validation"]) | set(lines["test"])), name
+    assert not set(lines["validation"]) & set(lines["test"]), name
+
+
+def test_rows_have_the_right_fields(built):
+  data_dir, _ = built
+  pairs = [r.split("\t") for r in _lines(os.path.join(data_dir, "offline_translate_en_de",
+                                                       "train.tsv"))]
+  assert all(len(p) == 2 and fake_debian._translate(p[0]) == p[1] for p in pairs)
+  labelled = [r.split("\t") for r in _lines(os.path.join(data_dir, "offline_classify",
+                                                         "test.tsv"))]
+  assert len(labelled) == 60 and {p[0] for p in labelled} == {"0", "1"}
+  docs = _lines(os.path.join(data_dir, "offline_lm", "train.txt"))
+  assert not any(":func:" in d or ".. index" in d or "=====" in d for d in docs)
+
+
+def test_vocabulary_ids_follow_t5(built):
+  data_dir, metas = built
+  sp = spm.SentencePieceProcessor(model_file=data.task_info("offline_lm", data_dir).vocab_path)
+  assert (sp.pad_id(), sp.eos_id(), sp.unk_id(), sp.bos_id()) == (0, 1, 2, -1)
+  assert metas["offline_lm"]["vocab_size"] == sp.get_piece_size()
+  text = "The quick river runs under the stone house."
+  assert sp.decode(sp.encode(text)) == text
+
+
+def test_prepare_is_idempotent(built, monkeypatch):
+  data_dir, metas = built
+  stamps = {n: os.path.getmtime(os.path.join(data_dir, n, "meta.json")) for n in TASKS}
+
+  def boom(*args, **kwargs):
+    raise AssertionError("rebuilt a prepared task")
+
+  monkeypatch.setattr(build, "_rows", boom)
+  monkeypatch.setattr(build, "train_vocab", boom)
+  again = data.prepare(data_dir, TASKS, progress=False)
+  assert again == json.loads(json.dumps(metas))
+  assert stamps == {n: os.path.getmtime(os.path.join(data_dir, n, "meta.json")) for n in TASKS}
+
+
+def test_rebuild_gives_the_same_splits(built, tmp_path, monkeypatch):
+  data_dir, _ = built
+  fake_debian.install(monkeypatch, str(tmp_path))
+  other = os.path.join(str(tmp_path), "data")
+  data.prepare(other, ["offline_translate_en_de"], progress=False)
+  for split in ("train", "validation", "test"):
+    assert (_lines(os.path.join(data_dir, "offline_translate_en_de", f"{split}.tsv"))
+            == _lines(os.path.join(other, "offline_translate_en_de", f"{split}.tsv")))
+
+
+def test_empty_split_is_an_error(tmp_path, monkeypatch):
+  monkeypatch.setattr(corpora, "fine_foods_rows", lambda cache: (fake_debian.reviews(3, 0), []))
+  with pytest.raises(data.DataError, match="empty 'test' split"):
+    data.prepare(str(tmp_path), ["offline_classify"], progress=False)
+
+
+def test_unknown_task_fails_before_any_work(tmp_path):
+  with pytest.raises(data.DataError, match="Unknown task 'nope'"):
+    data.prepare(str(tmp_path / "d"), ["offline_lm", "nope"], progress=False)
+  assert not os.path.exists(tmp_path / "d")
+
+
+def test_cli_reports_errors(tmp_path, capsys):
+  assert build.main(["--data_dir", str(tmp_path), "--tasks", "nope"]) == 2
+  assert "Unknown task 'nope'" in capsys.readouterr().err
+
+
+def test_personachat_from_local_files(tmp_path):
+  fake_debian.write_personachat(str(tmp_path))
+  meta = data.prepare(str(tmp_path), ["personachat"], progress=False)["personachat"]
+  counts = {s: v["examples"] for s, v in meta["splits"].items()}
+  assert counts["train"] == 20 * 3 and counts["validation"] + counts["test"] == 10 * 3
