@@ -1,0 +1,200 @@
+"""Orbax checkpoints: one CheckpointManager per workdir, restore onto any mesh, fine-tune loading.
+
+Layout: `<workdir>/checkpoints/<step>/{state,config,meta}`: `state` is the
+`TrainState` pytree, `config` the JSON of the run (model and train configs, task,
+vocabulary path), `meta` the data position. Orbax writes each step to a temporary
+directory and renames it when complete, so a half-written step is never restored.
+
+Restore always targets an abstract state whose leaves carry the *current*
+mesh's shardings, so a checkpoint written on 8 devices restores on 1 and back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def abstract_like(tree, shardings):
+  """ShapeDtypeStructs of `tree` carrying `shardings` (the restore target)."""
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      tree, shardings)
+
+
+def checkpoint_root(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+
+
+class Checkpointer:
+  """Saves and restores `TrainState`s of one workdir (async saves, keep the newest N)."""
+
+  def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True,
+               read_only: bool = False):
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=None if read_only else keep, enable_async_checkpointing=async_save,
+        create=not read_only)
+    self.directory = checkpoint_root(workdir)
+    handlers = {"state": ocp.StandardCheckpointHandler(), "config": ocp.JsonCheckpointHandler(),
+                "meta": ocp.JsonCheckpointHandler()}
+    self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def all_steps(self) -> Sequence[int]:
+    return self.manager.all_steps()
+
+  def save(self, step: int, state, config: dict[str, Any], meta: dict[str, Any],
+           force: bool = True) -> bool:
+    """Starts an (async) save of `state` with the run config and data position beside it."""
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                              config=ocp.args.JsonSave(config),
+                              meta=ocp.args.JsonSave(meta))
+    return self.manager.save(step, args=args, force=force)
+
+  def restore(self, target, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """(state, meta) of `step` (default: latest), placed like the abstract `target`."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    out = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+    return out.state, dict(out.meta)
+
+  def config(self, step: int | None = None) -> dict[str, Any]:
+    """The run config JSON saved with `step` (default: latest)."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    return dict(self.manager.restore(step, args=ocp.args.Composite(
+        config=ocp.args.JsonRestore())).config)
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.close()
+
+
+def _locate(path: str) -> tuple[str, int | None]:
+  """(workdir, step) for a workdir, its checkpoints/ dir or one step dir inside it."""
+  path = os.path.abspath(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"checkpoint path {path} does not exist")
+  base = os.path.basename(path.rstrip("/"))
+  if base.isdigit() and os.path.basename(os.path.dirname(path)) == CHECKPOINT_DIR:
+    return os.path.dirname(os.path.dirname(path)), int(base)
+  if base == CHECKPOINT_DIR:
+    return os.path.dirname(path), None
+  if not os.path.isdir(os.path.join(path, CHECKPOINT_DIR)):
+    raise FileNotFoundError(f"{path} holds no {CHECKPOINT_DIR}/ directory; pass a workdir of "
+                            "train.py or one of its checkpoints/<step> directories")
+  return path, None
+
+
+def _flat(tree) -> dict[str, Any]:
+  return {"/".join(str(k.key) for k in path): leaf
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def restore_source(path: str, step: int | None = None):
+  """(state tree as plain dicts / lists of NumPy arrays, config, step) of any checkpoint.
+
+  Needs no knowledge of the source run's optimizer: the target is built from the
+  checkpoint's own metadata and placed on one local device.
+  """
+  workdir, located_step = _locate(path)
+  ckpt = Checkpointer(workdir, read_only=True)
+  try:
+    step = step if step is not None else located_step
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint steps in {ckpt.directory}")
+    meta = ckpt.manager.item_metadata(step)
+    device = jax.local_devices()[0]
+    single = jax.sharding.SingleDeviceSharding(device)
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=single),
+                          meta.state.tree if hasattr(meta.state, "tree") else meta.state)
+    out = ckpt.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), config=ocp.args.JsonRestore()))
+    return jax.tree.map(np.asarray, out.state), dict(out.config), step
+  finally:
+    ckpt.close()
+
+
+def merge_params(target_params, source_params, prefixes: Sequence[str] = (),
+                 source_name: str = "checkpoint"):
+  """`target_params` with leaves replaced by the same-path leaves of `source_params`.
+
+  Args:
+    target_params: the fresh model's parameters (any arrays; shardings are kept).
+    source_params: parameters of another run (nested dicts of arrays).
+    prefixes: take only paths starting with one of these ("encoder", "embed"); () takes
+      every path both trees share.
+    source_name: for error messages.
+
+  Returns:
+    (params, loaded_paths). Raises ValueError on a shape mismatch, when a requested
+    prefix matches nothing, or when nothing at all is shared.
+  """
+  src = _flat(source_params)
+  tgt = _flat(target_params)
+
+  def wanted(path):
+    return not prefixes or any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+  for prefix in prefixes:
+    if not any(wanted(p) and p in src for p in tgt if
+               p == prefix or p.startswith(prefix.rstrip("/") + "/")):
+      raise ValueError(f"init_params prefix {prefix!r} matches no parameter shared by the model "
+                       f"and {source_name}; shared top-level names: "
+                       f"{sorted({p.split('/')[0] for p in tgt if p in src})}")
+  loaded = []
+  for path, leaf in tgt.items():
+    if path in src and wanted(path):
+      if tuple(src[path].shape) != tuple(leaf.shape):
+        raise ValueError(f"parameter {path}: shape {tuple(src[path].shape)} in {source_name} but "
+                         f"{tuple(leaf.shape)} in this model; make the model config match "
+                         "(d_model, heads, max_len, vocab) or leave it out with init_params")
+      loaded.append(path)
+  if not loaded:
+    raise ValueError(f"no parameter of this model is found in {source_name}")
+
+  def pick(path, leaf):
+    key = "/".join(str(k.key) for k in path)
+    if key in loaded:
+      value = np.asarray(src[key]).astype(leaf.dtype)
+      sharding = getattr(leaf, "sharding", None)
+      return jax.device_put(value, sharding) if sharding is not None else value
+    return leaf
+
+  return jax.tree_util.tree_map_with_path(pick, target_params), loaded
+
+
+def load_checkpoint(workdir_or_path: str, step: int | None = None):
+  """(model, variables, config) of a train.py checkpoint, on whatever devices exist.
+
+  `config` is the saved run config dict (model, train, task, vocab_path, ...).
+  """
+  from synthesizer_jax.config import ModelConfig
+  from synthesizer_jax.transformer import DecoderLM, EncoderClassifier, EncoderDecoder
+
+  state, config, _ = restore_source(workdir_or_path, step)
+  model_cfg = ModelConfig(**{k: (tuple(v) if isinstance(v, list) else v)
+                             for k, v in config["model"].items()})
+  shape = config["shape"]
+  if shape == "lm":
+    model = DecoderLM(model_cfg)
+  elif shape == "encdec":
+    model = EncoderDecoder(model_cfg)
+  else:
+    model = EncoderClassifier(model_cfg, num_classes=config["num_classes"])
+  variables = {"params": state["params"], **(state.get("constants") or {})}
+  return model, variables, config

@@ -1,0 +1,165 @@
+"""Evaluation over a task's split: teacher-forced loss / perplexity / token accuracy, and
+decoded predictions scored by seqio-style metric functions (BLEU, ROUGE, GLUE metrics).
+
+Predictions follow seqio.Evaluator's conventions: model output ids are cut at EOS,
+decoded with the task vocabulary, and the metric functions `fn(targets,
+predictions) -> dict` of `metrics.METRIC_FNS[task_info.metric]` are applied to the
+decoded strings (class ids for classifiers).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from synthesizer_jax import metrics as metrics_lib
+from synthesizer_jax import sharding as shd
+
+EOS_ID = 1
+
+
+def pad_batch(batch: dict[str, np.ndarray], rows: int) -> tuple[dict[str, np.ndarray], int]:
+  """Pads every feature to `rows` rows with zeros (zero loss weight); returns (batch, real rows)."""
+  n = next(iter(batch.values())).shape[0]
+  if n == rows:
+    return batch, n
+  return {k: np.concatenate([v, np.zeros((rows - n,) + v.shape[1:], v.dtype)]) for k, v in
+          batch.items()}, n
+
+
+def _local_rows(x) -> np.ndarray:
+  """All rows of a (possibly multi-host) global array as NumPy."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "max_len"))
+def _greedy_encdec(model, variables, encoder_tokens_bs, max_len: int):
+  encoded = model.apply(variables, encoder_tokens_bs, method="encode")
+  b = encoder_tokens_bs.shape[0]
+
+  def body(t, carry):
+    dec_bt, out_bt = carry
+    logits = model.apply(variables, encoded, encoder_tokens_bs, dec_bt, method="decode")
+    nxt_b1 = jnp.argmax(logits[:, t], -1).astype(jnp.int32)[:, None]
+    out_bt = jax.lax.dynamic_update_slice(out_bt, nxt_b1, (0, t))
+    # Column 0 stays the start token (pad, as T5); the last prediction has no next column.
+    dec_bt = jax.lax.dynamic_update_slice(dec_bt, nxt_b1, (0, jnp.minimum(t + 1, max_len - 1)))
+    return dec_bt, out_bt
+
+  zeros = jnp.zeros((b, max_len), jnp.int32)
+  return jax.lax.fori_loop(0, max_len, body, (zeros, zeros))[1]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_new"))
+def _greedy_lm(model, variables, tokens_bl, start, num_new: int):
+  def body(i, toks_bl):
+    logits = model.apply(variables, toks_bl)
+    pos = start + i
+    nxt_b = jnp.argmax(logits[:, pos - 1], -1).astype(jnp.int32)
+    return jax.lax.dynamic_update_slice(toks_bl, nxt_b[:, None], (0, pos))
+
+  return jax.lax.fori_loop(0, num_new, body, tokens_bl)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _classify(model, variables, tokens_bl):
+  return model.apply(variables, tokens_bl)
+
+
+def predict_tokens(model, variables, encoder_tokens_bs, max_len: int) -> jax.Array:
+  """Greedy outputs [b, max_len] of an EncoderDecoder (one swap point for cached decoding).
+
+  Uncached: re-runs the decoder on the whole prefix each step (O(L^2), fine for eval on
+  small models). Swap in `synthesizer_jax.decoding.generate` here once it lands.
+  """
+  return _greedy_encdec(model, variables, encoder_tokens_bs, max_len)
+
+
+def sample_lm(model, variables, vocab, prompt: str, length: int) -> str:
+  """Greedy continuation of `prompt` in a fixed [1, length] window (uncached)."""
+  ids = [0] + list(vocab.encode(prompt))[: length - 2]  # seqio LM inputs start with 0
+  tokens = np.zeros((1, length), np.int32)
+  tokens[0, :len(ids)] = ids
+  out = np.asarray(_greedy_lm(model, variables, jnp.asarray(tokens), len(ids),
+                              length - len(ids)))[0, 1:]
+  return prompt + "|" + decode_ids(vocab, out[len(ids) - 1:])
+
+
+def decode_ids(vocab, ids) -> str:
+  """Token ids -> text, cut at the first EOS, padding dropped."""
+  ids = [int(i) for i in ids]
+  if EOS_ID in ids:
+    ids = ids[:ids.index(EOS_ID)]
+  return vocab.decode([i for i in ids if i > EOS_ID])
+
+
+def teacher_forced(run, state, batches: Iterator[dict[str, np.ndarray]],
+                   num_batches: int) -> dict[str, float]:
+  """Loss, perplexity and token (or example) accuracy over up to `num_batches` batches."""
+  totals: dict[str, float] | None = None
+  for i, batch in enumerate(batches):
+    if i >= num_batches:
+      break
+    batch, _ = pad_batch(batch, run.local_batch_size)
+    sums = jax.device_get(run.eval_step(state, shd.global_batch(batch, run.mesh)))
+    totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
+  if totals is None:
+    raise ValueError(f"the {run.cfg.task!r} eval split gave no batches")
+  out = metrics_lib.lm_metrics(totals)
+  if run.shape == "classifier":
+    out = {"loss": out["loss"], "accuracy": out["token_accuracy"], "examples": out["tokens"]}
+  return out
+
+
+def predictions(run, state, batches: Iterator[dict[str, np.ndarray]],
+                num_batches: int) -> tuple[list[Any], list[Any], list[Any]]:
+  """(inputs, targets, predictions) decoded as the task's metric functions expect."""
+  variables = {"params": state.params, **state.constants}
+  inputs, targets, preds = [], [], []
+  for i, batch in enumerate(batches):
+    if i >= num_batches:
+      break
+    batch, n = pad_batch(batch, run.local_batch_size)
+    enc = shd.global_batch({"x": batch["encoder_input_tokens"]}, run.mesh)["x"]
+    with shd.mesh_context(run.mesh, run.rules):
+      if run.shape == "classifier":
+        out = _local_rows(_classify(run.model, variables, enc))
+      else:
+        out = _local_rows(predict_tokens(run.model, variables, enc, run.cfg.decode_len))
+    src = _local_rows(enc)
+    if run.shape == "classifier":
+      tgt = batch["targets"][:n]
+      pred = out[:n, 0] if run.info.metric == "regression" else out[:n].argmax(-1)
+      targets += tgt.tolist()
+      preds += pred.tolist()
+      inputs += [decode_ids(run.vocab, row) for row in src[:n]]
+    else:
+      targets += [decode_ids(run.vocab, row) for row in batch["decoder_target_tokens"][:n]]
+      preds += [decode_ids(run.vocab, row) for row in out[:n]]
+      inputs += [decode_ids(run.vocab, row) for row in src[:n]]
+  return inputs, targets, preds
+
+
+def evaluate(run, state, split: str = "validation", num_batches: int | None = None,
+             predict_batches: int | None = None) -> dict[str, Any]:
+  """All metrics of `run`'s task on `split`: teacher-forced ones, then decoded-prediction ones."""
+  num_batches = run.cfg.eval_batches if num_batches is None else num_batches
+  predict_batches = run.cfg.predict_batches if predict_batches is None else predict_batches
+  results: dict[str, Any] = dict(teacher_forced(run, state, run.eval_batches(split), num_batches))
+  fns = metrics_lib.METRIC_FNS.get(run.info.metric)
+  examples = []
+  if fns and predict_batches > 0 and run.shape in ("encdec", "classifier"):
+    inputs, targets, preds = predictions(run, state, run.eval_batches(split), predict_batches)
+    results.update(metrics_lib.compute(fns, targets, preds))
+    examples = [{"input": i, "target": t, "prediction": p}
+                for i, t, p in list(zip(inputs, targets, preds, strict=False))[:5]]
+  return {"metrics": results, "examples": examples}

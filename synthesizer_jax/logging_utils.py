@@ -1,0 +1,132 @@
+"""Run logs: TensorBoard events + a JSONL file in the workdir, a console progress bar, loss curves.
+
+Only process 0 writes files and draws the bar; other processes get no-op writers,
+so a multi-host run leaves one copy of each log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricWriter:
+  """Writes scalars to `<workdir>/metrics.jsonl` and TensorBoard events in `<workdir>/tb/`."""
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.enabled = enabled
+    self.path = os.path.join(workdir, METRICS_FILE)
+    self._tb = None
+    if enabled:
+      os.makedirs(workdir, exist_ok=True)
+      from tensorboardX import SummaryWriter
+
+      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+
+  def write(self, step: int, scalars: dict[str, float], prefix: str = "train"):
+    """One JSON line {"step", "split", name: value...} and one TensorBoard scalar per name."""
+    if not self.enabled:
+      return
+    values = {k: float(v) for k, v in scalars.items() if np.ndim(v) == 0}
+    with open(self.path, "a") as f:
+      row = {"step": int(step), "split": prefix, "time": time.time(), **values}
+      f.write(json.dumps(row) + "\n")
+    for name, value in values.items():
+      self._tb.add_scalar(f"{prefix}/{name}", value, int(step))
+
+  def write_text(self, step: int, tag: str, text: str):
+    if self.enabled:
+      self._tb.add_text(tag, text, int(step))
+
+  def close(self):
+    if self._tb is not None:
+      self._tb.close()
+
+
+class Progress:
+  """tqdm bar over steps showing loss, steps/s, tokens/s and the ETA (tqdm's own).
+
+  `advance` every step (cheap, no device sync); `report` at log steps computes the
+  rates over the steps since the previous report.
+  """
+
+  def __init__(self, start: int, total: int, enabled: bool = True):
+    self.enabled = enabled
+    self._time, self._step, self._reported_step, self._tokens = time.time(), start, start, 0.0
+    self._bar = None
+    if enabled:
+      from tqdm import tqdm
+
+      self._bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
+                       bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
+                                  "[{elapsed}<{remaining}{postfix}]")
+
+  def advance(self, step: int, tokens: float = 0.0):
+    if self._bar is not None:
+      self._bar.update(step - self._step)
+    self._step = step
+    self._tokens += tokens
+
+  def report(self, loss: float | None = None) -> tuple[float, float]:
+    """(steps/s, tokens/s) since the previous report; shown on the bar."""
+    now = time.time()
+    elapsed = max(now - self._time, 1e-9)
+    rates = ((self._step - self._reported_step) / elapsed, self._tokens / elapsed)
+    if self._bar is not None:
+      post = {"steps/s": f"{rates[0]:.2f}", "tok/s": f"{rates[1]:,.0f}"}
+      if loss is not None:
+        post = {"loss": f"{loss:.3f}", **post}
+      self._bar.set_postfix(post)
+    self._time, self._reported_step, self._tokens = now, self._step, 0.0
+    return rates
+
+  def write(self, message: str):
+    if self._bar is not None:
+      self._bar.write(message)
+    elif self.enabled:
+      print(message)
+
+  def close(self):
+    if self._bar is not None:
+      self._bar.close()
+
+
+def read_metrics(workdir: str):
+  """The JSONL log as a list of dicts (empty if absent)."""
+  path = os.path.join(workdir, METRICS_FILE)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_loss_curve(workdir: str, out_name: str = "loss_curve.png") -> str | None:
+  """Train (and eval) loss against step from the JSONL log, saved as a PNG; returns its path."""
+  rows = read_metrics(workdir)
+  if not rows:
+    return None
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for split, key in (("train", "loss"), ("eval", "loss")):
+    pts = sorted((r["step"], r[key]) for r in rows if r.get("split") == split and key in r)
+    if pts:
+      steps, values = zip(*pts, strict=False)
+      ax.plot(steps, values, marker="o" if split == "eval" else None, label=f"{split} {key}")
+  ax.set_xlabel("step")
+  ax.set_ylabel("loss (nats / token)")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  path = os.path.join(workdir, out_name)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

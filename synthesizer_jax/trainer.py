@@ -1,0 +1,309 @@
+"""The training loop: `train_and_evaluate(model_fields, train_cfg, mesh_cfg, workdir)`.
+
+Reads a seqio task through `synthesizer_jax.data` (or any object with the same
+`task_info / get_dataset / get_vocabulary` functions, which tests pass in),
+builds the model for the task's shape, creates or restores a sharded train state,
+and trains with periodic logging, evaluation and Orbax checkpoints. A restarted
+run continues from the latest checkpoint, at the same data position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from synthesizer_jax import attention as registry
+from synthesizer_jax import checkpointing, evaluation, logging_utils, training
+from synthesizer_jax import sharding as shd
+from synthesizer_jax.config import ModelConfig
+from synthesizer_jax.transformer import DecoderLM, EncoderClassifier, EncoderDecoder
+
+RESULTS_FILE = "eval_results.json"
+
+
+def _data_module():
+  from synthesizer_jax import data
+
+  return data
+
+
+def build_model(shape: str, cfg: ModelConfig, num_classes: int | None = None):
+  if shape == "lm":
+    return DecoderLM(cfg)
+  if shape == "encdec":
+    return EncoderDecoder(cfg)
+  if shape == "classifier":
+    return EncoderClassifier(cfg, num_classes=num_classes)
+  raise ValueError(f"unknown model shape {shape!r}; expected one of {training.SHAPES}")
+
+
+def model_config(fields: Mapping[str, Any], vocab_size: int) -> ModelConfig:
+  """ModelConfig from config fields; vocab_size 0 (or absent) takes the task vocabulary's."""
+  fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in dict(fields).items()}
+  known = {f.name for f in dataclasses.fields(ModelConfig)}
+  unknown = sorted(set(fields) - known)
+  if unknown:
+    raise ValueError(f"unknown model config fields {unknown}; valid fields: {sorted(known)}")
+  if not fields.get("vocab_size"):
+    fields["vocab_size"] = vocab_size
+  elif fields["vocab_size"] < vocab_size:
+    raise ValueError(f"model.vocab_size={fields['vocab_size']} is smaller than the task "
+                     f"vocabulary ({vocab_size}); set it to 0 to use the vocabulary's size")
+  return ModelConfig(**fields)
+
+
+@dataclasses.dataclass
+class Run:
+  """Everything a train or eval run needs, built once by `setup`."""
+
+  cfg: training.TrainConfig
+  mesh_cfg: shd.MeshConfig
+  model_cfg: ModelConfig
+  shape: str
+  info: Any
+  vocab: Any
+  data: Any
+  model: Any
+  mesh: Any
+  rules: Any
+  tx: Any
+  shardings: Any
+  train_step: Any
+  eval_step: Any
+
+  @property
+  def local_batch_size(self) -> int:
+    return self.cfg.batch_size // jax.process_count()
+
+  def run_config(self) -> dict[str, Any]:
+    """The JSON saved beside every checkpoint."""
+    return {"task": self.cfg.task, "shape": self.shape, "metric": self.info.metric,
+            "num_classes": self.info.num_classes, "vocab_path": self.info.vocab_path,
+            "model": self.model_cfg.to_dict(), "train": self.cfg.to_dict(),
+            "mesh": dataclasses.asdict(self.mesh_cfg)}
+
+  def dataset(self, split: str, *, train: bool, start_batch: int = 0):
+    c = self.cfg
+    return self.data.get_dataset(
+        c.task, split, feature_lengths=c.feature_lengths(self.shape),
+        batch_size=self.local_batch_size, pack=train and c.pack and self.shape != "classifier",
+        shuffle=train, seed=c.seed, data_dir=c.data_dir, shard_index=jax.process_index(),
+        num_shards=jax.process_count(), start_batch=start_batch, repeat=train)
+
+  def eval_batches(self, split: str = "validation"):
+    return self.dataset(split, train=False)
+
+  def abstract_state(self):
+    """The state's shapes with the current mesh's shardings (the restore target)."""
+    return training.abstract_state(self.model, self.shape, self.tx,
+                                   self.cfg.feature_lengths(self.shape), self.shardings)
+
+
+def setup(model_fields: Mapping[str, Any], cfg: training.TrainConfig,
+          mesh_cfg: shd.MeshConfig | None = None, data=None) -> Run:
+  """Checks the config against the task and devices and builds model, mesh and steps."""
+  data = data or _data_module()
+  mesh_cfg = mesh_cfg or shd.MeshConfig()
+  if cfg.task not in data.TASKS:
+    raise ValueError(f"unknown task {cfg.task!r}; known tasks: {', '.join(data.TASKS)}")
+  if not os.path.isdir(cfg.data_dir):
+    raise FileNotFoundError(
+        f"data directory {os.path.abspath(cfg.data_dir)} does not exist; prepare it with "
+        f"`python -m synthesizer_jax.data.prepare --data_dir {cfg.data_dir}` (or `make train`)")
+  info = data.task_info(cfg.task, cfg.data_dir)
+  vocab = data.get_vocabulary(cfg.task, cfg.data_dir)
+  model_cfg = model_config(model_fields, vocab.vocab_size)
+  shape = info.shape
+  lengths = cfg.feature_lengths(shape)
+  kinds = [model_cfg.self_attention] + ([model_cfg.cross_attention] if shape == "encdec" else [])
+  if any(registry.uses_positions(k) for k in kinds) and max(lengths.values()) > model_cfg.max_len:
+    raise ValueError(f"feature lengths {lengths} exceed model.max_len={model_cfg.max_len}, the "
+                     f"longest sequence synthetic attention {kinds} can handle; raise max_len")
+  mesh = shd.make_mesh(mesh_cfg)
+  shards = shd.batch_shards(mesh)
+  micro = cfg.batch_size // cfg.grad_accum_steps
+  if micro % shards or cfg.batch_size % jax.process_count():
+    raise ValueError(f"batch_size={cfg.batch_size} / grad_accum_steps={cfg.grad_accum_steps} = "
+                     f"{micro} rows must split evenly over the {shards} batch shards (data x "
+                     f"fsdp) of the mesh and the {jax.process_count()} processes")
+  rules = shd.RULE_SETS[mesh_cfg.rules]
+  model = build_model(shape, model_cfg, info.num_classes)
+  tx = training.make_optimizer(cfg)
+  shardings = training.state_shardings(model, shape, tx, lengths, mesh, rules)
+  return Run(cfg=cfg, mesh_cfg=mesh_cfg, model_cfg=model_cfg, shape=shape, info=info, vocab=vocab,
+             data=data, model=model, mesh=mesh, rules=rules, tx=tx, shardings=shardings,
+             train_step=training.jit_train_step(model, shape, tx, cfg, mesh, rules, shardings),
+             eval_step=training.jit_eval_step(model, shape, cfg, mesh, rules, shardings))
+
+
+def initial_state(run: Run, log=print):
+  """Fresh state, optionally with parameters taken from another run (`cfg.init_from`)."""
+  lengths = run.cfg.feature_lengths(run.shape)
+  state, _ = training.create_train_state(run.model, run.shape, run.tx, lengths, run.mesh,
+                                         run.rules, seed=run.cfg.seed)
+  if run.cfg.init_from:
+    source, _, step = checkpointing.restore_source(run.cfg.init_from)
+    params, loaded = checkpointing.merge_params(
+        state.params, source["params"], run.cfg.init_params,
+        source_name=f"{run.cfg.init_from} (step {step})")
+    # Fresh optimizer state for the new parameters (fine-tuning starts its own schedule).
+    opt_state = jax.jit(run.tx.init, out_shardings=run.shardings.opt_state)(params)
+    state = state.replace(params=params, opt_state=opt_state)
+    log(f"initialised {len(loaded)} parameter arrays from {run.cfg.init_from} (step {step})")
+  return state
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag so the loop can save a checkpoint before exiting."""
+
+  def __init__(self):
+    self.requested = False
+    self._old = None
+    try:
+      self._old = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread
+      pass
+
+  def _handle(self, signum, frame):
+    self.requested = True
+
+  def restore(self):
+    if self._old is not None:
+      signal.signal(signal.SIGTERM, self._old)
+
+
+def _scalars(metrics) -> dict[str, float]:
+  return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def write_results(workdir: str, step: int, results: dict[str, Any], name: str = RESULTS_FILE):
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, name), "w") as f:
+      json.dump({"step": int(step), **results}, f, indent=2)
+
+
+def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfig,
+                       mesh_cfg: shd.MeshConfig, workdir: str, *, data=None,
+                       stop_after: int | None = None, progress: bool = True) -> dict[str, Any]:
+  """Trains (resuming from `workdir` if it holds checkpoints), evaluates, returns eval results.
+
+  Args:
+    model_fields: ModelConfig fields (vocab_size 0 = the task vocabulary's size).
+    cfg: the run's TrainConfig.
+    mesh_cfg: mesh shape and sharding rule set.
+    workdir: checkpoints, metrics.jsonl, TensorBoard events, eval JSON and loss curve go here.
+    data: the data module (default `synthesizer_jax.data`).
+    stop_after: stop (with a checkpoint) after this many steps of this invocation, as a
+      preemption would; used by tests and for time-boxed jobs.
+    progress: show the progress bar.
+  """
+  run = setup(model_fields, cfg, mesh_cfg, data)
+  lead = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  writer = logging_utils.MetricWriter(workdir, enabled=lead)
+  log = print if lead else (lambda *a, **k: None)
+  ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_checkpoints,
+                                    async_save=cfg.async_checkpoints)
+  start = ckpt.latest_step() or 0
+  if start:
+    state, meta = ckpt.restore(run.abstract_state())
+    log(f"resumed from {ckpt.directory} step {start} (data position: {meta['train_batches']} "
+        "batches)")
+    start = int(meta["train_batches"])
+  else:
+    state = initial_state(run, log)
+  n_params = sum(x.size for x in jax.tree.leaves(state.params))
+  log(f"model: {type(run.model).__name__} self_attention={run.model_cfg.self_attention}, "
+      f"{n_params:,} parameters; task {cfg.task}; mesh {dict(run.mesh.shape)} rules "
+      f"{mesh_cfg.rules}; workdir {workdir}")
+  with open(os.path.join(workdir, "config.json"), "w") if lead else open(os.devnull, "w") as f:
+    json.dump(run.run_config(), f, indent=2)
+
+  batches = run.dataset("train", train=True, start_batch=start)
+  bar = logging_utils.Progress(start, cfg.num_train_steps, enabled=lead and progress)
+  preempt = _Preemption()
+  end = cfg.num_train_steps if stop_after is None else min(cfg.num_train_steps, start + stop_after)
+  pending = None
+  step = start
+
+  def flush(entry):
+    scalars = _scalars(entry[1])
+    rate, tok_rate = bar.report(scalars["loss"])
+    writer.write(entry[0], {**scalars, "steps_per_sec": rate, "tokens_per_sec": tok_rate})
+
+  try:
+    for step in range(start + 1, end + 1):
+      batch = next(batches)
+      training.check_batch(batch, run.shape, run.local_batch_size)
+      state, metrics = run.train_step(state, shd.global_batch(batch, run.mesh))
+      weights = batch.get("decoder_loss_weights", batch.get("targets"))
+      bar.advance(step, float(np.sum(weights > 0)) * jax.process_count())
+      # Metrics are fetched one step late, so the host never waits on the step just launched.
+      if pending is not None:
+        flush(pending)
+        pending = None
+      if step % cfg.log_every == 0:
+        pending = (step, metrics)
+      if step % cfg.eval_every == 0 and step != end:
+        results = evaluation.evaluate(run, state, predict_batches=0)
+        writer.write(step, results["metrics"], prefix="eval")
+        bar.write(f"step {step}: eval " + ", ".join(
+            f"{k} {v:.4g}" for k, v in results["metrics"].items()))
+      if step % cfg.checkpoint_every == 0 or preempt.requested:
+        ckpt.save(step, state, run.run_config(), {"step": step, "train_batches": step})
+      if preempt.requested:
+        log(f"SIGTERM: saved step {step}, stopping")
+        break
+    if pending is not None:
+      flush(pending)
+    elif step > start:
+      writer.write(step, _scalars(metrics))
+    bar.close()
+    if step not in ckpt.all_steps() and step > start:
+      ckpt.save(step, state, run.run_config(), {"step": step, "train_batches": step})
+    ckpt.wait()
+  finally:
+    preempt.restore()
+    ckpt.close()
+  if preempt.requested or step < cfg.num_train_steps:
+    writer.close()
+    return {"step": step, "stopped": True}
+  results = evaluation.evaluate(run, state)
+  if run.shape == "lm" and lead:
+    variables = {"params": state.params, **state.constants}
+    results["sample"] = evaluation.sample_lm(run.model, variables, run.vocab, cfg.sample_prompt,
+                                             cfg.targets_length)
+  writer.write(step, results["metrics"], prefix="eval")
+  writer.close()
+  write_results(workdir, step, results)
+  curve = logging_utils.plot_loss_curve(workdir) if lead else None
+  m = results["metrics"]
+  log("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()))
+  if "sample" in results:
+    log(f"sample: {results['sample']}")
+  log(f"checkpoint: {ckpt.directory}/{step}; results: {os.path.join(workdir, RESULTS_FILE)}"
+      + (f"; loss curve: {curve}" if curve else ""))
+  return {"step": step, **results}
+
+
+def from_config(config: Mapping[str, Any]):
+  """(model_fields, TrainConfig, MeshConfig) from a nested mapping (a ConfigDict's to_dict()).
+
+  Top-level keys are TrainConfig fields, plus `model` (ModelConfig fields) and `mesh`
+  (MeshConfig fields). Unknown keys raise ValueError naming them.
+  """
+  values = dict(config)
+  model_fields = dict(values.pop("model", {}))
+  mesh_values = dict(values.pop("mesh", {}))
+  known = {f.name for f in dataclasses.fields(shd.MeshConfig)}
+  unknown = sorted(set(mesh_values) - known)
+  if unknown:
+    raise ValueError(f"unknown mesh config fields {unknown}; valid fields: {sorted(known)}")
+  return model_fields, training.TrainConfig.from_dict(values), shd.MeshConfig(**mesh_values)

@@ -1,0 +1,49 @@
+"""Train (and evaluate) a Synthesizer model from an experiment config.
+
+    python train.py --config configs/offline_lm.py --workdir /tmp/sj_lm \
+        --config.model.self_attention=random --config.num_train_steps=2000
+
+The workdir receives Orbax checkpoints, config.json, metrics.jsonl, TensorBoard events
+(tb/), eval_results.json and loss_curve.png; running the same command again resumes from
+the latest checkpoint. Multi-process (multi-host) runs: pass --coordinator_address,
+--num_processes and --process_id (or set SJ_COORDINATOR / SJ_NUM_PROCESSES /
+SJ_PROCESS_ID; --coordinator_address=auto on TPU pods and SLURM). See docs/training.md.
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py)")
+_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, logs and results")
+_PREPARE = flags.DEFINE_bool("prepare", False, "build the task's data first (idempotent)")
+_COORD = flags.DEFINE_string("coordinator_address", "", "host:port of process 0, or 'auto'")
+_NPROC = flags.DEFINE_integer("num_processes", 0, "number of processes (multi-host)")
+_PID = flags.DEFINE_integer("process_id", -1, "this process's index (multi-host)")
+_STOP = flags.DEFINE_integer("stop_after", None, "stop after this many steps (with a checkpoint)")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save step at INFO
+  from synthesizer_jax import sharding
+
+  # Before anything touches the devices.
+  sharding.maybe_initialize_distributed(_COORD.value, _NPROC.value, _PID.value)
+  from synthesizer_jax import trainer
+
+  model_fields, train_cfg, mesh_cfg = trainer.from_config(_CONFIG.value.to_dict())
+  if _PREPARE.value:
+    from synthesizer_jax import data
+
+    data.prepare(train_cfg.data_dir, [train_cfg.task])
+  result = trainer.train_and_evaluate(model_fields, train_cfg, mesh_cfg, _WORKDIR.value,
+                                      stop_after=_STOP.value)
+  return 0 if result else 1
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir"])
+  sys.exit(app.run(main))
