@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Tuple
 
 _DTYPES = ("float32", "bfloat16", "float16")
 _ACTIVATIONS = ("relu", "gelu", "silu")
@@ -20,7 +19,7 @@ def _fail(field: str, value, why: str) -> None:
   raise ValueError(f"ModelConfig.{field}={value!r}: {why}")
 
 
-def default_factor_sizes(max_len: int) -> Tuple[int, int]:
+def default_factor_sizes(max_len: int) -> tuple[int, int]:
   """Returns (a, b) with a * b == max_len and a the largest divisor <= sqrt(max_len)."""
   a = max(d for d in range(1, math.isqrt(max_len) + 1) if max_len % d == 0)
   return a, max_len // a
@@ -49,7 +48,7 @@ class AttentionConfig:
   max_len: int
   dense_hidden_dim: int
   random_rank: int
-  factor_sizes: Tuple[int, int]
+  factor_sizes: tuple[int, int]
   random_init_stddev: float = 1.0
   dropout_rate: float = 0.0
   dtype: str = "float32"
@@ -70,18 +69,18 @@ class ModelConfig:
   head_dim: int = 32
   mlp_dim: int = 512
   num_layers: int = 2
-  num_encoder_layers: Optional[int] = None
-  num_decoder_layers: Optional[int] = None
+  num_encoder_layers: int | None = None
+  num_decoder_layers: int | None = None
   max_len: int = 128
   dropout_rate: float = 0.1
   attention_dropout_rate: float = 0.0
   self_attention: str = "dot"
   cross_attention: str = "dot"
   # Synthesizer-specific sizes; None picks the documented default.
-  dense_hidden_dim: Optional[int] = None  # default: head_dim
+  dense_hidden_dim: int | None = None  # default: head_dim
   random_rank: int = 8
-  factor_sizes: Optional[Tuple[int, int]] = None  # default: default_factor_sizes
-  random_init_stddev: Optional[float] = None  # default: 1 / sqrt(max_len)
+  factor_sizes: tuple[int, int] | None = None  # default: default_factor_sizes
+  random_init_stddev: float | None = None  # default: 1 / sqrt(max_len)
   mlp_activation: str = "relu"
   tie_embeddings: bool = True
   pad_id: int = 0
@@ -156,7 +155,7 @@ class ModelConfig:
         dtype=self.dtype,
     )
 
-  def replace(self, **changes) -> "ModelConfig":
+  def replace(self, **changes) -> ModelConfig:
     return dataclasses.replace(self, **changes)
 
   def to_dict(self) -> dict:

@@ -7,19 +7,19 @@ any mesh without touching this file.
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-Axes = Tuple[str, ...]
+Axes = tuple[str, ...]
 
 ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "silu": jax.nn.silu}
 
 
-def fan_in_init(fan_in_axes: Union[int, Sequence[int]] = 0):
+def fan_in_init(fan_in_axes: int | Sequence[int] = 0):
   """LeCun-normal init whose fan-in is the product of `fan_in_axes`."""
   axes = (fan_in_axes,) if isinstance(fan_in_axes, int) else tuple(fan_in_axes)
   return nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal",
@@ -48,7 +48,7 @@ class Projection(nn.Module):
     out_axes: logical names of `features`.
   """
 
-  features: Tuple[int, ...]
+  features: tuple[int, ...]
   in_axes: Axes
   out_axes: Axes
   use_bias: bool = False
@@ -126,7 +126,8 @@ def sinusoidal_positions(positions_bl: jax.Array, d_model: int) -> jax.Array:
   """Sinusoidal timing signal (Vaswani et al. 2017) at arbitrary positions, [b, l, d_model]."""
   half = d_model // 2
   inv_freq = np.exp(-np.log(10_000.0) * np.arange(half) / max(half - 1, 1)).astype(np.float32)
-  angles = positions_bl.astype(jnp.float32)[..., None] * inv_freq.reshape((1,) * positions_bl.ndim + (half,))
+  inv_freq = inv_freq.reshape((1,) * positions_bl.ndim + (half,))
+  angles = positions_bl.astype(jnp.float32)[..., None] * inv_freq
   signal = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
   if d_model % 2:
     signal = jnp.pad(signal, [(0, 0)] * (signal.ndim - 1) + [(0, 1)])

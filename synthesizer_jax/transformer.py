@@ -10,8 +10,6 @@ segment-relative `positions` (derived from `segment_ids` when omitted).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -19,6 +17,7 @@ import jax.numpy as jnp
 from synthesizer_jax import attention as registry
 from synthesizer_jax.attention import Attention
 from synthesizer_jax.attention.core import check_positions, make_mask
+from synthesizer_jax.attention.layer import check_mode
 from synthesizer_jax.config import ModelConfig
 from synthesizer_jax.layers import MLP, Embed, Projection, RMSNorm, constrain, sinusoidal_positions
 
@@ -57,6 +56,19 @@ class _Inputs:
     self.positions = positions_bl
 
 
+def _cached_inputs(tokens_bl, positions_bl, segment_ids_bl, mode: str) -> jax.Array:
+  """Positions of the new tokens in prefill / decode mode (negative: left padding)."""
+  check_mode(mode)
+  if segment_ids_bl is not None:
+    raise ValueError(f"mode={mode!r} decodes unpacked sequences: pass segment_ids=None")
+  if positions_bl is None:
+    if mode == "decode":
+      raise ValueError("mode='decode' needs the positions of the new tokens "
+                       "(sj.decoding passes them)")
+    positions_bl = jnp.arange(tokens_bl.shape[1])[None, :]
+  return positions_bl
+
+
 def _causal_mask(inp: _Inputs) -> jax.Array:
   """Causal (+ same-segment) mask; batch 1 when unpacked.
 
@@ -83,7 +95,8 @@ class _Model(nn.Module):
 
   def embed_tokens(self, tokens_bl, positions_bl, deterministic):
     cfg = self.cfg
-    x_ble = self.embed(tokens_bl) + sinusoidal_positions(positions_bl, cfg.d_model).astype(cfg.dtype)
+    signal = sinusoidal_positions(jnp.maximum(positions_bl, 0), cfg.d_model)  # < 0: padding slot
+    x_ble = self.embed(tokens_bl) + signal.astype(cfg.dtype)
     return constrain(self.input_dropout(x_ble, deterministic=deterministic), ACT)
 
   def output_logits(self, x_ble):
@@ -121,17 +134,18 @@ class DecoderLayer(nn.Module):
 
   @nn.compact
   def __call__(self, x_bqe, self_mask_b1qq, pos_bq, deterministic: bool, encoded_bke=None,
-               cross_mask_b1qk=None, enc_pos_bk=None):
+               cross_mask_b1qk=None, enc_pos_bk=None, mode: str = "train"):
     cfg = self.cfg
     drop = nn.Dropout(cfg.dropout_rate)
     h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_self_attention_norm")(x_bqe)
     h_bqe = Attention(cfg.attention(cfg.self_attention), name="self_attention")(
-        h_bqe, h_bqe, self_mask_b1qq, pos_bq, pos_bq, deterministic=deterministic)
+        h_bqe, h_bqe, self_mask_b1qq, pos_bq, pos_bq, deterministic=deterministic, mode=mode)
     x_bqe = constrain(x_bqe + drop(h_bqe, deterministic=deterministic), ACT)
     if self.cross:
       h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_cross_attention_norm")(x_bqe)
-      h_bqe = Attention(cfg.attention(cfg.cross_attention), name="cross_attention")(
-          h_bqe, encoded_bke, cross_mask_b1qk, pos_bq, enc_pos_bk, deterministic=deterministic)
+      h_bqe = Attention(cfg.attention(cfg.cross_attention), cross=True, name="cross_attention")(
+          h_bqe, encoded_bke, cross_mask_b1qk, jnp.maximum(pos_bq, 0), enc_pos_bk,
+          deterministic=deterministic, mode=mode)
       x_bqe = constrain(x_bqe + drop(h_bqe, deterministic=deterministic), ACT)
     h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_mlp_norm")(x_bqe)
     h_bqe = MLP(cfg.d_model, cfg.mlp_dim, cfg.mlp_activation, cfg.dropout_rate, cfg.dtype,
@@ -161,10 +175,10 @@ class Decoder(nn.Module):
 
   @nn.compact
   def __call__(self, x_bqe, mask_b1qq, pos_bq, deterministic: bool, encoded_bke=None,
-               cross_mask_b1qk=None, enc_pos_bk=None):
+               cross_mask_b1qk=None, enc_pos_bk=None, mode: str = "train"):
     for i in range(self.num_layers):
       x_bqe = DecoderLayer(self.cfg, self.cross, name=f"layers_{i}")(
-          x_bqe, mask_b1qq, pos_bq, deterministic, encoded_bke, cross_mask_b1qk, enc_pos_bk)
+          x_bqe, mask_b1qq, pos_bq, deterministic, encoded_bke, cross_mask_b1qk, enc_pos_bk, mode)
     return RMSNorm(dtype=self.cfg.dtype, name="final_norm")(x_bqe)
 
 
@@ -178,12 +192,19 @@ class DecoderLM(_Model):
     self.setup_io()
     self.decoder = Decoder(self.cfg, self.cfg.decoder_layers)
 
-  def __call__(self, tokens, positions=None, segment_ids=None, *, deterministic: bool = True):
+  def __call__(self, tokens, positions=None, segment_ids=None, *, deterministic: bool = True,
+               mode: str = "train"):
+    """Logits [b, l, vocab]. mode "prefill"/"decode" read and extend the "cache" collection
+    (see `synthesizer_jax.decoding`); positions < 0 then mark left padding."""
     cfg = self.cfg
-    inp = _Inputs(tokens, positions, segment_ids, cfg, [cfg.self_attention])
-    mask = _causal_mask(inp)
-    x = self.embed_tokens(tokens, inp.positions, deterministic)
-    x = self.decoder(x, mask, inp.positions, deterministic)
+    if mode != "train":
+      positions = _cached_inputs(tokens, positions, segment_ids, mode)
+      mask = None
+    else:
+      inp = _Inputs(tokens, positions, segment_ids, cfg, [cfg.self_attention])
+      positions, mask = inp.positions, _causal_mask(inp)
+    x = self.embed_tokens(tokens, positions, deterministic)
+    x = self.decoder(x, mask, positions, deterministic, mode=mode)
     return self.output_logits(x)
 
 
@@ -212,9 +233,26 @@ class EncoderDecoder(_Model):
 
   def decode(self, encoded, encoder_tokens, decoder_tokens, encoder_positions=None,
              decoder_positions=None, encoder_segment_ids=None, decoder_segment_ids=None, *,
-             deterministic: bool = True):
-    """Decoder logits [b, t, vocab] given `encoded` = `encode(encoder_tokens, ...)`."""
+             deterministic: bool = True, mode: str = "train"):
+    """Decoder logits [b, t, vocab] given `encoded` = `encode(encoder_tokens, ...)`.
+
+    mode "prefill" caches the encoder's keys/values and the decoder prompt; "decode" extends
+    the cache by the new decoder tokens and needs no encoder inputs (pass None).
+    """
     cfg = self.cfg
+    if mode != "train":
+      positions = _cached_inputs(decoder_tokens, decoder_positions, decoder_segment_ids, mode)
+      enc_pos = cross_mask = None
+      if mode == "prefill":
+        enc = _Inputs(encoder_tokens, encoder_positions, encoder_segment_ids, cfg,
+                      [cfg.cross_attention])
+        if enc.segments is not None:
+          raise ValueError("mode='prefill' decodes unpacked sequences: pass segment_ids=None")
+        enc_pos = enc.positions
+        cross_mask = make_mask(jnp.ones((1, decoder_tokens.shape[1]), bool), enc.valid)
+      x = self.embed_tokens(decoder_tokens, positions, deterministic)
+      x = self.decoder(x, None, positions, deterministic, encoded, cross_mask, enc_pos, mode=mode)
+      return self.output_logits(x)
     enc = _Inputs(encoder_tokens, encoder_positions, encoder_segment_ids, cfg,
                   [cfg.cross_attention])
     dec = _Inputs(decoder_tokens, decoder_positions, decoder_segment_ids, cfg,

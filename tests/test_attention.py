@@ -1,4 +1,4 @@
-"""Every attention kind against a NumPy implementation of the paper's formula, and its invariances."""
+"""Every attention kind against a NumPy version of the paper's formula, and its invariances."""
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +42,7 @@ def np_logits(kind, p, consts, x_bqe, x_bke, pos_q, pos_k):
   elif kind == "factorized_dense":
     a, b_ = CFG.factor_sizes
     h_a = np.tile(np_two_layer(p["f_a"], x_bqe), (1, 1, 1, b_))       # H_A: tile a-vector b times
-    h_c = np.repeat(np_two_layer(p["f_c"], x_bqe), a, axis=-1)        # H_B: repeat each entry a times
+    h_c = np.repeat(np_two_layer(p["f_c"], x_bqe), a, axis=-1)  # H_B: repeat entries a times
     table = h_a * h_c
   else:
     raise AssertionError(kind)

@@ -11,7 +11,7 @@ from synthesizer_jax.config import default_factor_sizes
     (dict(self_attention="random+foo"), r"unknown attention kind 'foo' in 'random\+foo'"),
     (dict(cross_attention="dot+dot"), r"cross_attention.*repeats a component"),
     (dict(self_attention=""), r"non-empty string"),
-    (dict(num_heads=3), r"num_heads=3.*num_heads \* head_dim = 3 \* 32 = 96 must equal d_model=128"),
+    (dict(num_heads=3), r"num_heads=3.*head_dim = 3 \* 32 = 96 must equal d_model=128"),
     (dict(d_model=100), r"d_model=100"),
     (dict(factor_sizes=(4, 4)), r"factor_sizes=\(4, 4\).*a \* b = 16 must equal max_len=128"),
     (dict(factor_sizes=(4,)), r"factor_sizes.*two positive integers"),

@@ -76,7 +76,7 @@ def test_decoder_lm_is_causal(kind, maybe_jit):
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
 def test_decoder_lm_gradient_causality(kind):
-  """d logits[:, i] / d embedding[token_j] == 0 for every j > i (untied, so rows are inputs only)."""
+  """d logits[:, i] / d embedding[token_j] == 0 for j > i (untied: rows are inputs only)."""
   cfg = small_config(self_attention=kind, num_layers=1, tie_embeddings=False)
   model = sj.DecoderLM(cfg)
   tokens = _tokens((1, 8))
@@ -174,7 +174,8 @@ def test_classifier_ignores_padding(kind, maybe_jit):
                              rtol=1e-4, atol=1e-5)
   garbage = padded.copy()
   garbage[:, 6:] = 0
-  np.testing.assert_array_equal(np.asarray(fn(variables, garbage)), np.asarray(fn(variables, padded)))
+  np.testing.assert_array_equal(np.asarray(fn(variables, garbage)),
+                                np.asarray(fn(variables, padded)))
 
 
 @pytest.mark.parametrize("model_fn", [sj.DecoderLM, sj.EncoderClassifier])

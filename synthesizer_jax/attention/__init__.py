@@ -7,15 +7,18 @@ per-head gates over its components' logits. `make_source(cfg)` builds the
 
 from __future__ import annotations
 
-from typing import Dict, Tuple, Type
-
 from synthesizer_jax.attention.core import LogitSource
 from synthesizer_jax.attention.dot_product import DotProduct
 from synthesizer_jax.attention.mixture import Mixture
 from synthesizer_jax.attention.synthetic import (
-    Dense, FactorizedDense, FactorizedRandom, FixedRandom, Random)
+  Dense,
+  FactorizedDense,
+  FactorizedRandom,
+  FixedRandom,
+  Random,
+)
 
-SOURCES: Dict[str, Type[LogitSource]] = {
+SOURCES: dict[str, type[LogitSource]] = {
     "dot": DotProduct,
     "dense": Dense,
     "random": Random,
@@ -23,10 +26,10 @@ SOURCES: Dict[str, Type[LogitSource]] = {
     "factorized_dense": FactorizedDense,
     "factorized_random": FactorizedRandom,
 }
-KINDS: Tuple[str, ...] = tuple(SOURCES)
+KINDS: tuple[str, ...] = tuple(SOURCES)
 
 
-def parse_kind(kind: str) -> Tuple[str, ...]:
+def parse_kind(kind: str) -> tuple[str, ...]:
   """Splits "a+b" into its components, raising ValueError on an unknown or repeated one."""
   if not isinstance(kind, str) or not kind:
     raise ValueError(f"attention kind must be a non-empty string, got {kind!r}; "

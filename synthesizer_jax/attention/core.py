@@ -8,7 +8,7 @@ and in `layer.py`, so a new kind cannot get masking wrong.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -53,6 +53,8 @@ class LogitSource(nn.Module):
 
 def gather_columns(table_bhql: jax.Array, pos_bk: jax.Array) -> jax.Array:
   """out[b, h, q, k] = table[b, h, q, pos[b, k]]; an out-of-range position gives NaN."""
+  batch = max(table_bhql.shape[0], pos_bk.shape[0])
+  table_bhql = jnp.broadcast_to(table_bhql, (batch,) + table_bhql.shape[1:])
   idx_bhqk = jnp.broadcast_to(pos_bk[:, None, None, :],
                               table_bhql.shape[:3] + pos_bk.shape[-1:])
   return jnp.take_along_axis(table_bhql, idx_bhqk, axis=-1, mode="fill", fill_value=jnp.nan)
@@ -64,7 +66,7 @@ def gather_rows(table_hlx: jax.Array, pos_bq: jax.Array) -> jax.Array:
   return jnp.transpose(out_hbqx, (1, 0, 2, 3))
 
 
-def check_positions(positions: Optional[jax.Array], length: int, max_len: int) -> None:
+def check_positions(positions: jax.Array | None, length: int, max_len: int) -> None:
   """Raises ValueError when a synthetic kind would index a position >= max_len.
 
   Checks the static length when positions are implicit (0..length-1), and the
@@ -88,9 +90,9 @@ def check_positions(positions: Optional[jax.Array], length: int, max_len: int) -
 
 
 def make_mask(q_valid_bq: jax.Array, k_valid_bk: jax.Array,
-              q_segment_bq: Optional[jax.Array] = None, k_segment_bk: Optional[jax.Array] = None,
-              causal: bool = False, q_index_bq: Optional[jax.Array] = None,
-              k_index_bk: Optional[jax.Array] = None) -> jax.Array:
+              q_segment_bq: jax.Array | None = None, k_segment_bk: jax.Array | None = None,
+              causal: bool = False, q_index_bq: jax.Array | None = None,
+              k_index_bk: jax.Array | None = None) -> jax.Array:
   """Boolean attention mask [batch, 1, q_len, k_len]: True where query may see key.
 
   Combines padding (valid flags), packing (equal segment ids) and, when
@@ -108,7 +110,7 @@ def make_mask(q_valid_bq: jax.Array, k_valid_bk: jax.Array,
   return mask_bqk[:, None, :, :]
 
 
-def masked_softmax(logits_bhqk: jax.Array, mask_b1qk: Optional[jax.Array]) -> jax.Array:
+def masked_softmax(logits_bhqk: jax.Array, mask_b1qk: jax.Array | None) -> jax.Array:
   """Softmax over keys in float32, masked entries excluded."""
   logits_bhqk = logits_bhqk.astype(jnp.float32)
   if mask_b1qk is not None:

@@ -10,27 +10,25 @@ O(h n^2) and left out).
 
 from __future__ import annotations
 
-from typing import Dict
-
 from synthesizer_jax.attention import parse_kind
 from synthesizer_jax.config import AttentionConfig
 
 
-def _source_params(kind: str, c: AttentionConfig, d: int) -> Dict[str, int]:
-  h, dh, f, l, k = c.num_heads, c.head_dim, c.dense_hidden_dim, c.max_len, c.random_rank
+def _source_params(kind: str, c: AttentionConfig, d: int) -> dict[str, int]:
+  h, dh, f, ln, k = c.num_heads, c.head_dim, c.dense_hidden_dim, c.max_len, c.random_rank
   a, b = c.factor_sizes
   two_layer = lambda out: h * (d * f + f + f * out + out)  # W1, b1, W2, b2 per head
   return {
       "dot": {"trained": 2 * d * h * dh},
-      "dense": {"trained": two_layer(l)},
-      "random": {"trained": h * l * l},
-      "fixed_random": {"constant": h * l * l},
+      "dense": {"trained": two_layer(ln)},
+      "random": {"trained": h * ln * ln},
+      "fixed_random": {"constant": h * ln * ln},
       "factorized_dense": {"trained": two_layer(a) + two_layer(b)},
-      "factorized_random": {"trained": 2 * h * l * k},
+      "factorized_random": {"trained": 2 * h * ln * k},
   }[kind]
 
 
-def param_count(c: AttentionConfig, d_model: int) -> Dict[str, int]:
+def param_count(c: AttentionConfig, d_model: int) -> dict[str, int]:
   """{"trained": ..., "constant": ...} element counts of one attention layer of kind `c.kind`."""
   parts = parse_kind(c.kind)
   trained = 2 * d_model * c.num_heads * c.head_dim  # value and output projections
@@ -45,11 +43,11 @@ def param_count(c: AttentionConfig, d_model: int) -> Dict[str, int]:
 
 
 def _source_flops(kind: str, c: AttentionConfig, d: int, n: int) -> int:
-  h, dh, f, l, k = c.num_heads, c.head_dim, c.dense_hidden_dim, c.max_len, c.random_rank
+  h, dh, f, ln, k = c.num_heads, c.head_dim, c.dense_hidden_dim, c.max_len, c.random_rank
   a, b = c.factor_sizes
   return {
       "dot": 2 * 2 * n * d * h * dh + 2 * h * n * n * dh,  # Q, K projections; Q K^T
-      "dense": 2 * n * d * h * f + 2 * n * h * f * l,
+      "dense": 2 * n * d * h * f + 2 * n * h * f * ln,
       "random": 0,  # a gather of R
       "fixed_random": 0,
       "factorized_dense": 2 * 2 * n * d * h * f + 2 * n * h * f * (a + b),

@@ -1,8 +1,6 @@
-"""`Attention`: values, the kind's logits, the shared kernel, and the output projection."""
+"""`Attention`: values, the kind's logits, the shared kernel, the output projection, the cache."""
 
 from __future__ import annotations
-
-from typing import Optional
 
 import flax.linen as nn
 import jax
@@ -13,6 +11,13 @@ from synthesizer_jax.attention.core import check_positions, masked_softmax
 from synthesizer_jax.config import AttentionConfig
 from synthesizer_jax.layers import Projection
 
+MODES = ("train", "prefill", "decode")
+
+
+def check_mode(mode: str) -> None:
+  if mode not in MODES:
+    raise ValueError(f"mode={mode!r}: must be one of {MODES}")
+
 
 class Attention(nn.Module):
   """Multi-head attention of any kind: softmax(mask(B)) (X Wv) Wo.
@@ -20,35 +25,62 @@ class Attention(nn.Module):
   B comes from the kind's `LogitSource` (`cfg.kind`); masking, the float32
   softmax, dropout and the value product are shared by every kind. The softmax
   weights are sown as `intermediates/.../attention_weights`, [b, h, q, k].
+
+  Modes: "train" attends within the given inputs. "prefill" and "decode" use
+  the "cache" collection: self-attention appends the new tokens' values (and
+  keys, for kinds that read them: synthetic kinds cache values only) at the
+  cache index and attends over every valid cached slot up to its own;
+  cross-attention (`cross=True`) stores the encoder's values/keys at prefill
+  and reads them at every decode step. In cached modes a negative query
+  position marks a padding slot (left-padded prompts).
+
+  Attributes:
+    cfg: the layer's AttentionConfig.
+    cross: True for encoder-decoder cross-attention.
   """
 
   cfg: AttentionConfig
+  cross: bool = False
 
   @nn.compact
-  def __call__(self, x_bqe: jax.Array, x_bke: jax.Array, mask_b1qk: Optional[jax.Array],
-               pos_bq: jax.Array, pos_bk: jax.Array, *, deterministic: bool = True) -> jax.Array:
+  def __call__(self, x_bqe: jax.Array, x_bke: jax.Array | None,
+               mask_b1qk: jax.Array | None, pos_bq: jax.Array, pos_bk: jax.Array | None, *,
+               deterministic: bool = True, mode: str = "train") -> jax.Array:
     """Attends from queries x_bqe to keys/values x_bke.
 
     Args:
       x_bqe: query-side hidden states [batch, q_len, embed].
-      x_bke: key/value-side hidden states [batch, k_len, embed].
-      mask_b1qk: boolean [batch or 1, 1, q_len, k_len], True where attending is allowed.
+      x_bke: key/value-side hidden states [batch, k_len, embed] (None in decode mode).
+      mask_b1qk: boolean [batch or 1, 1, q_len, k_len], True where attending is allowed
+        (train mode, and cross-attention prefill; self-attention builds it from the cache).
       pos_bq, pos_bk: segment-relative integer positions of queries and keys, [batch or 1, len].
         A batch dimension of 1 (with a mask of batch 1) lets the random family compute
         its softmax once for the whole batch.
       deterministic: disables attention dropout.
+      mode: "train", "prefill" or "decode".
 
     Returns:
       [batch, q_len, embed].
     """
+    check_mode(mode)
     c = self.cfg
-    if registry.uses_positions(c.kind):
-      check_positions(pos_bq, pos_bq.shape[1], c.max_len)
-      check_positions(pos_bk, pos_bk.shape[1], c.max_len)
     source = registry.make_source(c)
-    v_bkhd = Projection((c.num_heads, c.head_dim), ("embed",), ("heads", "head_dim"),
-                        dtype=c.dtype, name="value")(x_bke)
-    logits_bhqk = source.logits(x_bqe, source.keys(x_bke), pos_bq, pos_bk)
+    value = Projection((c.num_heads, c.head_dim), ("embed",), ("heads", "head_dim"),
+                       dtype=c.dtype, name="value")
+    if mode == "train":
+      self._check(pos_bq, pos_bk)
+      v_bkhd, keys = value(x_bke), source.keys(x_bke)
+    elif self.cross:
+      v_bkhd, keys, pos_bk, mask_b1qk = self._cross_cache(value, source, x_bke, mask_b1qk, pos_bk,
+                                                          mode)
+    else:
+      if mode == "decode" and not self.has_variable("cache", "cached_value"):
+        raise ValueError("decode step without a cache: create one with "
+                         "sj.decoding.init_cache(...) and pass it as variables['cache']")
+      self._check(pos_bq, None)
+      v_bkhd, keys, pos_bk, mask_b1qk = self._self_cache(value(x_bqe), source.keys(x_bqe), pos_bq)
+      pos_bq = jnp.maximum(pos_bq, 0)
+    logits_bhqk = source.logits(x_bqe, keys, pos_bq, pos_bk)
     weights_bhqk = masked_softmax(logits_bhqk, mask_b1qk)
     batch = x_bqe.shape[0]
     if self.is_mutable_collection("intermediates"):
@@ -63,3 +95,64 @@ class Attention(nn.Module):
       out_bqhd = jnp.einsum("bhqk,bkhd->bqhd", weights_bhqk.astype(c.dtype), v_bkhd)
     return Projection((x_bqe.shape[-1],), ("heads", "head_dim"), ("embed",), dtype=c.dtype,
                       name="out")(out_bqhd)
+
+  def _check(self, pos_bq, pos_bk):
+    if registry.uses_positions(self.cfg.kind):
+      for pos in (pos_bq, pos_bk):
+        if pos is not None:
+          check_positions(pos, pos.shape[1], self.cfg.max_len)
+
+  def _self_cache(self, v_bqhd, keys_new, pos_bq):
+    """Appends the new slots to the cache; returns cached values, keys, positions and mask."""
+    q_len = v_bqhd.shape[1]
+    if pos_bq.shape[0] != v_bqhd.shape[0]:
+      pos_bq = jnp.broadcast_to(pos_bq, (v_bqhd.shape[0], q_len))
+    # Created by sj.decoding.init_cache from a full-length call; zeros mean "empty slot".
+    cached_v = self.variable("cache", "cached_value", jnp.zeros_like, v_bqhd)
+    cached_k = (None if keys_new is None else
+                self.variable("cache", "cached_keys", jax.tree.map, jnp.zeros_like, keys_new))
+    cached_pos = self.variable("cache", "cached_positions", jnp.zeros, pos_bq.shape, jnp.int32)
+    cached_ok = self.variable("cache", "cached_valid", jnp.zeros, pos_bq.shape, bool)
+    index = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
+    length = cached_v.value.shape[1]
+    i = index.value
+
+    def write(buf, new):
+      return jax.lax.dynamic_update_slice_in_dim(buf, new.astype(buf.dtype), i, axis=1)
+
+    cached_v.value = write(cached_v.value, v_bqhd)
+    if cached_k is not None:
+      cached_k.value = jax.tree.map(write, cached_k.value, keys_new)
+    cached_pos.value = write(cached_pos.value, jnp.maximum(pos_bq, 0))
+    cached_ok.value = write(cached_ok.value, pos_bq >= 0)
+    index.value = i + q_len
+    slot_q = i + jnp.arange(q_len)
+    causal_qk = slot_q[:, None] >= jnp.arange(length)[None, :]
+    mask_b1qk = cached_ok.value[:, None, None, :] & causal_qk[None, None, :, :]
+    return (cached_v.value, None if cached_k is None else cached_k.value, cached_pos.value,
+            mask_b1qk)
+
+  def _cross_cache(self, value, source, x_bke, mask_b1qk, pos_bk, mode):
+    """Encoder values/keys: computed and stored at prefill, read at every decode step."""
+    if mode == "prefill":
+      if x_bke is None or pos_bk is None or mask_b1qk is None:
+        raise ValueError("cross-attention prefill needs the encoder outputs, positions and mask")
+      self._check(None, pos_bk)
+      v_new, k_new = value(x_bke), source.keys(x_bke)
+      visible_bk = jnp.any(mask_b1qk, axis=(1, 2))
+      pos_new = jnp.broadcast_to(pos_bk, visible_bk.shape)
+    else:
+      if not self.has_variable("cache", "cross_value"):
+        raise ValueError("cross-attention decode step before prefill: run the decoder once with "
+                         "mode='prefill' (sj.decoding does) so the encoder keys/values are cached")
+      v_new = k_new = pos_new = visible_bk = None
+    make = lambda name, x: self.variable("cache", name, lambda: x)
+    cv, cp, cm = make("cross_value", v_new), make("cross_positions", pos_new), make(
+        "cross_visible", visible_bk)
+    ck = None if not source.needs_keys else make("cross_keys", k_new)
+    if mode == "prefill":
+      cv.value, cp.value, cm.value = v_new, pos_new, visible_bk
+      if ck is not None:
+        ck.value = k_new
+    return (cv.value, None if ck is None else ck.value, cp.value,
+            cm.value[:, None, None, :])

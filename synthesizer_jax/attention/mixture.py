@@ -6,8 +6,6 @@ that sum to one; we learn one weight vector per head, initialised uniform.
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -19,7 +17,7 @@ from synthesizer_jax.layers import param
 class Mixture(LogitSource):
   """Gated sum of the logits of `components` (kind names; sources built by the registry)."""
 
-  components: Tuple[str, ...] = ()
+  components: tuple[str, ...] = ()
 
   def setup(self):
     from synthesizer_jax.attention import SOURCES  # registry imports this module
@@ -39,9 +37,13 @@ class Mixture(LogitSource):
     return jax.nn.softmax(self.gate_logits.astype(jnp.float32), axis=-1)
 
   def keys(self, x_bke):
+    if not self.needs_keys:
+      return None  # all components synthetic: nothing to cache
     return tuple(source.keys(x_bke) for source in self.sources)
 
   def logits(self, x_bqe, keys, pos_bq, pos_bk):
+    if keys is None:
+      keys = (None,) * len(self.sources)
     w_hc = self.gates()
     total_bhqk = 0.0
     for c, (source, k) in enumerate(zip(self.sources, keys)):

@@ -32,7 +32,8 @@ class HeadwiseMLP(nn.Module):
     w2 = param(self, "w2", fan_in_init(1), (h, f, o), ("heads", "head_dim", "syn_len"))
     b2 = param(self, "b2", nn.initializers.zeros, (h, o), ("heads", "syn_len"))
     dt = self.dtype
-    hid_bqhf = jax.nn.relu(jnp.einsum("bqe,ehf->bqhf", x_bqe.astype(dt), w1.astype(dt)) + b1.astype(dt)[None, None])
+    pre_bqhf = jnp.einsum("bqe,ehf->bqhf", x_bqe.astype(dt), w1.astype(dt))
+    hid_bqhf = jax.nn.relu(pre_bqhf + b1.astype(dt)[None, None])
     return jnp.einsum("bqhf,hfo->bqho", hid_bqhf, w2.astype(dt)) + b2.astype(dt)[None, None]
 
 

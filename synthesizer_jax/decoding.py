@@ -1,0 +1,294 @@
+"""Cached autoregressive decoding: cache init, prefill, greedy / sampling / beam search.
+
+`generate` prefills the prompt into the cache in one call (mode="prefill"),
+then produces one token per step (mode="decode") inside a jitted
+`lax.while_loop`, stopping at EOS or `max_new_tokens`. What each layer caches
+depends on its kind: values for every kind, keys only for kinds that read them
+(`dot` and mixtures containing it); see docs/decoding.md.
+
+Prompts are right-padded with `pad_id` ([batch, prompt_len]); rows are
+left-aligned internally (padding slots get position -1, which the cache masks),
+so rows of different lengths decode together.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from synthesizer_jax import attention as registry
+from synthesizer_jax.transformer import DecoderLM, EncoderDecoder
+
+NEG = -1e9
+
+
+class Generation(NamedTuple):
+  """Output of `generate`: tokens [batch, max_new_tokens] (pad after EOS), scores [batch]."""
+
+  tokens: jax.Array
+  scores: jax.Array
+
+
+def _prefill_encdec(module, encoder_tokens, decoder_tokens):
+  encoded = module.encode(encoder_tokens)
+  return module.decode(encoded, encoder_tokens, decoder_tokens, mode="prefill")
+
+
+def init_cache(model: nn.Module, batch_size: int, cache_len: int,
+               encoder_len: int | None = None) -> Any:
+  """An empty "cache" collection for `batch_size` rows of up to `cache_len` decoder tokens."""
+  dec = jnp.zeros((batch_size, cache_len), jnp.int32)
+  if isinstance(model, EncoderDecoder):
+    if encoder_len is None:
+      raise ValueError("init_cache(EncoderDecoder) needs encoder_len")
+    enc = jnp.zeros((batch_size, encoder_len), jnp.int32)
+    fn = lambda: model.init(jax.random.key(0), enc, dec, method=_prefill_encdec)
+  else:
+    fn = lambda: model.init(jax.random.key(0), dec, mode="prefill")
+  shapes = jax.eval_shape(fn)["cache"]
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def cache_bytes(cache: Any) -> int:
+  """Total bytes of a cache pytree."""
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(cache))
+
+
+def left_align(prompt_bp: np.ndarray, pad_id: int):
+  """Right-padded prompts -> (left-padded tokens, positions (-1 on padding), lengths)."""
+  prompt_bp = np.asarray(prompt_bp)
+  if prompt_bp.ndim != 2 or prompt_bp.shape[1] == 0:
+    raise ValueError(f"prompt must be a non-empty [batch, prompt_len] array, got {prompt_bp.shape}")
+  lengths_b = (prompt_bp != pad_id).sum(1)
+  if (lengths_b == 0).any():
+    raise ValueError(f"empty prompt in rows {np.flatnonzero(lengths_b == 0).tolist()}: every row "
+                     f"needs at least one token that is not pad_id={pad_id}")
+  width = prompt_bp.shape[1]
+  tokens = np.full_like(prompt_bp, pad_id)
+  positions = np.full(prompt_bp.shape, -1, np.int32)
+  for b, n in enumerate(lengths_b):
+    tokens[b, width - n:] = prompt_bp[b, :n]
+    positions[b, width - n:] = np.arange(n)
+  return tokens, positions, lengths_b.astype(np.int32)
+
+
+def _filter_logits(logits_bv, temperature, top_k, top_p):
+  logits_bv = logits_bv / temperature
+  if top_k:
+    kth_b1 = jax.lax.top_k(logits_bv, top_k)[0][:, -1:]
+    logits_bv = jnp.where(logits_bv < kth_b1, NEG, logits_bv)
+  if top_p < 1.0:
+    sorted_bv = jnp.sort(logits_bv, axis=-1)[:, ::-1]
+    cum_bv = jnp.cumsum(jax.nn.softmax(sorted_bv, axis=-1), axis=-1)
+    # Keep the smallest prefix whose mass reaches top_p (always at least the best token).
+    cutoff_b = jnp.sum(cum_bv - jax.nn.softmax(sorted_bv, axis=-1) < top_p, axis=-1)
+    thresh_b1 = jnp.take_along_axis(sorted_bv, cutoff_b[:, None] - 1, axis=-1)
+    logits_bv = jnp.where(logits_bv < thresh_b1, NEG, logits_bv)
+  return logits_bv
+
+
+def length_penalty(length, alpha: float):
+  """GNMT length normalisation ((5 + length) / 6) ** alpha."""
+  return ((5.0 + length) / 6.0) ** alpha
+
+
+class _Stepper:
+  """A model's prefill and decode-step calls; variables are passed in (jit arguments)."""
+
+  def __init__(self, model):
+    self.model = model
+
+  def prefill(self, variables, cache, prompt_bp, positions_bp, encoder_tokens):
+    v = {**variables, "cache": cache}
+    if isinstance(self.model, EncoderDecoder):
+      logits, mut = self.model.apply(v, encoder_tokens, prompt_bp, method=_prefill_encdec,
+                                     mutable=["cache"])
+    else:
+      logits, mut = self.model.apply(v, prompt_bp, positions_bp, mode="prefill", mutable=["cache"])
+    return logits[:, -1].astype(jnp.float32), mut["cache"]
+
+  def step(self, variables, cache, token_b, position_b):
+    v = {**variables, "cache": cache}
+    kw = dict(mode="decode", mutable=["cache"])
+    if isinstance(self.model, EncoderDecoder):
+      logits, mut = self.model.apply(v, None, None, token_b[:, None], None, position_b[:, None],
+                                     method="decode", **kw)
+    else:
+      logits, mut = self.model.apply(v, token_b[:, None], position_b[:, None], **kw)
+    return logits[:, -1].astype(jnp.float32), mut["cache"]
+
+
+def generate(model: nn.Module, variables: Any, prompt, *, max_new_tokens: int,
+             method: str = "greedy", encoder_tokens=None, eos_id: int | None = 1,
+             pad_id: int | None = None, temperature: float = 1.0, top_k: int = 0,
+             top_p: float = 1.0, num_beams: int = 4, alpha: float = 0.6,
+             rng: jax.Array | None = None) -> Generation:
+  """Generates continuations with the decode cache.
+
+  Args:
+    model: a `DecoderLM` or `EncoderDecoder`.
+    variables: its variables ({"params": ..., maybe "constants": ...}).
+    prompt: [batch, prompt_len] int, right-padded with pad_id. For an EncoderDecoder the
+      decoder prompt; use `[[pad_id]] * batch` (T5's start token) to start from scratch.
+    max_new_tokens: number of tokens to produce at most.
+    method: "greedy", "sample" (temperature / top_k / top_p) or "beam" (num_beams, alpha).
+    encoder_tokens: [batch, src_len] source tokens (EncoderDecoder only).
+    eos_id: stop a row after this token (None: never stop early).
+    pad_id: padding id (default: the model's cfg.pad_id); written after EOS.
+    rng: PRNG key for sampling.
+
+  Returns:
+    Generation(tokens [batch, max_new_tokens], scores [batch]): sum of token log-probs
+    (beam: divided by the length penalty).
+  """
+  cfg = model.cfg
+  pad_id = cfg.pad_id if pad_id is None else pad_id
+  if method not in ("greedy", "sample", "beam"):
+    raise ValueError(f"method={method!r}: must be 'greedy', 'sample' or 'beam'")
+  if max_new_tokens < 1:
+    raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
+  encdec = isinstance(model, EncoderDecoder)
+  if not encdec and not isinstance(model, DecoderLM):
+    raise ValueError(f"generate needs a DecoderLM or EncoderDecoder, got {type(model).__name__}")
+  if encdec:
+    prompt = np.asarray(prompt)
+    tokens_bp = prompt
+    positions_bp = np.broadcast_to(np.arange(prompt.shape[1]), prompt.shape)
+    if encoder_tokens is None:
+      raise ValueError("EncoderDecoder.generate needs encoder_tokens")
+    encoder_tokens = np.asarray(encoder_tokens)
+  else:
+    tokens_bp, positions_bp, _ = left_align(prompt, pad_id)
+  total = tokens_bp.shape[1] + max_new_tokens
+  if registry.uses_positions(cfg.self_attention) and total > cfg.max_len:
+    raise ValueError(
+        f"prompt length {tokens_bp.shape[1]} + max_new_tokens {max_new_tokens} = {total} exceeds "
+        f"max_len={cfg.max_len} of the '{cfg.self_attention}' attention: shorten the prompt or "
+        "max_new_tokens")
+  if method == "sample" and rng is None:
+    raise ValueError("method='sample' needs rng=jax.random.key(...)")
+  if method == "sample" and temperature <= 0:
+    raise ValueError(f"temperature={temperature} must be > 0 (use method='greedy' for argmax)")
+  if method == "beam" and num_beams < 1:
+    raise ValueError(f"num_beams={num_beams} must be >= 1")
+  variables = {k: v for k, v in variables.items() if k not in ("cache", "intermediates")}
+  args = (model, variables, jnp.asarray(tokens_bp), jnp.asarray(positions_bp), encoder_tokens)
+  static = dict(n_new=max_new_tokens, eos=-1 if eos_id is None else eos_id, pad_id=pad_id)
+  if method == "beam":
+    return _beam_search(*args, k=num_beams, alpha=float(alpha), **static)
+  return _sample(*args, jax.random.key(0) if rng is None else rng, greedy=method == "greedy",
+                 temperature=float(temperature), top_k=int(top_k), top_p=float(top_p), **static)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "n_new", "eos", "pad_id", "greedy",
+                                             "temperature", "top_k", "top_p"))
+def _sample(model, variables, tokens_bp, positions_bp, encoder_tokens, rng, *, n_new, eos,
+            pad_id, greedy, temperature, top_k, top_p):
+  batch, width = tokens_bp.shape
+  stepper = _Stepper(model)
+  enc_len = None if encoder_tokens is None else encoder_tokens.shape[1]
+  cache = init_cache(model, batch, width + n_new, enc_len)
+  logits_bv, cache = stepper.prefill(variables, cache, tokens_bp, positions_bp, encoder_tokens)
+  next_pos_b = positions_bp[:, -1] + 1
+
+  def cond(state):
+    i, _, _, _, _, done_b, _ = state
+    return (i < n_new) & ~jnp.all(done_b)
+
+  def body(state):
+    i, logits_bv, cache, out_bn, score_b, done_b, rng = state
+    rng, key = jax.random.split(rng)
+    logp_bv = jax.nn.log_softmax(logits_bv)
+    if greedy:
+      tok_b = jnp.argmax(logits_bv, axis=-1)
+    else:
+      tok_b = jax.random.categorical(key, _filter_logits(logits_bv, temperature, top_k, top_p))
+    tok_b = jnp.where(done_b, pad_id, tok_b).astype(jnp.int32)
+    tok_logp_b = jnp.take_along_axis(logp_bv, tok_b[:, None], 1)[:, 0]
+    score_b = score_b + jnp.where(done_b, 0.0, tok_logp_b)
+    out_bn = out_bn.at[:, i].set(tok_b)
+    done_b = done_b | (tok_b == eos)
+    logits_bv, cache = stepper.step(variables, cache, tok_b, next_pos_b + i)
+    return i + 1, logits_bv, cache, out_bn, score_b, done_b, rng
+
+  out_bn = jnp.full((batch, n_new), pad_id, jnp.int32)
+  state = (jnp.int32(0), logits_bv, cache, out_bn, jnp.zeros(batch), jnp.zeros(batch, bool), rng)
+  _, _, _, out_bn, score_b, _, _ = jax.lax.while_loop(cond, body, state)
+  return Generation(out_bn, score_b)
+
+
+def _gather_beams(tree, beam_idx_bk, batch, k):
+  """Reorders every [batch * k, ...] leaf by beam index [batch, k]."""
+  def gather(x):
+    if x.ndim == 0 or x.shape[0] != batch * k:
+      return x
+    x = x.reshape((batch, k) + x.shape[1:])
+    idx = beam_idx_bk.reshape((batch, k) + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, idx, axis=1).reshape((batch * k,) + x.shape[2:])
+  return jax.tree.map(gather, tree)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "k", "n_new", "eos", "pad_id", "alpha"))
+def _beam_search(model, variables, tokens_bp, positions_bp, encoder_tokens, *, k, n_new, eos,
+                 pad_id, alpha):
+  batch, width = tokens_bp.shape
+  stepper = _Stepper(model)
+  rep = lambda x: None if x is None else jnp.repeat(x, k, axis=0)
+  tokens_bp, positions_bp, encoder_tokens = rep(tokens_bp), rep(positions_bp), rep(encoder_tokens)
+  enc_len = None if encoder_tokens is None else encoder_tokens.shape[1]
+  cache = init_cache(model, batch * k, width + n_new, enc_len)
+  logits_xv, cache = stepper.prefill(variables, cache, tokens_bp, positions_bp, encoder_tokens)
+  vocab = logits_xv.shape[-1]
+  next_pos_x = positions_bp[:, -1] + 1
+  # Only beam 0 is live at the start, so the first step does not pick k copies of one token.
+  alive_logp_bk = jnp.tile(jnp.array([0.0] + [NEG] * (k - 1)), (batch, 1))
+  alive_seq_bkn = jnp.full((batch, k, n_new), pad_id, jnp.int32)
+  fin_seq_bkn = jnp.full((batch, k, n_new), pad_id, jnp.int32)
+  fin_score_bk = jnp.full((batch, k), NEG)
+
+  def cond(state):
+    i, _, _, alive_logp_bk, _, _, fin_score_bk = state
+    # Stop when no live beam, even at the longest length, can beat the worst kept finished one.
+    best_alive_b = alive_logp_bk.max(-1) / length_penalty(n_new, alpha)
+    return (i < n_new) & ~jnp.all(best_alive_b < fin_score_bk.min(-1))
+
+  def body(state):
+    i, logits_xv, cache, alive_logp_bk, alive_seq_bkn, fin_seq_bkn, fin_score_bk = state
+    logp_bkv = jax.nn.log_softmax(logits_xv).reshape(batch, k, vocab)
+    cand_bkv = alive_logp_bk[:, :, None] + logp_bkv
+    top_logp_bc, top_idx_bc = jax.lax.top_k(cand_bkv.reshape(batch, k * vocab), 2 * k)
+    beam_bc, tok_bc = top_idx_bc // vocab, (top_idx_bc % vocab).astype(jnp.int32)
+    seq_bcn = jnp.take_along_axis(alive_seq_bkn, beam_bc[:, :, None], axis=1)
+    seq_bcn = seq_bcn.at[:, :, i].set(tok_bc)
+    is_eos_bc = tok_bc == eos
+    # Finished candidates compete with the finished set by length-normalised score.
+    new_fin_bc = jnp.where(is_eos_bc, top_logp_bc / length_penalty(i + 1, alpha), NEG)
+    all_fin_score = jnp.concatenate([fin_score_bk, new_fin_bc], axis=1)
+    all_fin_seq = jnp.concatenate([fin_seq_bkn, seq_bcn], axis=1)
+    fin_score_bk, keep_bk = jax.lax.top_k(all_fin_score, k)
+    fin_seq_bkn = jnp.take_along_axis(all_fin_seq, keep_bk[:, :, None], axis=1)
+    # The k best candidates that did not end continue.
+    alive_c = jnp.where(is_eos_bc, NEG, top_logp_bc)
+    alive_logp_bk, pick_bk = jax.lax.top_k(alive_c, k)
+    alive_seq_bkn = jnp.take_along_axis(seq_bcn, pick_bk[:, :, None], axis=1)
+    parent_bk = jnp.take_along_axis(beam_bc, pick_bk, axis=1)
+    tok_x = jnp.take_along_axis(tok_bc, pick_bk, axis=1).reshape(-1)
+    cache = _gather_beams(cache, parent_bk, batch, k)
+    logits_xv, cache = stepper.step(variables, cache, tok_x, next_pos_x + i)
+    return i + 1, logits_xv, cache, alive_logp_bk, alive_seq_bkn, fin_seq_bkn, fin_score_bk
+
+  state = (jnp.int32(0), logits_xv, cache, alive_logp_bk, alive_seq_bkn, fin_seq_bkn,
+           fin_score_bk)
+  _, _, _, alive_logp_bk, alive_seq_bkn, fin_seq_bkn, fin_score_bk = jax.lax.while_loop(
+      cond, body, state)
+  # Rows with no finished beam fall back to their best live beam.
+  alive_score_bk = alive_logp_bk / length_penalty(n_new, alpha)
+  use_alive_b = fin_score_bk[:, 0] <= NEG / 2
+  best_seq_bn = jnp.where(use_alive_b[:, None], alive_seq_bkn[:, 0], fin_seq_bkn[:, 0])
+  best_score_b = jnp.where(use_alive_b, alive_score_bk[:, 0], fin_score_bk[:, 0])
+  return Generation(best_seq_bn, best_score_b)
