@@ -1,13 +1,21 @@
 """synthesizer_jax: Transformers with synthesized attention (Tay et al., 2021) in JAX/Flax."""
 
-from synthesizer_jax import attention, decoding
+from synthesizer_jax import attention, decoding, text
 from synthesizer_jax.attention import KINDS, Attention, parse_kind
 from synthesizer_jax.config import AttentionConfig, ModelConfig
 from synthesizer_jax.decoding import Generation, generate
+from synthesizer_jax.text import generate_text, load_vocabulary
 from synthesizer_jax.transformer import DecoderLM, EncoderClassifier, EncoderDecoder
 
 __version__ = "0.1.0"
 
 __all__ = ["KINDS", "Attention", "AttentionConfig", "DecoderLM", "EncoderClassifier",
            "EncoderDecoder", "Generation", "ModelConfig", "attention", "decoding", "generate",
-           "parse_kind"]
+           "generate_text", "load_checkpoint", "load_vocabulary", "parse_kind", "text"]
+
+
+def load_checkpoint(workdir_or_path, step=None):
+  """(model, variables, config) of a train.py checkpoint, on whatever devices exist."""
+  from synthesizer_jax.checkpointing import load_checkpoint as load
+
+  return load(workdir_or_path, step)

@@ -1,0 +1,83 @@
+"""Text in, text out: a TensorFlow-free SentencePiece vocabulary and `generate_text`.
+
+Notebooks load a checkpoint with `sj.load_checkpoint`, its vocabulary with
+`load_vocabulary(config["vocab_path"])` and call `generate_text`. Token ids follow
+the seqio / T5 convention the data layer trains with: 0 pad, 1 EOS, 2 UNK.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from synthesizer_jax.decoding import generate
+from synthesizer_jax.transformer import EncoderDecoder
+
+
+class SentencePieceVocab:
+  """encode / decode with a SentencePiece model file, without seqio or TensorFlow."""
+
+  def __init__(self, path: str):
+    if not path or not os.path.exists(path):
+      raise FileNotFoundError(
+          f"vocabulary file {path!r} not found: it is built by "
+          "`python -m synthesizer_jax.data.prepare --data_dir DIR` (the path is stored in the "
+          "checkpoint's config as vocab_path; pass the data dir the run used)")
+    import sentencepiece
+
+    self._sp = sentencepiece.SentencePieceProcessor(model_file=path)
+    self.path = path
+    self.vocab_size = self._sp.get_piece_size()
+    self.eos_id = 1
+    self.pad_id = 0
+
+  def encode(self, text: str) -> list:
+    return list(self._sp.encode(text))
+
+  def decode(self, ids: Sequence[int]) -> str:
+    ids = [int(i) for i in ids]
+    if self.eos_id in ids:
+      ids = ids[:ids.index(self.eos_id)]
+    return self._sp.decode([i for i in ids if i > 2])
+
+
+def load_vocabulary(path: str) -> SentencePieceVocab:
+  """The SentencePiece vocabulary at `path` (e.g. a checkpoint config's vocab_path)."""
+  return SentencePieceVocab(path)
+
+
+def _pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> np.ndarray:
+  width = max(len(r) for r in rows)
+  out = np.full((len(rows), width), pad_id, np.int32)
+  for i, r in enumerate(rows):
+    out[i, :len(r)] = r
+  return out
+
+
+def generate_text(model, variables, vocab, texts: Sequence[str], *, max_new_tokens: int = 32,
+                  method: str = "greedy", max_input_len: int | None = None, **kwargs) -> list:
+  """Continues (DecoderLM) or transforms (EncoderDecoder) each text; returns decoded strings.
+
+  Inputs longer than `max_input_len` (default: the model's max_len, minus max_new_tokens
+  for a DecoderLM) are truncated from the left for a DecoderLM and from the right for an
+  EncoderDecoder; other keyword arguments go to `sj.generate`.
+  """
+  if isinstance(texts, str):
+    texts = [texts]
+  cfg = model.cfg
+  encoded = [vocab.encode(t) for t in texts]
+  if any(not e for e in encoded):
+    raise ValueError("every text must encode to at least one token (got an empty text)")
+  pad = cfg.pad_id
+  if isinstance(model, EncoderDecoder):
+    limit = max_input_len or cfg.max_len
+    src = _pad_rows([e[:limit - 1] + [vocab.eos_id] for e in encoded], pad)
+    out = generate(model, variables, np.full((len(texts), 1), pad, np.int32), encoder_tokens=src,
+                   max_new_tokens=max_new_tokens, method=method, eos_id=vocab.eos_id, **kwargs)
+  else:
+    limit = max_input_len or max(cfg.max_len - max_new_tokens, 1)
+    out = generate(model, variables, _pad_rows([e[-limit:] for e in encoded], pad),
+                   max_new_tokens=max_new_tokens, method=method, eos_id=vocab.eos_id, **kwargs)
+  return [vocab.decode(row) for row in np.asarray(out.tokens)]
