@@ -36,11 +36,11 @@ def get_vocabulary(name, data_dir=None):
   return impl(name, data_dir)
 
 
-def prepare(data_dir=None, tasks=None, progress=True):
+def prepare(data_dir=None, tasks=None, progress=True, apt_update=False):
   """See `synthesizer_jax.data.build.prepare`."""
   from synthesizer_jax.data.build import prepare as impl
 
-  return impl(data_dir, tasks, progress)
+  return impl(data_dir, tasks, progress, apt_update)
 
 
 def seqio_task(name, data_dir=None):

@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 
-from synthesizer_jax.data import corpora, personachat, registry
+from synthesizer_jax.data import corpora, debian, personachat, registry
 from synthesizer_jax.data.registry import OFFLINE_TASKS, DataError, spec
 from synthesizer_jax.data.tasks import META, is_prepared, split_file
 from synthesizer_jax.data.vocab import train_vocab
@@ -111,8 +111,15 @@ def _tfds_texts(name: str, data_dir: str, max_examples: int) -> Iterable[str]:
         yield ex[k].decode("utf-8", "replace")
 
 
-def prepare_task(name: str, data_dir: str, max_vocab_examples: int = 200_000) -> dict:
-  """Builds one task (and its family's vocabulary) if not built yet; returns its meta."""
+STAGES = ("read sources", "write splits", "train vocabulary")
+
+
+def prepare_task(name: str, data_dir: str, max_vocab_examples: int = 200_000,
+                 on_stage=lambda stage: None) -> dict:
+  """Builds one task (and its family's vocabulary) if not built yet; returns its meta.
+
+  `on_stage(stage)` is called as each of `STAGES` starts (for a progress bar).
+  """
   s = spec(name)
   tdir = registry.task_dir(name, data_dir)
   vpath = registry.vocab_path(name, data_dir)
@@ -125,10 +132,14 @@ def prepare_task(name: str, data_dir: str, max_vocab_examples: int = 200_000) ->
     if meta.get("version") == BUILD_VERSION:
       return meta
   if s.source == "tfds":
+    on_stage(STAGES[2])
     train_vocab(_tfds_texts(name, data_dir, max_vocab_examples), vpath, s.vocab_size)
     return {"task": name, "vocab": vpath}
+  on_stage(STAGES[0])
   splits = _rows(name, data_dir)
+  on_stage(STAGES[1])
   stats = _write_splits(name, data_dir, splits)
+  on_stage(STAGES[2])
   if not os.path.exists(vpath):
     coverage = 1.0 if name == "offline_lm" else 0.9999
     train_vocab(_vocab_text(name, splits["train"]), vpath, s.vocab_size,
@@ -150,20 +161,34 @@ def _vocab_size(path: str) -> int:
 
 
 def prepare(data_dir: str | None = None, tasks: Sequence[str] | None = None,
-            progress: bool = True) -> dict[str, dict]:
-  """Builds `tasks` (default: every offline task) under `data_dir`; returns {task: meta}."""
+            progress: bool = True, apt_update: bool = False) -> dict[str, dict]:
+  """Builds `tasks` (default: every offline task) under `data_dir`; returns {task: meta}.
+
+  With `apt_update`, first runs `apt-get update` (with the en/de/fr description indexes)
+  if apt lacks them; that needs root. Without it, a missing index is an error saying so.
+  """
   from tqdm.auto import tqdm
 
   data_dir = os.path.abspath(data_dir or registry.default_data_dir())
   names = list(tasks) if tasks else list(OFFLINE_TASKS)
   for name in names:
     spec(name)  # unknown names fail before any work
+  if apt_update and any(spec(n).source == "offline" and not is_prepared(n, data_dir)
+                        for n in names):
+    debian.update_apt_lists()
   os.makedirs(data_dir, exist_ok=True)
   out = {}
-  bar = tqdm(names, desc="prepare", unit="task", disable=not progress)
-  for name in bar:
-    bar.set_postfix_str(name)
-    out[name] = prepare_task(name, data_dir)
+  bar = tqdm(total=len(names) * len(STAGES), desc="prepare", unit="step", disable=not progress)
+  for name in names:
+    done = bar.n
+
+    def on_stage(stage, name=name, done=done):
+      bar.update(done + STAGES.index(stage) - bar.n)
+      bar.set_postfix_str(f"{name}: {stage}")
+
+    out[name] = prepare_task(name, data_dir, on_stage=on_stage)
+    bar.update(done + len(STAGES) - bar.n)
+  bar.close()
   return out
 
 
@@ -173,9 +198,12 @@ def main(argv=None) -> int:
                       help=f"default: ${registry.ENV_DATA_DIR} or ./data")
   parser.add_argument("--tasks", nargs="*", default=None,
                       help=f"default: the offline tasks {' '.join(OFFLINE_TASKS)}")
+  parser.add_argument("--apt_update", action="store_true",
+                      help="run `apt-get update` with the en/de/fr description indexes first "
+                           "if apt lacks them (needs root)")
   args = parser.parse_args(argv)
   try:
-    metas = prepare(args.data_dir, args.tasks)
+    metas = prepare(args.data_dir, args.tasks, apt_update=args.apt_update)
   except DataError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -34,6 +34,18 @@ def apt_lists_present(lists_dir: str = APT_LISTS) -> bool:
   return bool(glob.glob(os.path.join(lists_dir, "*_Packages*")))
 
 
+def update_apt_lists(lists_dir: str = APT_LISTS) -> None:
+  """Runs APT_UPDATE_CMD when apt lacks package lists or the en/de/fr description indexes."""
+  have = [glob.glob(os.path.join(lists_dir, f"*_main_i18n_Translation-{lang}*"))
+          for lang in ("en", "de", "fr")]
+  if apt_lists_present(lists_dir) and all(have):
+    return
+  _require_tool("apt-get", "apt")
+  if os.geteuid() != 0:
+    raise DataError(f"apt's lists need refreshing, which needs root. Run:\n  sudo {APT_UPDATE_CMD}")
+  subprocess.run(APT_UPDATE_CMD.split(), check=True)
+
+
 def fetch_package(package: str, cache_dir: str) -> str:
   """Downloads and unpacks a Debian package under `cache_dir`; returns its root directory.
 

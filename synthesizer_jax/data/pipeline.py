@@ -69,7 +69,7 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
                 pack: bool = True, shuffle: bool = True, seed: int = 0,
                 data_dir: str | None = None, shard_index: int = 0, num_shards: int = 1,
                 start_batch: int = 0, repeat: bool = True,
-                shuffle_buffer_size: int = tasks.SHUFFLE_BUFFER) -> Batches:
+                shuffle_buffer_size: int | None = None) -> Batches:
   """Batches of task `name` for one model shape, as NumPy arrays.
 
   Args:
@@ -86,7 +86,8 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
     num_shards: number of data shards (processes).
     start_batch: skip this many batches first (to resume a run where it stopped).
     repeat: loop forever over epochs (training); else one pass, the last batch may be short.
-    shuffle_buffer_size: examples in the shuffle buffer (filled before the first batch).
+    shuffle_buffer_size: examples in the shuffle buffer, filled before the first batch
+      (default: the task's, 1,000 LM pieces or 10,000 examples).
 
   Returns:
     An iterator of dicts of int32 arrays of shape [batch, length] with seqio's names:

@@ -24,6 +24,9 @@ from synthesizer_jax.data.tfenv import import_seqio, import_tf
 from synthesizer_jax.data.vocab import get_vocabulary
 
 SHUFFLE_BUFFER = 10_000
+# LM pieces come from documents already stored in a fixed random order; a buffer of 10k
+# pieces would tokenize the whole offline corpus before the first batch.
+LM_SHUFFLE_BUFFER = 1_000
 META = "meta.json"
 
 
@@ -195,4 +198,5 @@ def seqio_task(name: str, data_dir: str | None = None):
                 "targets": seqio.Feature(vocab, add_eos=True)}
   return seqio.TaskRegistry.add(reg, source=_source(name, data_dir),
                                 preprocessors=_preprocessors(name), output_features=features,
-                                shuffle_buffer_size=SHUFFLE_BUFFER)
+                                shuffle_buffer_size=LM_SHUFFLE_BUFFER if s.shape == "lm"
+                                else SHUFFLE_BUFFER)
