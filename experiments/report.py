@@ -1,0 +1,251 @@
+"""Tables and plots from a sweep's `runs.jsonl`.
+
+    python -m experiments.report --out experiments/results/small [--workroot workdirs/experiments]
+
+Writes into `--out`:
+  summary.csv       one row per (task, kind): seeds, mean, std, min, max of the headline
+                    metric, parameter count, budget, mean wall time
+  tables.md         the same as Markdown tables, one per task, best kind in bold
+  plots/curves_<task>.png   validation metric vs step, one line per kind (mean over seeds,
+                    band = min..max)
+  plots/maps_<task>.png     first layer, head 0 attention of every kind on one validation row
+  plots/dense_<task>.png    every layer and head of the `dense` synthesizer on that row
+  plots/random_<task>.png   learned (softmaxed) random matrices, layer 0 head 0, per kind
+The map plots need the seed-0 checkpoints under `--workroot` (skipped when absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from experiments import budgets, diagnostics
+
+SOLVED = 95.0  # diagnostic accuracy (%) counted as "solved"
+
+
+def load_runs(out: str) -> list[dict[str, Any]]:
+  path = os.path.join(out, "runs.jsonl")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no {path}: run `python -m experiments.sweep --out {out}` first")
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _order(kind: str) -> int:
+  return budgets.KINDS.index(kind) if kind in budgets.KINDS else len(budgets.KINDS)
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """One row per (task, kind) with mean / std (ddof=1) / min / max over seeds."""
+  groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+  for r in runs:
+    groups[(r["task"], r["kind"])].append(r)
+  rows = []
+  for (task, kind), rs in groups.items():
+    metric = budgets.TASKS[task].metric
+    vals = np.array([r["metrics"].get(metric, math.nan) for r in rs], float)
+    rows.append({
+        "task": task, "kind": kind, "metric": metric, "seeds": len(rs),
+        "mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(rs) > 1 else 0.0,
+        "min": float(np.min(vals)), "max": float(np.max(vals)),
+        "values": [round(float(v), 3) for v in vals], "params": rs[0]["params"],
+        "steps": rs[0]["steps"], "batch_size": rs[0]["batch_size"],
+        "token_budget": rs[0]["token_budget"],
+        "wall_s": float(np.mean([r.get("wall_s", r.get("train_eval_s", 0)) for r in rs])),
+    })
+  task_order = list(budgets.TASKS)
+  return sorted(rows, key=lambda r: (task_order.index(r["task"]), _order(r["kind"])))
+
+
+def write_csv(rows: list[dict[str, Any]], path: str) -> str:
+  keys = ["task", "kind", "metric", "seeds", "mean", "std", "min", "max", "params", "steps",
+          "batch_size", "token_budget", "wall_s"]
+  with open(path, "w", newline="") as f:
+    w = csv.DictWriter(f, keys, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+      w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+  return path
+
+
+def _verdict(row: dict[str, Any], guess: float) -> str:
+  if row["min"] >= SOLVED:
+    return "solved (all seeds)"
+  if row["max"] >= SOLVED:
+    return "solved by some seeds"
+  if row["mean"] <= 100 * guess * 1.5:
+    return "near guessing"
+  return "partly"
+
+
+def markdown_tables(rows: list[dict[str, Any]], diag_spec=None) -> str:
+  """One Markdown table per task; best mean in bold; diagnostics get a verdict column."""
+  spec = diag_spec or diagnostics.DiagSpec()
+  parts = []
+  for task in dict.fromkeys(r["task"] for r in rows):
+    trs = [r for r in rows if r["task"] == task]
+    t = budgets.TASKS[task]
+    best = (max if t.higher_is_better else min)(r["mean"] for r in trs)
+    arrow = "higher is better" if t.higher_is_better else "lower is better"
+    first = trs[0]
+    parts.append(f"### {task} ({t.data_task}): {t.metric}, {arrow}\n\n"
+                 f"Budget per run: {first['steps']} steps x batch {first['batch_size']}, "
+                 f"{first['token_budget']:,} token slots; {first['seeds']} seed(s).\n")
+    diag = t.diagnostic
+    head = "| kind | params | " + t.metric + " mean ± std | min .. max | per seed |"
+    head += " verdict |" if diag else ""
+    parts.append(head)
+    parts.append("|" + " --- |" * (6 if diag else 5))
+    for r in trs:
+      mean = f"{r['mean']:.2f}"
+      mean = f"**{mean}**" if r["mean"] == best else mean
+      line = (f"| {r['kind']} | {r['params']:,} | {mean} ± {r['std']:.2f} | "
+              f"{r['min']:.2f} .. {r['max']:.2f} | {', '.join(f'{v:g}' for v in r['values'])} |")
+      if diag:
+        guess = diagnostics.recall_guess_level(spec) if task == "recall" else 1 / 16
+        line += f" {_verdict(r, guess)} |"
+      parts.append(line)
+    parts.append("")
+  return "\n".join(parts)
+
+
+def _plt():
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
+def plot_curves(runs: list[dict[str, Any]], task: str, path: str) -> str | None:
+  """Validation metric vs step per kind: mean over seeds, shaded min..max."""
+  by_kind: dict[str, list] = defaultdict(list)
+  for r in runs:
+    if r["task"] == task and r["curve"]["validation"]:
+      by_kind[r["kind"]].append(dict(map(tuple, r["curve"]["validation"])))
+  if not by_kind:
+    return None
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(6.5, 4))
+  for kind in sorted(by_kind, key=_order):
+    curves = by_kind[kind]
+    steps = sorted(set.intersection(*(set(c) for c in curves)))
+    vals = np.array([[c[s] for s in steps] for c in curves])
+    line, = ax.plot(steps, vals.mean(0), marker=".", label=kind,
+                    linestyle="--" if "+" in kind else "-")
+    if len(curves) > 1:
+      ax.fill_between(steps, vals.min(0), vals.max(0), alpha=0.15, color=line.get_color())
+  metric = budgets.TASKS[task].metric
+  if metric == "perplexity":
+    ax.set_yscale("log")
+  ax.set_xlabel("step")
+  ax.set_ylabel(f"validation {metric}")
+  ax.set_title(f"{task}: validation {metric} per attention kind")
+  ax.legend(fontsize=7, ncol=2)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def _example_inputs(task: str, record: dict[str, Any], data_dir: str):
+  """Model args for one validation row of `task` (tuple), or None when data is missing."""
+  t = budgets.TASKS[task]
+  lengths = record["lengths"]
+  if t.diagnostic:
+    data = diagnostics.DiagnosticData()
+  else:
+    from synthesizer_jax import data
+
+    try:
+      data.get_vocabulary(t.data_task, data_dir)
+    except Exception:  # noqa: BLE001 -- data not prepared here: skip the maps
+      return None
+  batch = next(iter(data.get_dataset(t.data_task, "validation", feature_lengths=lengths,
+                                     batch_size=1, pack=False, shuffle=False, seed=0,
+                                     data_dir=data_dir, repeat=False)))
+  if "decoder_input_tokens" in batch and "encoder_input_tokens" in batch:
+    return (batch["encoder_input_tokens"], batch["decoder_input_tokens"])
+  if "decoder_input_tokens" in batch:
+    return (batch["decoder_input_tokens"],)
+  return (batch["encoder_input_tokens"],)
+
+
+def plot_maps(runs: list[dict[str, Any]], task: str, plot_dir: str,
+              data_dir: str = "data") -> list[str]:
+  """Attention maps of every kind (seed 0) and the learned random matrices, from checkpoints."""
+  from synthesizer_jax import checkpointing, viz
+
+  seed0 = {r["kind"]: r for r in runs if r["task"] == task and r["seed"] == min(
+      x["seed"] for x in runs if x["task"] == task)}
+  seed0 = {k: r for k, r in seed0.items() if os.path.isdir(os.path.join(r["workdir"],
+                                                                        "checkpoints"))}
+  if not seed0:
+    return []
+  inputs = _example_inputs(task, next(iter(seed0.values())), data_dir)
+  if inputs is None:
+    return []
+  first_layer, randoms, written = {}, {}, []
+  for kind in sorted(seed0, key=_order):
+    model, variables, _ = checkpointing.load_checkpoint(seed0[kind]["workdir"])
+    maps = viz.attention_maps(model, variables, *inputs)
+    self_maps = {k: v for k, v in maps.items() if "cross" not in k}
+    first_layer[kind] = next(iter(self_maps.values()))
+    if kind == "dense":
+      written.append(viz.plot_attention(self_maps, os.path.join(plot_dir, f"dense_{task}.png"),
+                                        title=f"{task}: dense synthesizer, every layer / head"))
+    for name, matrix in viz.random_matrices(variables).items():
+      if "layers_0" in name or name.endswith("_0"):
+        randoms[kind] = matrix
+        break
+  written.append(viz.plot_kinds(first_layer, os.path.join(plot_dir, f"maps_{task}.png")))
+  if randoms:
+    written.append(viz.plot_kinds(randoms, os.path.join(plot_dir, f"random_{task}.png")))
+  return written
+
+
+def write_report(out: str, *, workroot: str | None = None, size: str = "",
+                 data_dir: str = "data", maps: bool = True) -> dict[str, Any]:
+  """summary.csv, tables.md and the plots for the sweep in `out`; returns their paths."""
+  del workroot, size  # records carry their own workdirs
+  runs = load_runs(out)
+  rows = summarize(runs)
+  plot_dir = os.path.join(out, "plots")
+  written = {"csv": write_csv(rows, os.path.join(out, "summary.csv"))}
+  with open(os.path.join(out, "tables.md"), "w") as f:
+    f.write(markdown_tables(rows))
+  written["tables"] = os.path.join(out, "tables.md")
+  plots = []
+  for task in dict.fromkeys(r["task"] for r in runs):
+    p = plot_curves(runs, task, os.path.join(plot_dir, f"curves_{task}.png"))
+    plots += [p] if p else []
+    if maps:
+      plots += plot_maps(runs, task, plot_dir, data_dir)
+  written["plots"] = plots
+  return written
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--out", required=True, help="a sweep's results folder (holds runs.jsonl)")
+  p.add_argument("--data_dir", default="data")
+  p.add_argument("--no-maps", dest="maps", action="store_false",
+                 help="skip the plots that need checkpoints")
+  args = p.parse_args(argv)
+  written = write_report(args.out, data_dir=args.data_dir, maps=args.maps)
+  print(json.dumps(written, indent=2))
+  print(open(written["tables"]).read())
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,127 @@
+"""The comparison sweep (experiments/): diagnostic tasks are what they claim to be, budgets are
+shared by every kind, and a tiny sweep (2 kinds x 20 steps) runs end to end into a report."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments import budgets, diagnostics, report, sweep
+
+SPEC = diagnostics.DiagSpec()
+
+
+def rows_of(task, n=256, seed=0, spec=SPEC):
+  make = diagnostics.reverse_rows if task == "diag_reverse" else diagnostics.recall_rows
+  return make(np.random.default_rng(seed), n, spec)
+
+
+def test_reverse_answers_are_the_input_reversed():
+  rows, weights = rows_of("diag_reverse")
+  n = SPEC.reverse_len
+  assert rows.shape == (256, 2 * n + 1) and (rows[:, n] == diagnostics.SEP).all()
+  np.testing.assert_array_equal(rows[:, n + 1:], rows[:, :n][:, ::-1])
+  np.testing.assert_array_equal(weights.sum(1), n)
+  assert (weights[:, :n + 1] == 0).all()
+
+
+def test_recall_answer_is_the_value_after_the_matching_key():
+  rows, weights = rows_of("diag_recall")
+  p = SPEC.recall_pairs
+  for row, w in zip(rows, weights):
+    keys, values = row[0:2 * p:2], row[1:2 * p:2]
+    assert len(set(keys.tolist())) == p  # distinct keys: the lookup is unambiguous
+    lookup = dict(zip(keys.tolist(), values.tolist()))
+    slots = np.flatnonzero(w)
+    assert len(slots) == SPEC.recall_queries
+    for s in slots:
+      assert row[s] == lookup[int(row[s - 1])]
+
+
+def best_fixed_source_accuracy(rows, weights):
+  """Accuracy of the best rule 'answer at slot t = token at fixed slot s < t' (position only)."""
+  accs = []
+  for t in np.flatnonzero(weights[0]):
+    accs.append(max(np.mean(rows[:, s] == rows[:, t]) for s in range(t)))
+  return float(np.mean(accs))
+
+
+def test_reverse_is_solved_by_position_recall_is_not():
+  rows, weights = rows_of("diag_reverse", n=512)
+  assert best_fixed_source_accuracy(rows, weights) == 1.0
+  rows, weights = rows_of("diag_recall", n=512)
+  # Where the matching key sits changes per row: no fixed source slot beats ~1/P by much.
+  assert best_fixed_source_accuracy(rows, weights) < 2 * diagnostics.recall_guess_level(SPEC)
+
+
+def test_batches_follow_seqio_lm_features_and_are_deterministic():
+  data = diagnostics.DiagnosticData()
+  get = lambda split, seed: next(data.get_dataset(
+      "diag_recall", split, feature_lengths={"targets": 40}, batch_size=4, seed=seed))
+  a, b = get("train", 0), get("train", 0)
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k])
+  assert not np.array_equal(get("train", 1)["decoder_target_tokens"], a["decoder_target_tokens"])
+  # Every seed is scored on the same validation rows.
+  np.testing.assert_array_equal(get("validation", 0)["decoder_target_tokens"],
+                                get("validation", 5)["decoder_target_tokens"])
+  assert (a["decoder_input_tokens"][:, 0] == 0).all()
+  np.testing.assert_array_equal(a["decoder_input_tokens"][:, 1:],
+                                a["decoder_target_tokens"][:, :-1])
+  assert a["decoder_target_tokens"].max() < data.get_vocabulary("diag_recall").vocab_size
+  evals = list(data.get_dataset("diag_reverse", "validation", feature_lengths={"targets": 40},
+                                batch_size=2, repeat=False))
+  assert len(evals) == SPEC.eval_batches
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: diagnostics.DiagSpec(recall_pairs=8, recall_keys=4), "recall_keys"),
+    (lambda: diagnostics.DiagSpec(recall_queries=9), "recall_queries"),
+    (lambda: diagnostics.DiagnosticData().task_info("nope"), "unknown diagnostic task"),
+    (lambda: next(diagnostics.DiagnosticData().get_dataset(
+        "diag_reverse", "train", feature_lengths={"targets": 8}, batch_size=1)), "targets_length"),
+    (lambda: budgets.expand_tasks("lm,bogus"), "unknown sweep task"),
+    (lambda: budgets.budget("lm", "huge"), "unknown size"),
+    (lambda: sweep._kinds("dot,attn"), "attn"),
+])
+def test_bad_input_names_the_problem(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
+
+
+def test_every_kind_of_a_task_gets_one_budget():
+  assert budgets.expand_tasks("diagnostics,lm,recall") == ["reverse", "recall", "lm"]
+  for size in budgets.SIZES:
+    for task in budgets.TASKS:
+      model, train, _ = budgets.budget(task, size)
+      lengths = [train.get(k, 0) for k in ("targets_length", "inputs_length")]
+      assert max(lengths) <= model["max_len"]  # synthetic kinds can see every position
+      assert model["num_heads"] * model["head_dim"] == model["d_model"]
+  # Diagnostic rows fit the diagnostic budget.
+  _, train, _ = budgets.budget("recall", "small")
+  assert max(SPEC.length(t) for t in diagnostics.TASKS) <= train["targets_length"]
+
+
+def test_tiny_sweep_runs_and_reports(tmp_path):
+  out, work = str(tmp_path / "results"), str(tmp_path / "work")
+  path = sweep.sweep(["recall"], ["dot", "random"], [0], "tiny", out, workroot=work,
+                     data_dir=str(tmp_path), log=lambda *a: None)
+  runs = [json.loads(line) for line in open(path)]
+  assert [(r["task"], r["kind"], r["seed"]) for r in runs] == [("recall", "dot", 0),
+                                                                ("recall", "random", 0)]
+  for r in runs:
+    assert r["steps"] == 20 and r["params"] > 0 and 0 <= r["metrics"]["token_accuracy"] <= 100
+    assert r["curve"]["validation"] and r["curve"]["validation"][-1][0] == 20
+  # The random table is [heads, max_len, max_len] per layer on top of dot's missing q/k.
+  assert runs[0]["params"] != runs[1]["params"]
+  # A second call finds both runs done and trains nothing.
+  sweep.sweep(["recall"], ["dot", "random"], [0], "tiny", out, workroot=work,
+              data_dir=str(tmp_path), log=lambda *a: None)
+  assert len(open(path).readlines()) == 2
+  written = report.write_report(out)
+  rows = list(open(written["csv"]))
+  assert len(rows) == 3 and rows[0].startswith("task,kind,metric")
+  names = {os.path.basename(p) for p in written["plots"]}
+  assert {"curves_recall.png", "maps_recall.png", "random_recall.png"} <= names
+  assert "| random |" in open(written["tables"]).read()
