@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo train test lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,6 +13,13 @@ $(STAMP): setup.cfg pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/python -m synthesizer_jax.demo
+
+# The default experiment: prepare the offline corpus (idempotent), train ~10 min on a CPU,
+# evaluate, print a sample and the validation perplexity. Re-running resumes the run.
+train: $(STAMP)
+	$(VENV)/bin/python -m synthesizer_jax.data.prepare --data_dir data --tasks offline_lm
+	$(VENV)/bin/python train.py --config configs/offline_lm.py --workdir workdirs/offline_lm \
+		--config.data_dir=data
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check synthesizer_jax tests benchmarks

@@ -74,4 +74,5 @@ def get_config():
   c.mesh.dcn_fsdp = 1
   c.mesh.dcn_tensor = 1
   c.mesh.rules = "fsdp"  # "dp", "fsdp" or "fsdp_tp"
+  c.mesh.num_devices = 0  # 0: every device
   return c

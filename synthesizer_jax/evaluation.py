@@ -154,7 +154,9 @@ def evaluate(run, state, split: str = "validation", num_batches: int | None = No
   """All metrics of `run`'s task on `split`: teacher-forced ones, then decoded-prediction ones."""
   num_batches = run.cfg.eval_batches if num_batches is None else num_batches
   predict_batches = run.cfg.predict_batches if predict_batches is None else predict_batches
-  results: dict[str, Any] = dict(teacher_forced(run, state, run.eval_batches(split), num_batches))
+  results: dict[str, Any] = {}
+  if num_batches > 0:
+    results.update(teacher_forced(run, state, run.eval_batches(split), num_batches))
   fns = metrics_lib.METRIC_FNS.get(run.info.metric)
   examples = []
   if fns and predict_batches > 0 and run.shape in ("encdec", "classifier"):

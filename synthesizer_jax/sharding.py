@@ -69,6 +69,7 @@ class MeshConfig:
   dcn_fsdp: int = 1
   dcn_tensor: int = 1
   rules: str = "fsdp"
+  num_devices: int = 0  # use the first N devices only (0: all of them)
 
   def __post_init__(self):
     ici = (self.data, self.fsdp, self.tensor)
@@ -106,7 +107,9 @@ def mesh_shapes(cfg: MeshConfig, num_devices: int) -> tuple[tuple[int, ...], tup
 
 def make_mesh(cfg: MeshConfig = MeshConfig(), devices: Sequence[Any] | None = None) -> Mesh:
   """A Mesh with axes (data, fsdp, tensor) over `devices` (default: all, every process)."""
-  devices = list(jax.devices() if devices is None else devices)
+  if devices is None:
+    devices = jax.devices()[:cfg.num_devices] if cfg.num_devices else jax.devices()
+  devices = list(devices)
   ici, dcn = mesh_shapes(cfg, len(devices))
   if math.prod(dcn) > 1:
     from jax.experimental import mesh_utils

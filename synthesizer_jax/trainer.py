@@ -276,7 +276,7 @@ def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfi
     writer.close()
     return {"step": step, "stopped": True}
   results = evaluation.evaluate(run, state)
-  if run.shape == "lm" and lead:
+  if run.shape == "lm" and lead and cfg.sample_prompt:
     variables = {"params": state.params, **state.constants}
     results["sample"] = evaluation.sample_lm(run.model, variables, run.vocab, cfg.sample_prompt,
                                              cfg.targets_length)
@@ -307,3 +307,39 @@ def from_config(config: Mapping[str, Any]):
   if unknown:
     raise ValueError(f"unknown mesh config fields {unknown}; valid fields: {sorted(known)}")
   return model_fields, training.TrainConfig.from_dict(values), shd.MeshConfig(**mesh_values)
+
+
+def evaluate_checkpoint(workdir: str, *, step: int | None = None, split: str = "validation",
+                        overrides: Mapping[str, Any] | None = None, data=None,
+                        mesh_cfg: shd.MeshConfig | None = None) -> dict[str, Any]:
+  """Restores a train.py checkpoint onto this machine's devices and evaluates it.
+
+  Args:
+    workdir: the run's workdir.
+    step: checkpoint step (default: latest).
+    split: dataset split to score.
+    overrides: TrainConfig fields to change (data_dir, eval_batches, predict_batches, ...).
+    mesh_cfg: mesh to restore onto (default: all local devices, the run's rule set).
+
+  Returns:
+    {"step", "metrics", "examples"}; also written to `<workdir>/eval_<split>_<step>.json`.
+  """
+  ckpt = checkpointing.Checkpointer(workdir, read_only=True)
+  try:
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first with train.py")
+    saved = ckpt.config(step)
+    cfg = training.TrainConfig.from_dict({**saved["train"], **dict(overrides or {})})
+    mesh_cfg = mesh_cfg or shd.MeshConfig(rules=saved["mesh"]["rules"])
+    run = setup(saved["model"], cfg, mesh_cfg, data)
+    state, _ = ckpt.restore(run.abstract_state(), step)
+  finally:
+    ckpt.close()
+  results = evaluation.evaluate(run, state, split)
+  if run.shape == "lm" and cfg.sample_prompt:
+    variables = {"params": state.params, **state.constants}
+    results["sample"] = evaluation.sample_lm(run.model, variables, run.vocab, cfg.sample_prompt,
+                                             cfg.targets_length)
+  write_results(workdir, step, results, name=f"eval_{split}_{step}.json")
+  return {"step": step, **results}

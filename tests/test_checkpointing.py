@@ -1,0 +1,114 @@
+"""Checkpoints: a resumed run equals an uninterrupted one, restore onto another mesh,
+fine-tuning from another run's parameters (subset, shape-mismatch errors)."""
+
+import json
+import os
+
+import fake_data
+import jax
+import numpy as np
+import pytest
+
+from synthesizer_jax import checkpointing, trainer, training
+from synthesizer_jax import sharding as shd
+
+MODEL = dict(d_model=16, num_heads=2, head_dim=8, mlp_dim=32, num_layers=1, max_len=16,
+             dropout_rate=0.1, self_attention="dense")
+
+
+def train_cfg(data_dir, task="fake_lm", **kw):
+  base = dict(task=task, data_dir=str(data_dir), batch_size=8, inputs_length=16,
+              targets_length=16, num_train_steps=4, log_every=1, eval_every=100,
+              checkpoint_every=2, eval_batches=0, predict_batches=0, learning_rate=1e-2,
+              warmup_steps=1, sample_prompt="")
+  return training.TrainConfig(**{**base, **kw})
+
+
+def train_losses(workdir):
+  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  return {r["step"]: r["loss"] for r in rows if r["split"] == "train"}
+
+
+def test_resume_gives_same_next_step_loss(tmp_path):
+  (tmp_path / "data").mkdir()
+  cfg = train_cfg(tmp_path / "data")
+  mesh = shd.MeshConfig(num_devices=1)
+  trainer.train_and_evaluate(MODEL, cfg, mesh, str(tmp_path / "a"), data=fake_data,
+                             progress=False)
+  stopped = trainer.train_and_evaluate(MODEL, cfg, mesh, str(tmp_path / "b"), data=fake_data,
+                                       stop_after=2, progress=False)
+  assert stopped["stopped"] and stopped["step"] == 2
+  trainer.train_and_evaluate(MODEL, cfg, mesh, str(tmp_path / "b"), data=fake_data,
+                             progress=False)
+  a, b = train_losses(tmp_path / "a"), train_losses(tmp_path / "b")
+  assert sorted(b) == [1, 2, 3, 4]
+  np.testing.assert_allclose([b[3], b[4]], [a[3], a[4]], rtol=1e-6)
+  saved = checkpointing.Checkpointer(str(tmp_path / "b"), read_only=True)
+  assert saved.latest_step() == 4
+  config = saved.config()
+  saved.close()
+  assert config["vocab_path"].endswith("fake.model") and config["model"]["d_model"] == 16
+
+
+def _state(mesh, seed=0):
+  import synthesizer_jax as sj
+
+  model = sj.DecoderLM(sj.ModelConfig(vocab_size=32, d_model=16, num_heads=2, head_dim=8,
+                                      mlp_dim=32, num_layers=1, max_len=16,
+                                      self_attention="factorized_random+dot"))
+  tx = training.make_optimizer(training.TrainConfig())
+  rules = shd.RULE_SETS["fsdp_tp"]
+  state, sh = training.create_train_state(model, "lm", tx, {"targets": 16}, mesh, rules, seed)
+  return model, tx, state, sh
+
+
+@pytest.mark.parametrize("src,dst", [(8, 1), (1, 8)])
+def test_restore_onto_another_mesh(tmp_path, src, dst):
+  def mesh_of(n):
+    cfg = shd.MeshConfig(data=-1, fsdp=2, tensor=2) if n == 8 else shd.MeshConfig(data=1)
+    return shd.make_mesh(cfg, jax.devices()[:n])
+
+  model, tx, state, _ = _state(mesh_of(src))
+  ckpt = checkpointing.Checkpointer(str(tmp_path))
+  ckpt.save(7, state, {"x": 1}, {"train_batches": 7})
+  ckpt.wait()
+  target_sh = training.state_shardings(model, "lm", tx, {"targets": 16}, mesh_of(dst),
+                                       shd.RULE_SETS["fsdp_tp"])
+  restored, meta = ckpt.restore(training.abstract_state(model, "lm", tx, {"targets": 16},
+                                                        target_sh))
+  ckpt.close()
+  assert meta["train_batches"] == 7
+  for got, want, sh in zip(jax.tree.leaves(restored), jax.tree.leaves(state),
+                           jax.tree.leaves(target_sh), strict=True):
+    assert got.sharding == sh
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_fine_tune_from_encoder_decoder(tmp_path):
+  (tmp_path / "data").mkdir()
+  pre = trainer.setup(MODEL, train_cfg(tmp_path / "data", task="fake_encdec"),
+                      shd.MeshConfig(num_devices=1), data=fake_data)
+  ckpt = checkpointing.Checkpointer(str(tmp_path / "pre"))
+  ckpt.save(2, trainer.initial_state(pre), pre.run_config(), {"train_batches": 2})
+  ckpt.close()
+  source, _, _ = checkpointing.restore_source(str(tmp_path / "pre"))
+  ft = train_cfg(tmp_path / "data", task="fake_classify", init_from=str(tmp_path / "pre"),
+                 init_params=("embed", "encoder"))
+  run = trainer.setup(MODEL, ft, shd.MeshConfig(num_devices=1), data=fake_data)
+  state = trainer.initial_state(run, log=lambda *_: None)
+  flat = checkpointing._flat(state.params)
+  src = checkpointing._flat(source["params"])
+  assert any(k.startswith("encoder/") for k in flat)
+  for key, value in flat.items():
+    if key.startswith(("encoder/", "embed/")):
+      np.testing.assert_array_equal(np.asarray(value), src[key])
+    else:
+      assert key.startswith("head/")
+  # A parameter of another shape is an error that names it.
+  bad = train_cfg(tmp_path / "data", task="fake_classify", init_from=str(tmp_path / "pre"))
+  run = trainer.setup({**MODEL, "mlp_dim": 48}, bad, shd.MeshConfig(num_devices=1),
+                      data=fake_data)
+  with pytest.raises(ValueError, match=r"mlp/wi/kernel: shape \(16, 32\)"):
+    trainer.initial_state(run, log=lambda *_: None)
+  with pytest.raises(ValueError, match="matches no parameter"):
+    checkpointing.merge_params(state.params, source["params"], ("decoder",))
