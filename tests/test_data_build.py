@@ -76,7 +76,7 @@ def test_prepare_is_idempotent(built, monkeypatch):
   assert stamps == {n: os.path.getmtime(os.path.join(data_dir, n, "meta.json")) for n in TASKS}
 
 
-def test_rebuild_gives_the_same_splits(built, tmp_path, monkeypatch):
+def test_rebuild_gives_the_same_splits_and_vocabulary(built, tmp_path, monkeypatch):
   data_dir, _ = built
   fake_debian.install(monkeypatch, str(tmp_path))
   other = os.path.join(str(tmp_path), "data")
@@ -84,6 +84,12 @@ def test_rebuild_gives_the_same_splits(built, tmp_path, monkeypatch):
   for split in ("train", "validation", "test"):
     assert (_lines(os.path.join(data_dir, "offline_translate_en_de", f"{split}.tsv"))
             == _lines(os.path.join(other, "offline_translate_en_de", f"{split}.tsv")))
+  # The vocabulary is deterministic too (the files differ only in the temp paths they record).
+  paths = [data.task_info("offline_translate_en_de", d).vocab_path for d in (data_dir, other)]
+  models = [spm.SentencePieceProcessor(model_file=p) for p in paths]
+  pieces = [[(m.id_to_piece(i), m.get_score(i)) for i in range(m.get_piece_size())]
+            for m in models]
+  assert pieces[0] == pieces[1]
 
 
 def test_empty_split_is_an_error(tmp_path, monkeypatch):

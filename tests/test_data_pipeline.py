@@ -10,6 +10,7 @@ import pytest
 from fixtures.data import fake_debian
 
 from synthesizer_jax import data
+from synthesizer_jax.data import tasks
 
 pytest.importorskip("seqio")
 
@@ -180,6 +181,10 @@ def test_tfds_tasks_under_mock_data(tmp_path):
   root = str(tmp_path)
   mock = tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE,
                                 data_dir=os.path.join(root, "no_metadata"))
+  with pytest.raises(data.DataError, match="(?s)TFDS data for 'lm1b' is missing.*tfds build"):
+    data.get_dataset("lm1b", "train", feature_lengths={"targets": 8}, batch_size=1, data_dir=root)
+  for name in TFDS_CASES:  # mock_data reads no files, but the task checks the directory exists
+    os.makedirs(tasks.tfds_version_dir(name, root), exist_ok=True)
   with mock:
     data.prepare(root, ["lm1b", "wmt14_ende", "cnn_dailymail", "glue_sst2"], progress=False)
     for name, (lengths, split) in TFDS_CASES.items():

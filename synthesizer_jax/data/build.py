@@ -98,7 +98,8 @@ def _tfds_texts(name: str, data_dir: str, max_examples: int) -> Iterable[str]:
       continue
     seen.add(ms.tfds_name)
     try:
-      ds = tfds.load(ms.tfds_name, split="train", data_dir=registry.tfds_dir(data_dir))
+      ds = tfds.load(ms.tfds_name, split="train", data_dir=registry.tfds_dir(data_dir),
+                     download=False)
     except Exception as e:  # noqa: BLE001 - TFDS raises several types for a missing dataset
       raise DataError(
           f"TFDS dataset {ms.tfds_name} is not available in {registry.tfds_dir(data_dir)} "

@@ -51,11 +51,24 @@ def is_prepared(name: str, data_dir: str) -> bool:
   return vocab_ok and os.path.exists(os.path.join(registry.task_dir(name, data_dir), META))
 
 
+def tfds_version_dir(name: str, data_dir: str) -> str:
+  """Where TFDS keeps the prepared files of a TFDS task ("" for other tasks)."""
+  tfds_name = spec(name).tfds_name
+  return os.path.join(registry.tfds_dir(data_dir), tfds_name.replace(":", "/")) if tfds_name else ""
+
+
 def check_prepared(name: str, data_dir: str) -> None:
   """Raises DataError naming the prepare command if `name` is not built under `data_dir`."""
   cmd = PREPARE_CMD.format(data_dir=data_dir, task=name)
   if not os.path.isdir(data_dir):
     raise DataError(f"Data directory {data_dir} does not exist. Build the data with:\n  {cmd}")
+  tfds_data = tfds_version_dir(name, data_dir)
+  if tfds_data and not os.path.isdir(tfds_data):
+    # seqio would otherwise start downloading (tens of GB for some of these).
+    raise DataError(f"TFDS data for {name!r} is missing: no {tfds_data}. Build it on a machine "
+                    f"with network access (`tfds build {spec(name).tfds_name.split(':')[0]} "
+                    f"--data_dir DIR`), copy DIR to {registry.tfds_dir(data_dir)} (or set "
+                    f"TFDS_DATA_DIR), then run:\n  {cmd}")
   if not is_prepared(name, data_dir):
     raise DataError(f"Task {name!r} is not prepared in {data_dir}. Build it with:\n  {cmd}")
 
