@@ -166,11 +166,13 @@ def test_errors(data_dir, tmp_path):
 TFDS_CASES = {  # task: (feature lengths, split)
     "lm1b": ({"targets": 32}, "validation"),
     "wmt14_ende": ({"inputs": 32, "targets": 32}, "train"),
+    "wmt14_enfr": ({"inputs": 32, "targets": 32}, "test"),
     "cnn_dailymail": ({"inputs": 64, "targets": 16}, "test"),
     "glue_sst2": ({"inputs": 32}, "train"),
     "glue_stsb": ({"inputs": 32}, "validation"),
     "glue_mnli_t2t": ({"inputs": 48, "targets": 8}, "validation_mismatched"),
     "super_glue_copa": ({"inputs": 48}, "validation"),
+    "super_glue_multirc_t2t": ({"inputs": 64, "targets": 4}, "validation"),
     "super_glue_wsc": ({"inputs": 48}, "train"),
     "super_glue_record_t2t": ({"inputs": 96, "targets": 8}, "train"),
 }
@@ -186,7 +188,8 @@ def test_tfds_tasks_under_mock_data(tmp_path):
   for name in TFDS_CASES:  # mock_data reads no files, but the task checks the directory exists
     os.makedirs(tasks.tfds_version_dir(name, root), exist_ok=True)
   with mock:
-    data.prepare(root, ["lm1b", "wmt14_ende", "cnn_dailymail", "glue_sst2"], progress=False)
+    data.prepare(root, ["lm1b", "wmt14_ende", "wmt14_enfr", "cnn_dailymail", "glue_sst2"],
+                 progress=False)
     for name, (lengths, split) in TFDS_CASES.items():
       info = data.task_info(name, root)
       assert os.path.exists(info.vocab_path)
