@@ -10,7 +10,8 @@ from fixtures.data import fake_debian
 from synthesizer_jax import data
 from synthesizer_jax.data import build, corpora
 
-TASKS = ("offline_lm", "offline_translate_en_de", "offline_summarize", "offline_classify")
+TASKS = ("offline_lm", "offline_lm_prose", "offline_translate_en_de", "offline_summarize",
+         "offline_classify")
 
 
 def _lines(path):
@@ -31,7 +32,7 @@ def built(tmp_path_factory):
 def test_splits_are_written_disjoint_and_counted(built):
   data_dir, metas = built
   for name in TASKS:
-    ext = "txt" if name == "offline_lm" else "tsv"
+    ext = "txt" if name.startswith("offline_lm") else "tsv"
     lines = {s: _lines(os.path.join(data_dir, name, f"{s}.{ext}"))
              for s in ("train", "validation", "test")}
     for split, rows in lines.items():

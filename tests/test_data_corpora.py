@@ -9,7 +9,7 @@ import zlib
 import pytest
 from fixtures.data import fake_debian
 
-from synthesizer_jax.data import corpora, debian, personachat, rlazy
+from synthesizer_jax.data import corpora, debian, personachat, rlazy, sword
 from synthesizer_jax.data.registry import DataError
 
 
@@ -98,3 +98,31 @@ def test_personachat_parse():
 def test_personachat_missing_files(tmp_path):
   with pytest.raises(DataError, match="train_self_original.txt"):
     personachat.split_rows(str(tmp_path))
+
+
+def test_sword_ztext_reader(tmp_path):
+  slots = {"ot": ["", "<milestone/>", "<chapter/>", "<w>In</w> the beginning ,", "Verse two .",
+                  "<chapter/>", "Next <note>a note</note>chapter ."],
+           "nt": ["", "", "<chapter/>", "Last verse ."]}
+  fake_debian.write_ztext(str(tmp_path), slots, per_block=2)
+  assert sword.read_testament(str(tmp_path), "ot") == slots["ot"]
+  assert sword.chapters(str(tmp_path)) == [
+      ("ot:3", ["In the beginning,", "Verse two."]), ("ot:6", ["Next chapter."]),
+      ("nt:3", ["Last verse."])]
+  with pytest.raises(DataError, match="zText"):
+    sword.read_testament(str(tmp_path / "none"), "ot")
+
+
+def test_prose_rows_keep_both_translations_of_a_chapter_together(tmp_path, monkeypatch):
+  fake_debian.install(monkeypatch, str(tmp_path))
+  monkeypatch.setattr(corpora, "LM_DOC_CHARS", 200)
+  rows = corpora.prose_rows("unused")
+  assert {k.split(":")[0] for k, _ in rows} == {"bible", "austen"}
+  splits = corpora.split_rows(rows, 200, 200)
+  for split, part in splits.items():
+    kjv = {k for k, d in part if d.startswith("kjv")}
+    web = {k for k, d in part if d.startswith("web")}
+    assert kjv == web, split  # each chapter: both translations, same split
+  assert not any("skip me" in d or "<" in d for _, d in rows)
+  chapters = corpora._austen_chapters(fake_debian.austen(chapters=3)["emma"])
+  assert len(chapters) == 4 and chapters[0] == ["EMMA", "By Jane Austen"]

@@ -28,6 +28,8 @@ BUILD_VERSION = 1
 
 SOURCES = {
     "offline_lm": ("Debian python3.11-doc: _sources/**/*.rst.txt", "PSF-2.0"),
+    "offline_lm_prose": ("Debian sword-text-kjv, sword-text-web (zText modules), "
+                         "r-cran-janeaustenr (R data)", "public domain texts"),
     "offline_translate_en_de": ("Debian DDTP: apt Translation-en + Translation-de",
                                 "descriptions of DFSG-free packages; DDTP translations"),
     "offline_translate_en_fr": ("Debian DDTP: apt Translation-en + Translation-fr",
@@ -45,6 +47,8 @@ def _rows(name: str, data_dir: str) -> dict[str, list[tuple]]:
   cache = os.path.join(data_dir, "cache")
   if name == "offline_lm":
     return corpora.split_rows(corpora.python_doc_rows(cache), 20, 20)
+  if name == "offline_lm_prose":
+    return corpora.split_rows(corpora.prose_rows(cache), 20, 20)
   if name.startswith("offline_translate_en_"):
     return corpora.split_rows(corpora.translation_rows(name[-2:]), 25, 25)
   if name == "offline_summarize":
@@ -142,7 +146,7 @@ def prepare_task(name: str, data_dir: str, max_vocab_examples: int = 200_000,
   stats = _write_splits(name, data_dir, splits)
   on_stage(STAGES[2])
   if not os.path.exists(vpath):
-    coverage = 1.0 if name == "offline_lm" else 0.9999
+    coverage = 1.0 if spec(name).shape == "lm" else 0.9999
     train_vocab(_vocab_text(name, splits["train"]), vpath, s.vocab_size,
                 character_coverage=coverage)
   source, licence = SOURCES[name]

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Sequence
 
-from synthesizer_jax.data import debian, rlazy
+from synthesizer_jax.data import debian, rlazy, sword
 from synthesizer_jax.data.registry import DataError
 
 Row = tuple[str, ...]
@@ -118,6 +118,58 @@ def python_doc_rows(cache_dir: str, max_chars: int | None = None) -> list[Row]:
       docs = documents(rst_to_text(f.read()), max_chars)
     rel = os.path.relpath(path, src)
     rows.extend((f"{rel}#{i}", d) for i, d in enumerate(docs))
+  return rows
+
+
+BIBLES = (("sword-text-kjv", "engKJV2006eb"), ("sword-text-web", "engWEB2015eb"))
+AUSTEN_NOVELS = ("emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice",
+                 "sensesensibility")
+
+
+def austen_novels(cache_dir: str) -> dict[str, list[str]]:
+  """{novel: its lines} from r-cran-janeaustenr's R data (one string per line of text)."""
+  root = debian.fetch_package("r-cran-janeaustenr", cache_dir)
+  prefix = os.path.join(root, "usr/lib/R/site-library/janeaustenr/data/Rdata")
+  return {n: [str(x) for x in rlazy.load_object(prefix, n)] for n in AUSTEN_NOVELS}
+
+
+def _austen_chapters(lines: Sequence[str]) -> list[list[str]]:
+  """Paragraphs (blank-line separated) grouped by chapter ("CHAPTER ..." lines)."""
+  chapters, paragraphs, current = [], [], []
+  for line in [*lines, ""]:
+    if line.strip().upper().startswith("CHAPTER"):
+      if current:
+        paragraphs.append(clean(" ".join(current)))
+      if paragraphs:
+        chapters.append(paragraphs)
+      paragraphs, current = [], []
+    if not line.strip():
+      if current:
+        paragraphs.append(clean(" ".join(current)))
+      current = []
+    else:
+      current.append(line)
+  if paragraphs:
+    chapters.append(paragraphs)
+  return chapters
+
+
+def prose_rows(cache_dir: str, max_chars: int | None = None) -> list[Row]:
+  """(chapter key, document) rows: the KJV and WEB Bibles and Jane Austen's six novels.
+
+  Both Bibles key a chapter by its versification slot, so the two translations of one
+  chapter always share a split.
+  """
+  max_chars = max_chars or LM_DOC_CHARS
+  rows = []
+  for package, module in BIBLES:
+    root = debian.fetch_package(package, cache_dir)
+    module_dir = os.path.join(root, "usr/share/sword/modules/texts/ztext", module)
+    for key, verses in sword.chapters(module_dir):
+      rows.extend((f"bible:{key}", d) for d in documents(verses, max_chars))
+  for novel, lines in austen_novels(cache_dir).items():
+    for i, paragraphs in enumerate(_austen_chapters(lines)):
+      rows.extend((f"austen:{novel}:{i}", d) for d in documents(paragraphs, max_chars))
   return rows
 
 

@@ -112,6 +112,9 @@ def _build_specs() -> dict:
       "offline_lm": _Spec(
           "lm", "perplexity", "offline_lm", "offline", vocab_size=8000,
           description="English prose of the CPython 3.11 documentation (python3.11-doc, PSF)"),
+      "offline_lm_prose": _Spec(
+          "lm", "perplexity", "offline_lm_prose", "offline", vocab_size=8000,
+          description="KJV and World English Bibles + Jane Austen's novels (public domain)"),
       "offline_translate_en_de": _Spec(
           "encdec", "bleu", "offline_translate_en_de", "offline", vocab_size=8000,
           description="Debian package descriptions and their German DDTP translations"),
