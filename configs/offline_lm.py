@@ -17,13 +17,13 @@ def get_config():
   c.task = "offline_lm"
   c.batch_size = 16
   c.targets_length = 128
-  c.num_train_steps = 1200
+  c.num_train_steps = 1000
   c.learning_rate = 2e-3
   c.warmup_steps = 100
   c.decay = "cosine"
   c.log_every = 25
-  c.eval_every = 400
-  c.checkpoint_every = 400
+  c.eval_every = 500
+  c.checkpoint_every = 500
   c.eval_batches = 8
   c.model.d_model = 128
   c.model.num_heads = 4

@@ -129,23 +129,27 @@ def predictions(run, state, batches: Iterator[dict[str, np.ndarray]],
     if i >= num_batches:
       break
     batch, n = pad_batch(batch, run.local_batch_size)
-    enc = shd.global_batch({"x": batch["encoder_input_tokens"]}, run.mesh)["x"]
+    target_key = "targets" if run.shape == "classifier" else "decoder_target_tokens"
+    valid = np.arange(run.local_batch_size) < n
+    if run.shape == "classifier":
+      valid &= batch["targets"] >= 0  # -1: unlabelled (test splits)
+    # Global arrays; gathered back, every process sees all rows in the same order.
+    g = shd.global_batch({"enc": batch["encoder_input_tokens"], "tgt": batch[target_key],
+                          "valid": valid}, run.mesh)
     with shd.mesh_context(run.mesh, run.rules):
       if run.shape == "classifier":
-        out = _local_rows(_classify(run.model, variables, enc))
+        out = _local_rows(_classify(run.model, variables, g["enc"]))
       else:
-        out = _local_rows(predict_tokens(run.model, variables, enc, run.cfg.decode_len))
-    src = _local_rows(enc)
+        out = _local_rows(predict_tokens(run.model, variables, g["enc"], run.cfg.decode_len))
+    keep = _local_rows(g["valid"])
+    src, tgt, out = _local_rows(g["enc"])[keep], _local_rows(g["tgt"])[keep], out[keep]
+    inputs += [decode_ids(run.vocab, row) for row in src]
     if run.shape == "classifier":
-      tgt = batch["targets"][:n]
-      pred = out[:n, 0] if run.info.metric == "regression" else out[:n].argmax(-1)
       targets += tgt.tolist()
-      preds += pred.tolist()
-      inputs += [decode_ids(run.vocab, row) for row in src[:n]]
+      preds += (out[:, 0] if run.info.metric == "regression" else out.argmax(-1)).tolist()
     else:
-      targets += [decode_ids(run.vocab, row) for row in batch["decoder_target_tokens"][:n]]
-      preds += [decode_ids(run.vocab, row) for row in out[:n]]
-      inputs += [decode_ids(run.vocab, row) for row in src[:n]]
+      targets += [decode_ids(run.vocab, row) for row in tgt]
+      preds += [decode_ids(run.vocab, row) for row in out]
   return inputs, targets, preds
 
 

@@ -114,8 +114,9 @@ def make_mesh(cfg: MeshConfig = MeshConfig(), devices: Sequence[Any] | None = No
   if math.prod(dcn) > 1:
     from jax.experimental import mesh_utils
 
-    # CPU / GPU devices have no slice_index: each process is one DCN granule.
-    by_process = not hasattr(devices[0], "slice_index")
+    # Multi-slice TPUs: one DCN granule per slice; elsewhere (GPU / CPU hosts) per process.
+    slices = {getattr(d, "slice_index", 0) for d in devices}
+    by_process = len(slices) != math.prod(dcn)
     grid = mesh_utils.create_hybrid_device_mesh(
         ici, dcn, devices, process_is_granule=by_process, allow_split_physical_axes=True)
   elif devices[0].platform == "tpu":

@@ -1,0 +1,60 @@
+"""Two processes x 2 CPU devices on localhost train and write one Orbax checkpoint; a single
+process restores it on another mesh and gets the same parameters and next-step loss."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import fake_data
+import jax
+import multihost_worker
+import numpy as np
+
+from synthesizer_jax import checkpointing, trainer
+from synthesizer_jax import sharding as shd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_then_restore_on_one(tmp_path):
+  work, data_dir = str(tmp_path / "run"), str(tmp_path / "data")
+  os.makedirs(data_dir)
+  port = free_port()
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "multihost_worker.py"), str(i),
+                             "2", str(port), work, data_dir], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  outs = [p.communicate(timeout=400)[0] for p in procs]
+  for p, out in zip(procs, outs, strict=True):
+    assert p.returncode == 0, out[-3000:]
+  rows = [json.loads(line) for line in open(os.path.join(work, "metrics.jsonl"))]
+  loss4 = next(r["loss"] for r in rows if r["split"] == "train" and r["step"] == 4)
+
+  # One process, 8 devices, another mesh and rule set.
+  cfg = multihost_worker.train_config(data_dir)
+  run = trainer.setup(multihost_worker.MODEL, cfg,
+                      shd.MeshConfig(data=2, fsdp=2, tensor=2, rules="fsdp_tp"), data=fake_data)
+  ckpt = checkpointing.Checkpointer(work, read_only=True)
+  assert ckpt.all_steps() == [3, 4]
+  state3, meta = ckpt.restore(run.abstract_state(), 3)
+  state4, _ = ckpt.restore(run.abstract_state(), 4)
+  ckpt.close()
+  assert meta["train_batches"] == 3
+  # Batch 4 as the two processes saw it: shard 0's rows, then shard 1's.
+  shards = [next(fake_data.get_dataset("fake_lm", "train", feature_lengths={"targets": 16},
+                                       batch_size=4, seed=cfg.seed, shard_index=i,
+                                       num_shards=2, start_batch=3)) for i in range(2)]
+  batch = {k: np.concatenate([s[k] for s in shards]) for k in shards[0]}
+  state, metrics = run.train_step(state3, shd.global_batch(batch, run.mesh))
+  np.testing.assert_allclose(float(metrics["loss"]), loss4, rtol=1e-5)
+  for got, want in zip(jax.tree.leaves(state.params), jax.tree.leaves(state4.params),
+                       strict=True):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-6)
