@@ -1,18 +1,28 @@
-"""Two generated tasks that tell the attention mechanisms apart, as an in-memory data module.
+"""Generated tasks that tell the attention mechanisms apart, as an in-memory data module.
 
-Both are decoder-LM tasks (shape "lm"): the model reads one token sequence and is scored
+All are decoder-LM tasks (shape "lm"): the model reads one token sequence and is scored
 (loss weight 1) only on the answer tokens, so the teacher-forced token accuracy of
 `evaluation.evaluate` is exactly "fraction of answers right".
 
 * ``diag_reverse`` (position alone suffices): ``x_1 .. x_n SEP x_n .. x_1``. The answer at
   output slot i is always the input at slot n + 1 - i, whatever the tokens are, so a fixed
   (learned) position-to-position alignment -- a `random` synthesizer -- can solve it.
-* ``diag_recall`` (needs content lookup; multi-query associative recall):
+* ``diag_lookup`` (needs content matching, one hop): ``x_1 .. x_n  q_1 a_1 .. q_Q a_Q`` with
+  n distinct random symbols; each query q_j is one of them and its answer a_j is the *slot*
+  where it occurs (a slot token). Where q_j sits changes with every sequence, so the
+  alignment must come from comparing the query with the context tokens; one dot-product
+  layer can do it (match, then read the matched slot's position signal). Guessing a slot
+  is right 1/n of the time.
+* ``diag_recall`` (multi-query associative recall, two hops):
   ``k_1 v_1 .. k_P v_P  q_1 a_1 .. q_Q a_Q`` with distinct random keys per sequence, random
-  values, each query q_j one of the keys and a_j its value. Where the matching key sits
-  changes with every sequence, so the alignment must be computed from token content
-  (query-key similarity). A model that cannot compare tokens can at best guess one of the
-  P values present, about 1/P right (`recall_guess_level`).
+  values, each query q_j one of the keys and a_j its value. Needs content matching plus
+  binding each value to its key (an induction circuit over two layers); small models learn
+  it slowly. Without lookup a model can at best guess one of the P values present, about
+  1/P right (`recall_guess_level`).
+
+A model that cannot compare tokens (dense, random, factorized synthesizers) can still beat
+the guess level by brute force -- with h heads it can read h fixed slots per layer and let
+the MLP compare -- but it cannot reach 100% once n is larger than what its heads can read.
 
 The module has the functions the trainer asks of a data module (`TASKS`, `task_info`,
 `get_vocabulary`, `get_dataset`) and needs no TensorFlow, so it also runs where seqio is
@@ -39,7 +49,7 @@ class DiagSpec:
     reverse_len: n, the number of tokens to reverse (the row is 2n + 1 tokens).
     reverse_symbols: alphabet size of the reversed tokens.
     recall_pairs: P, key-value pairs in the context.
-    recall_queries: Q <= P, queries after the context (each a distinct key).
+    recall_queries: Q, queries after the context (keys drawn with replacement).
     recall_keys: key alphabet size (>= P: keys in one row are distinct).
     recall_values: value alphabet size.
     eval_batches: batches in the validation split.
@@ -51,23 +61,28 @@ class DiagSpec:
   recall_queries: int = 8
   recall_keys: int = 32
   recall_values: int = 32
+  lookup_len: int = 8
+  lookup_queries: int = 8
+  lookup_symbols: int = 16
   eval_batches: int = 4
 
   def __post_init__(self):
+    if self.lookup_symbols < self.lookup_len:
+      raise ValueError(f"lookup_symbols={self.lookup_symbols} < lookup_len={self.lookup_len}: "
+                       "context symbols must be distinct; raise lookup_symbols")
     if self.recall_keys < self.recall_pairs:
       raise ValueError(f"recall_keys={self.recall_keys} < recall_pairs={self.recall_pairs}: "
                        "keys in one sequence must be distinct; raise recall_keys")
-    if not 1 <= self.recall_queries <= self.recall_pairs:
-      raise ValueError(f"recall_queries={self.recall_queries} must be in [1, recall_pairs="
-                       f"{self.recall_pairs}]")
-    for name in ("reverse_len", "reverse_symbols", "recall_pairs", "eval_batches"):
+    for name in ("reverse_len", "reverse_symbols", "recall_pairs", "recall_queries",
+                 "lookup_len", "lookup_queries", "eval_batches"):
       if getattr(self, name) < 1:
         raise ValueError(f"DiagSpec.{name}={getattr(self, name)} must be >= 1")
 
   @property
   def vocab_size(self) -> int:
     """One vocabulary for both tasks: specials, SEP, then every symbol range."""
-    return FIRST + 1 + max(self.reverse_symbols, self.recall_keys + self.recall_values)
+    return FIRST + 1 + max(self.reverse_symbols, self.recall_keys + self.recall_values,
+                           self.lookup_symbols + self.lookup_len)
 
   def length(self, task: str) -> int:
     """Tokens per row of `task` (the decoder input adds a leading 0 and drops the last)."""
@@ -75,10 +90,12 @@ class DiagSpec:
       return 2 * self.reverse_len + 1
     if task == "diag_recall":
       return 2 * (self.recall_pairs + self.recall_queries)
+    if task == "diag_lookup":
+      return self.lookup_len + 2 * self.lookup_queries
     raise ValueError(f"unknown diagnostic task {task!r}; known: {TASKS}")
 
 
-TASKS = ("diag_reverse", "diag_recall")
+TASKS = ("diag_reverse", "diag_recall", "diag_lookup")
 SEP = FIRST
 SYM = FIRST + 1  # first symbol id
 
@@ -86,6 +103,15 @@ SYM = FIRST + 1  # first symbol id
 def recall_guess_level(spec: DiagSpec) -> float:
   """Accuracy of guessing uniformly among the values present in the context (no lookup)."""
   return 1.0 / spec.recall_pairs
+
+
+def guess_level(task: str, spec: DiagSpec) -> float:
+  """Accuracy of a model that knows the task's format but cannot do its core step."""
+  if task == "diag_reverse":
+    return 1.0 / spec.reverse_symbols
+  if task == "diag_recall":
+    return recall_guess_level(spec)
+  return 1.0 / spec.lookup_len
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +161,7 @@ def recall_rows(rng: np.random.Generator, n_rows: int, spec: DiagSpec):
   key_base, value_base = SYM, SYM + spec.recall_keys
   keys = np.argsort(rng.random((n_rows, spec.recall_keys)), axis=1)[:, :p] + key_base
   values = rng.integers(value_base, value_base + spec.recall_values, (n_rows, p))
-  which = np.argsort(rng.random((n_rows, p)), axis=1)[:, :q]
+  which = rng.integers(0, p, (n_rows, q))  # with replacement: no answer by elimination
   queries = np.take_along_axis(keys, which, axis=1)
   answers = np.take_along_axis(values, which, axis=1)
   context = np.stack([keys, values], axis=2).reshape(n_rows, 2 * p)
@@ -143,6 +169,22 @@ def recall_rows(rng: np.random.Generator, n_rows: int, spec: DiagSpec):
   rows = np.concatenate([context, asked], axis=1)
   weights = np.zeros_like(rows)
   weights[:, 2 * p + 1::2] = 1
+  return rows.astype(np.int32), weights.astype(np.int32)
+
+
+def lookup_rows(rng: np.random.Generator, n_rows: int, spec: DiagSpec):
+  """(targets, weights): n distinct symbols, then q a pairs, a = the slot where q occurs."""
+  n, q = spec.lookup_len, spec.lookup_queries
+  symbols = np.argsort(rng.random((n_rows, spec.lookup_symbols)), axis=1)[:, :n] + SYM
+  # With replacement: were the queries a permutation, the last answers would follow by
+  # elimination from the earlier ones, which needs no lookup at all.
+  which = rng.integers(0, n, (n_rows, q))
+  queries = np.take_along_axis(symbols, which, axis=1)
+  answers = which + SYM + spec.lookup_symbols  # slot ids after the symbol range
+  asked = np.stack([queries, answers], axis=2).reshape(n_rows, 2 * q)
+  rows = np.concatenate([symbols, asked], axis=1)
+  weights = np.zeros_like(rows)
+  weights[:, n + 1::2] = 1
   return rows.astype(np.int32), weights.astype(np.int32)
 
 
@@ -188,7 +230,8 @@ class DiagnosticData:
     `pack` is ignored: rows have one fixed length, so packing would gain nothing.
     """
     self.task_info(name)
-    make = reverse_rows if name == "diag_reverse" else recall_rows
+    make = {"diag_reverse": reverse_rows, "diag_recall": recall_rows,
+            "diag_lookup": lookup_rows}[name]
     length = int(feature_lengths["targets"])
     # Distinct streams: train rows depend on the seed; evaluation rows never do.
     splits = ("train", "validation", "test")

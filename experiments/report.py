@@ -110,7 +110,7 @@ def markdown_tables(rows: list[dict[str, Any]], diag_spec=None) -> str:
       line = (f"| {r['kind']} | {r['params']:,} | {mean} ± {r['std']:.2f} | "
               f"{r['min']:.2f} .. {r['max']:.2f} | {', '.join(f'{v:g}' for v in r['values'])} |")
       if diag:
-        guess = diagnostics.recall_guess_level(spec) if task == "recall" else 1 / 16
+        guess = diagnostics.guess_level(t.data_task, spec)
         line += f" {_verdict(r, guess)} |"
       parts.append(line)
     parts.append("")

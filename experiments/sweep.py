@@ -173,8 +173,13 @@ def sweep(tasks: list[str], kinds: list[str], seeds: list[int], size: str, out: 
     record = run_one(task, kind, seed, size, workroot=workroot, data_dir=data_dir,
                      diag_spec=diag_spec, progress=progress, mesh=mesh)
     record["wall_s"] = round(time.time() - t0, 1)
-    with open(path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    # One write() on an O_APPEND descriptor: sweeps running side by side (say one per task)
+    # can share one runs.jsonl without interleaving lines.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+      os.write(fd, (json.dumps(record) + "\n").encode())
+    finally:
+      os.close(fd)
     metric = budgets.TASKS[task].metric
     log(f"[{i}/{len(todo)}] {task} {kind} seed {seed}: {metric} "
         f"{record['metrics'].get(metric, float('nan')):.4g}, {record['params']:,} params, "

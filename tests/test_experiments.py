@@ -13,7 +13,8 @@ SPEC = diagnostics.DiagSpec()
 
 
 def rows_of(task, n=256, seed=0, spec=SPEC):
-  make = diagnostics.reverse_rows if task == "diag_reverse" else diagnostics.recall_rows
+  make = {"diag_reverse": diagnostics.reverse_rows, "diag_recall": diagnostics.recall_rows,
+          "diag_lookup": diagnostics.lookup_rows}[task]
   return make(np.random.default_rng(seed), n, spec)
 
 
@@ -37,6 +38,19 @@ def test_recall_answer_is_the_value_after_the_matching_key():
     assert len(slots) == SPEC.recall_queries
     for s in slots:
       assert row[s] == lookup[int(row[s - 1])]
+
+
+def test_lookup_answer_is_the_slot_of_the_query():
+  rows, weights = rows_of("diag_lookup")
+  n = SPEC.lookup_len
+  first_slot_id = diagnostics.SYM + SPEC.lookup_symbols
+  for row, w in zip(rows, weights):
+    assert len(set(row[:n].tolist())) == n
+    for s in np.flatnonzero(w):
+      assert row[int(row[s]) - first_slot_id] == row[s - 1]
+  # No fixed answer per answer slot (what position alone could give) is right often.
+  for s in np.flatnonzero(weights[0]):
+    assert np.bincount(rows[:, s]).max() / len(rows) < 2 / n
 
 
 def best_fixed_source_accuracy(rows, weights):
@@ -77,7 +91,8 @@ def test_batches_follow_seqio_lm_features_and_are_deterministic():
 
 @pytest.mark.parametrize("call, match", [
     (lambda: diagnostics.DiagSpec(recall_pairs=8, recall_keys=4), "recall_keys"),
-    (lambda: diagnostics.DiagSpec(recall_queries=9), "recall_queries"),
+    (lambda: diagnostics.DiagSpec(recall_queries=0), "recall_queries"),
+    (lambda: diagnostics.DiagSpec(lookup_len=20), "lookup_symbols"),
     (lambda: diagnostics.DiagnosticData().task_info("nope"), "unknown diagnostic task"),
     (lambda: next(diagnostics.DiagnosticData().get_dataset(
         "diag_reverse", "train", feature_lengths={"targets": 8}, batch_size=1)), "targets_length"),
@@ -91,7 +106,7 @@ def test_bad_input_names_the_problem(call, match):
 
 
 def test_every_kind_of_a_task_gets_one_budget():
-  assert budgets.expand_tasks("diagnostics,lm,recall") == ["reverse", "recall", "lm"]
+  assert budgets.expand_tasks("diagnostics,lm,recall") == ["reverse", "lookup", "recall", "lm"]
   for size in budgets.SIZES:
     for task in budgets.TASKS:
       model, train, _ = budgets.budget(task, size)
