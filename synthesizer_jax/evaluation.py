@@ -24,12 +24,13 @@ EOS_ID = 1
 
 
 def pad_batch(batch: dict[str, np.ndarray], rows: int) -> tuple[dict[str, np.ndarray], int]:
-  """Pads every feature to `rows` rows with zeros (zero loss weight); returns (batch, real rows)."""
+  """Pads every feature to `rows` rows that carry zero weight; returns (batch, real rows)."""
   n = next(iter(batch.values())).shape[0]
   if n == rows:
     return batch, n
-  return {k: np.concatenate([v, np.zeros((rows - n,) + v.shape[1:], v.dtype)]) for k, v in
-          batch.items()}, n
+  # Classifier targets pad with -1 (= unlabelled, weight 0); everything else with 0.
+  return {k: np.concatenate([v, np.full((rows - n,) + v.shape[1:], -1 if k == "targets" else 0,
+                                        v.dtype)]) for k, v in batch.items()}, n
 
 
 def _local_rows(x) -> np.ndarray:
@@ -91,7 +92,7 @@ def sample_lm(model, variables, vocab, prompt: str, length: int) -> str:
   tokens[0, :len(ids)] = ids
   out = np.asarray(_greedy_lm(model, variables, jnp.asarray(tokens), len(ids),
                               length - len(ids)))[0, 1:]
-  return prompt + "|" + decode_ids(vocab, out[len(ids) - 1:])
+  return prompt + decode_ids(vocab, out[len(ids) - 1:])
 
 
 def decode_ids(vocab, ids) -> str:

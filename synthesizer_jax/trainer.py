@@ -231,7 +231,7 @@ def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfi
   preempt = _Preemption()
   end = cfg.num_train_steps if stop_after is None else min(cfg.num_train_steps, start + stop_after)
   pending = None
-  step = start
+  step = last_saved = start
 
   def flush(entry):
     scalars = _scalars(entry[1])
@@ -258,6 +258,7 @@ def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfi
             f"{k} {v:.4g}" for k, v in results["metrics"].items()))
       if step % cfg.checkpoint_every == 0 or preempt.requested:
         ckpt.save(step, state, run.run_config(), {"step": step, "train_batches": step})
+        last_saved = step
       if preempt.requested:
         log(f"SIGTERM: saved step {step}, stopping")
         break
@@ -266,7 +267,7 @@ def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfi
     elif step > start:
       writer.write(step, _scalars(metrics))
     bar.close()
-    if step not in ckpt.all_steps() and step > start:
+    if step != last_saved:
       ckpt.save(step, state, run.run_config(), {"step": step, "train_batches": step})
     ckpt.wait()
   finally:

@@ -73,3 +73,24 @@ def test_glue_and_compute_merge_dicts():
   assert set(out) == {"accuracy", "f1", "matthews_corrcoef"}
   with pytest.raises(ValueError, match="2 targets but 1 predictions"):
     metrics.accuracy([0, 1], [0])
+
+
+def test_eval_padding_rows_carry_no_weight():
+  from synthesizer_jax import evaluation
+
+  batch = {"targets": np.array([1, 0]), "encoder_input_tokens": np.ones((2, 3), np.int32)}
+  padded, n = evaluation.pad_batch(batch, 4)
+  assert n == 2 and padded["targets"].tolist() == [1, 0, -1, -1]
+  assert padded["encoder_input_tokens"][2:].sum() == 0
+  lm = evaluation.pad_batch({"decoder_loss_weights": np.ones((1, 2))}, 2)[0]
+  assert lm["decoder_loss_weights"][1].sum() == 0
+
+
+def test_decode_ids_stops_at_eos():
+  import fake_data
+
+  from synthesizer_jax import evaluation
+
+  vocab = fake_data.Vocab()
+  assert evaluation.decode_ids(vocab, vocab.encode("abc") + [1] + vocab.encode("zz")) == "abc"
+  assert evaluation.decode_ids(vocab, [0] + vocab.encode("ab") + [0, 0]) == "ab"
