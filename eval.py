@@ -11,7 +11,10 @@ devices this machine has.
 """
 
 import json
+import os
 import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the data pipeline's TensorFlow: errors only
 
 from absl import app, flags, logging
 

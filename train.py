@@ -10,7 +10,10 @@ the latest checkpoint. Multi-process (multi-host) runs: pass --coordinator_addre
 SJ_PROCESS_ID; --coordinator_address=auto on TPU pods and SLURM). See docs/training.md.
 """
 
+import os
 import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the data pipeline's TensorFlow: errors only
 
 from absl import app, flags, logging
 from ml_collections import config_flags
