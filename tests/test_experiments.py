@@ -140,3 +140,22 @@ def test_tiny_sweep_runs_and_reports(tmp_path):
   names = {os.path.basename(p) for p in written["plots"]}
   assert {"curves_recall.png", "maps_recall.png", "random_recall.png"} <= names
   assert "| random |" in open(written["tables"]).read()
+
+
+def test_probe_finds_no_future_leak_and_splits_accuracy_by_slot():
+  import jax
+
+  import synthesizer_jax as sj
+  from experiments import probe
+
+  spec = diagnostics.DiagSpec()
+  cfg = sj.ModelConfig(vocab_size=spec.vocab_size, d_model=16, num_heads=2, head_dim=8,
+                       mlp_dim=32, num_layers=1, max_len=24, dropout_rate=0.0,
+                       self_attention="dense+dot")
+  model = sj.DecoderLM(cfg)
+  variables = model.init(jax.random.key(0), np.ones((1, 24), np.int32))
+  rng = np.random.default_rng(0)
+  tokens = diagnostics.lm_batch(*diagnostics.lookup_rows(rng, 2, spec), 24)
+  assert probe.future_leak(model, variables, tokens["decoder_input_tokens"], rng) == 0.0
+  by_slot = probe.lookup_accuracy_by_slot(model, variables, spec, rows=64)
+  assert len(by_slot) == spec.lookup_len and all(0 <= a <= 100 for a in by_slot)
