@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from synthesizer_jax import attention as registry
 from synthesizer_jax import metrics as metrics_lib
 from synthesizer_jax import sharding as shd
 
@@ -42,24 +43,6 @@ def _local_rows(x) -> np.ndarray:
   return np.asarray(x)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_len"))
-def _greedy_encdec(model, variables, encoder_tokens_bs, max_len: int):
-  encoded = model.apply(variables, encoder_tokens_bs, method="encode")
-  b = encoder_tokens_bs.shape[0]
-
-  def body(t, carry):
-    dec_bt, out_bt = carry
-    logits = model.apply(variables, encoded, encoder_tokens_bs, dec_bt, method="decode")
-    nxt_b1 = jnp.argmax(logits[:, t], -1).astype(jnp.int32)[:, None]
-    out_bt = jax.lax.dynamic_update_slice(out_bt, nxt_b1, (0, t))
-    # Column 0 stays the start token (pad, as T5); the last prediction has no next column.
-    dec_bt = jax.lax.dynamic_update_slice(dec_bt, nxt_b1, (0, jnp.minimum(t + 1, max_len - 1)))
-    return dec_bt, out_bt
-
-  zeros = jnp.zeros((b, max_len), jnp.int32)
-  return jax.lax.fori_loop(0, max_len, body, (zeros, zeros))[1]
-
-
 @functools.partial(jax.jit, static_argnames=("model", "num_new"))
 def _greedy_lm(model, variables, tokens_bl, start, num_new: int):
   def body(i, toks_bl):
@@ -76,13 +59,22 @@ def _classify(model, variables, tokens_bl):
   return model.apply(variables, tokens_bl)
 
 
-def predict_tokens(model, variables, encoder_tokens_bs, max_len: int) -> jax.Array:
-  """Greedy outputs [b, max_len] of an EncoderDecoder (one swap point for cached decoding).
+def predict_tokens(model, variables, encoder_tokens_bs: np.ndarray, max_len: int) -> np.ndarray:
+  """Greedy outputs [b, n] of an EncoderDecoder, n = max_len (one less for synthetic kinds
+  when max_len == model max_len: the start token takes a position). Pad after EOS.
 
-  Uncached: re-runs the decoder on the whole prefix each step (O(L^2), fine for eval on
-  small models). Swap in `synthesizer_jax.decoding.generate` here once it lands.
+  The one decoding entry point of evaluation: cached decoding (`sj.generate`).
   """
-  return _greedy_encdec(model, variables, encoder_tokens_bs, max_len)
+  from synthesizer_jax.decoding import generate
+
+  cfg = model.cfg
+  n = max_len
+  if registry.uses_positions(cfg.self_attention):
+    n = min(n, cfg.max_len - 1)
+  start = np.full((encoder_tokens_bs.shape[0], 1), cfg.pad_id, np.int32)
+  out = generate(model, variables, start, max_new_tokens=n, method="greedy",
+                 encoder_tokens=np.asarray(encoder_tokens_bs), eos_id=EOS_ID)
+  return np.asarray(out.tokens)
 
 
 def sample_lm(model, variables, vocab, prompt: str, length: int) -> str:
@@ -137,13 +129,14 @@ def predictions(run, state, batches: Iterator[dict[str, np.ndarray]],
     # Global arrays; gathered back, every process sees all rows in the same order.
     g = shd.global_batch({"enc": batch["encoder_input_tokens"], "tgt": batch[target_key],
                           "valid": valid}, run.mesh)
-    with shd.mesh_context(run.mesh, run.rules):
-      if run.shape == "classifier":
+    src = _local_rows(g["enc"])
+    if run.shape == "classifier":
+      with shd.mesh_context(run.mesh, run.rules):
         out = _local_rows(_classify(run.model, variables, g["enc"]))
-      else:
-        out = _local_rows(predict_tokens(run.model, variables, g["enc"], run.cfg.decode_len))
+    else:  # every process decodes all rows (host arrays in, host arrays out)
+      out = predict_tokens(run.model, variables, src, run.cfg.decode_len)
     keep = _local_rows(g["valid"])
-    src, tgt, out = _local_rows(g["enc"])[keep], _local_rows(g["tgt"])[keep], out[keep]
+    src, tgt, out = src[keep], _local_rows(g["tgt"])[keep], out[keep]
     inputs += [decode_ids(run.vocab, row) for row in src]
     if run.shape == "classifier":
       targets += tgt.tolist()
