@@ -1,0 +1,398 @@
+"""Speed and memory of every attention kind, side by side: one layer and a whole training step.
+
+Run from the repository root (results in benchmarks/results/<preset>.{json,csv} and plots):
+
+    python -m benchmarks.attention --preset cpu      # small model, lengths 256..2048, float32
+    python -m benchmarks.attention --preset gpu      # base-size model, lengths 256..8192, bf16
+    python -m benchmarks.attention --preset tiny     # seconds; what tests/test_benchmarks.py runs
+
+Three sweeps, each over the variants of benchmarks/variants.py:
+
+- `layer`: one causal self-attention layer, forward and forward+backward (grads of params and x).
+- `step`: a whole DecoderLM training step (forward, backward, AdamW update) on random tokens.
+- `batch`: compiled memory of the layer's forward+backward and of the step at one length for
+  growing batch sizes: the attention memory of `dot` (and of the random family forced onto the
+  per-batch path) grows with the batch, the batch-free random family's does not.
+
+Every record has the median time of `--repeats` runs after warm-up, tokens/s, XLA's FLOP count
+against the analytic one (synthesizer_jax.attention.costs), the compiled memory plan and, on
+accelerators, the allocator's peak. Overrides: --variants, --lengths, --batch-sizes, --repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import synthesizer_jax as sj
+from benchmarks import measure, variants
+from synthesizer_jax.attention import costs, needs_keys
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """Model size and sweep of one benchmark run."""
+
+  d_model: int
+  num_heads: int
+  mlp_dim: int
+  num_layers: int
+  vocab_size: int
+  lengths: Sequence[int]
+  tokens_per_batch: int  # batch = max(1, tokens_per_batch // length): same tokens at each length
+  dtype: str = "float32"
+  repeats: int = 5
+  variants: Sequence[str] = ()
+  batch_length: int = 1024  # length of the batch-size sweep
+  batch_sizes: Sequence[int] = (1, 2, 4, 8, 16)
+
+  def model_config(self, kind: str, length: int) -> sj.ModelConfig:
+    # Synthetic kinds are built for the benchmarked length (max_len = n), as the paper does.
+    return sj.ModelConfig(vocab_size=self.vocab_size, d_model=self.d_model,
+                          num_heads=self.num_heads, head_dim=self.d_model // self.num_heads,
+                          mlp_dim=self.mlp_dim, num_layers=self.num_layers, max_len=length,
+                          dropout_rate=0.0, self_attention=kind, dtype=self.dtype)
+
+
+KIND_VARIANTS = ("dot", "dot_jax", "dense", "random", "fixed_random", "factorized_dense",
+                 "factorized_random", "random/per_batch")
+PRESETS = {
+    "tiny": Preset(d_model=32, num_heads=2, mlp_dim=64, num_layers=1, vocab_size=64,
+                   lengths=(16, 32), tokens_per_batch=64, repeats=2,
+                   variants=("dot", "dot_jax", "random", "random/per_batch"),
+                   batch_length=16, batch_sizes=(1, 4)),
+    "cpu": Preset(d_model=256, num_heads=4, mlp_dim=1024, num_layers=2, vocab_size=4096,
+                  lengths=(256, 512, 1024, 2048), tokens_per_batch=4096, repeats=3,
+                  variants=KIND_VARIANTS + ("fixed_random/cached",),
+                  batch_length=1024, batch_sizes=(1, 2, 4, 8, 16)),
+    "gpu": Preset(d_model=512, num_heads=8, mlp_dim=2048, num_layers=6, vocab_size=32128,
+                  lengths=(256, 512, 1024, 2048, 4096, 8192), tokens_per_batch=32768,
+                  dtype="bfloat16", repeats=10,
+                  variants=KIND_VARIANTS + ("dot_xla", "dot_cudnn", "fixed_random/cached",
+                                            "factorized_random/per_batch"),
+                  batch_length=2048, batch_sizes=(1, 2, 4, 8, 16, 32)),
+}
+
+
+def _causal_inputs(v: variants.Variant, batch: int, length: int):
+  """Mask [1, 1, n, n] and positions of an unpacked decoder; [b, n] positions when per-batch."""
+  mask_11nn = np.tril(np.ones((length, length), bool))[None, None]
+  rows = batch if v.per_batch else 1
+  pos_rn = np.broadcast_to(np.arange(length, dtype=np.int32)[None], (rows, length))
+  return jnp.asarray(mask_11nn), jnp.asarray(pos_rn)
+
+
+def _abstract(tree):
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
+
+
+def _layer_fns(v: variants.Variant, acfg, batch: int, length: int, d_model: int,
+               abstract: bool = False):
+  """(forward, forward+backward, args) of one attention layer of variant `v`.
+
+  `abstract` gives shapes only (for compile-only memory sweeps: nothing is initialised).
+  """
+  layer = variants.layer_for(v, acfg)
+  mask, pos = _causal_inputs(v, batch, length)
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.standard_normal((batch, length, d_model), np.float32)).astype(acfg.dtype)
+  init = lambda key: layer.init(key, x, x, mask, pos, pos)
+  # One compiled init instead of one eager dispatch (and compile) per parameter.
+  variables = (jax.eval_shape(init, jax.random.key(0)) if abstract
+               else jax.jit(init)(jax.random.key(0)))
+  params = variables["params"]
+  consts = {k: val for k, val in variables.items() if k != "params"}
+  if v.cached:
+    # The precomputed weights are an argument (not a closed-over constant baked into the program).
+    consts = {"weights_hqk": variants.cached_fixed_random_weights(variables, acfg, mask)}
+    fwd = lambda p, x, c: variants.apply_with_cached_weights(p, c["weights_hqk"], x, acfg)
+  else:
+    fwd = lambda p, x, c: layer.apply({"params": p, **c}, x, x, mask, pos, pos)
+
+  def fwd_bwd(p, x, c):
+    loss_fn = lambda p, x: jnp.sum(fwd(p, x, c).astype(jnp.float32) ** 2)
+    return jax.grad(loss_fn, argnums=(0, 1))(p, x)
+
+  args = (params, x, consts)
+  return fwd, fwd_bwd, (_abstract(args) if abstract else args)
+
+
+def _model_flops(cfg: sj.ModelConfig, length: int) -> float:
+  """Analytic forward matmul FLOPs of one DecoderLM sequence: attention + MLP + tied logits."""
+  per_layer = (costs.forward_flops(cfg.attention(cfg.self_attention), cfg.d_model, length)
+               + 2 * 2 * length * cfg.d_model * cfg.mlp_dim)
+  return cfg.decoder_layers * per_layer + 2 * length * cfg.d_model * cfg.vocab_size
+
+
+def _train_step(v: variants.Variant, cfg: sj.ModelConfig, batch: int, length: int,
+                abstract: bool = False):
+  """(step, args) of a DecoderLM AdamW training step; step(state, inputs, targets) -> (state, loss).
+
+  The state is (params, opt_state, constants); `abstract` gives shapes only.
+  """
+  model = sj.DecoderLM(cfg)
+  rng = np.random.default_rng(2)
+  tokens = rng.integers(1, cfg.vocab_size, (batch, length + 1), dtype=np.int32)
+  inputs, targets = jnp.asarray(tokens[:, :-1]), jnp.asarray(tokens[:, 1:])
+  positions = None
+  if v.per_batch:
+    positions = jnp.asarray(np.broadcast_to(np.arange(length, dtype=np.int32), (batch, length)))
+  tx = optax.adamw(1e-4, weight_decay=0.01)
+
+  def init(key):
+    variables = model.init(key, inputs)
+    consts = {k: val for k, val in variables.items() if k != "params"}
+    return variables["params"], tx.init(variables["params"]), consts
+
+  def loss_fn(params, consts, inputs, targets):
+    logits = model.apply({"params": params, **consts}, inputs, positions)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+
+  def step(state, inputs, targets):
+    params, opt_state, consts = state
+    loss, grads = jax.value_and_grad(loss_fn)(params, consts, inputs, targets)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state, consts), loss
+
+  with variants.model_attention(v):
+    state = (jax.eval_shape(init, jax.random.key(0)) if abstract
+             else jax.jit(init)(jax.random.key(0)))
+  args = (state, inputs, targets)
+  return step, (_abstract(args) if abstract else args)
+
+
+def _record(bench: str, mode: str, v: variants.Variant, length: int, batch: int,
+            result: dict[str, Any], analytic: float | None, peak: float | None,
+            **extra) -> dict[str, Any]:
+  rec = {"bench": bench, "mode": mode, "variant": v.name, "kind": v.kind, "length": length,
+         "batch": batch, **extra, **result}
+  rec["analytic_flops"] = analytic
+  if analytic and rec.get("xla_flops"):
+    rec["flops_ratio"] = analytic / rec["xla_flops"]
+  if rec.get("time_ms"):
+    rec["tokens_per_s"] = batch * length / (rec["time_ms"] / 1e3)
+    if analytic and peak:
+      rec["mfu"] = analytic / (rec["time_ms"] / 1e3) / peak
+  return rec
+
+
+def _skip_reason(v: variants.Variant) -> str | None:
+  if v.impl == "cudnn" and jax.default_backend() != "gpu":
+    return "cuDNN flash attention needs a GPU"
+  return None
+
+
+def run_layer(p: Preset, vs, lengths, repeats, peak, log) -> list[dict[str, Any]]:
+  records = []
+  for n in lengths:
+    batch = max(1, p.tokens_per_batch // n)
+    for v in vs:
+      if _skip_reason(v):
+        continue
+      acfg = p.model_config(v.kind, n).attention(v.kind)
+      flops = costs.forward_flops(acfg, p.d_model, n) * batch
+      try:
+        fwd, fwd_bwd, args = _layer_fns(v, acfg, batch, n, p.d_model)
+      except Exception as err:  # noqa: BLE001
+        rec = _record("layer", "fwd", v, n, batch, {"error": repr(err)[:300]}, flops, peak)
+        records.append(rec)
+        log(rec)
+        continue
+      for mode, fn, analytic in (("fwd", fwd, flops), ("fwd_bwd", fwd_bwd, 3 * flops)):
+        rec = _record("layer", mode, v, n, batch, measure.measure(fn, args, repeats=repeats),
+                      analytic, peak)
+        records.append(rec)
+        log(rec)
+  return records
+
+
+def run_step(p: Preset, vs, lengths, repeats, peak, log) -> list[dict[str, Any]]:
+  records = []
+  for n in lengths:
+    batch = max(1, p.tokens_per_batch // n)
+    for v in vs:
+      if _skip_reason(v) or v.cached:
+        continue
+      cfg = p.model_config(v.kind, n)
+      analytic = 3 * _model_flops(cfg, n) * batch  # forward + backward = 3 x forward
+      try:
+        step, args = _train_step(v, cfg, batch, n)
+        with variants.model_attention(v):
+          result = measure.measure(step, args, repeats=repeats, carry=True, donate=(0,))
+      except Exception as err:  # noqa: BLE001
+        result = {"error": repr(err)[:300]}
+      rec = _record("step", "train_step", v, n, batch, result, analytic, peak)
+      records.append(rec)
+      log(rec)
+  return records
+
+
+def run_batch(p: Preset, vs, length, batch_sizes, log) -> list[dict[str, Any]]:
+  """Compiled memory (no timing) of the layer fwd+bwd and the train step at growing batch."""
+  records = []
+  wanted = [v for v in vs if not v.cached and not _skip_reason(v)
+            and (v.kind in variants.RANDOM_FAMILY or v.name == "dot")]
+  for v in wanted:
+    cfg = p.model_config(v.kind, length)
+    for batch in batch_sizes:
+      try:
+        _, fwd_bwd, args = _layer_fns(v, cfg.attention(v.kind), batch, length, p.d_model,
+                                      abstract=True)
+        layer = measure.measure(fwd_bwd, args, run=False)
+        step, sargs = _train_step(v, cfg, batch, length, abstract=True)
+        with variants.model_attention(v):
+          train = measure.measure(step, sargs, donate=(0,), run=False)
+      except Exception as err:  # noqa: BLE001
+        layer, train = {"error": repr(err)[:300]}, {}
+      rec = {"bench": "batch", "mode": "memory", "variant": v.name, "kind": v.kind,
+             "length": length, "batch": batch,
+             "layer_fwd_bwd_temp_bytes": layer.get("mem_temp_bytes"),
+             "layer_fwd_bwd_footprint_bytes": layer.get("mem_footprint_bytes"),
+             "step_temp_bytes": train.get("mem_temp_bytes"),
+             "step_footprint_bytes": train.get("mem_footprint_bytes"),
+             "error": layer.get("error") or train.get("error")}
+      records.append(rec)
+      log(rec)
+  return records
+
+
+def decode_cache_bytes(p: Preset, kinds, length: int, batch: int) -> dict[str, int]:
+  """Analytic decode cache of a DecoderLM: values always, keys only for kinds that read keys."""
+  itemsize = jnp.dtype(p.dtype).itemsize
+  per_tensor = p.num_layers * batch * length * p.d_model * itemsize
+  return {k: per_tensor * (2 if needs_keys(k) else 1) for k in kinds}
+
+
+def _log(rec: dict[str, Any]) -> None:
+  if rec.get("error"):
+    status = "ERROR " + rec["error"][:120]
+  elif rec["bench"] == "batch":
+    status = (f"layer temp {(rec['layer_fwd_bwd_temp_bytes'] or 0) / 2**20:9.1f} MiB  "
+              f"step mem {(rec['step_footprint_bytes'] or 0) / 2**20:9.1f} MiB")
+  else:
+    status = (f"{rec.get('time_ms', float('nan')):10.2f} ms  "
+              f"{rec.get('tokens_per_s', 0):12.0f} tok/s  "
+              f"mem {(rec.get('mem_footprint_bytes') or 0) / 2**20:9.1f} MiB  "
+              f"flops analytic/XLA {rec.get('flops_ratio', float('nan')):.2f}")
+  print(f"{rec['bench']:5s} {rec['mode']:10s} {rec['variant']:28s} n={rec['length']:5d} "
+        f"b={rec['batch']:3d}  {status}", flush=True)
+
+
+def write_results(payload: dict[str, Any], out_prefix: str) -> list[str]:
+  """Writes <prefix>.json, <prefix>.csv (one row per record) and the plots; returns the paths."""
+  os.makedirs(os.path.dirname(out_prefix) or ".", exist_ok=True)
+  with open(out_prefix + ".json", "w") as f:
+    json.dump(payload, f, indent=1, default=float)
+  records = payload["records"]
+  columns = sorted({k for rec in records for k in rec if k != "times_ms"})
+  with open(out_prefix + ".csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(records)
+  from benchmarks import plot
+
+  return [out_prefix + ".json", out_prefix + ".csv"] + plot.plot_all(payload, out_prefix)
+
+
+def _key(rec):
+  return rec["bench"], rec["mode"], rec["variant"], rec["length"], rec["batch"]
+
+
+def _merge(path: str, new: dict[str, Any]) -> dict[str, Any]:
+  """The results at `path` with `new`'s records added (replacing equal measurements)."""
+  with open(path) as f:
+    old = json.load(f)
+  replaced = {_key(r) for r in new["records"]}
+  meta = old["meta"]
+  run = {k: new["meta"][k] for k in ("command", "date", "wall_s", "load_average_at_start",
+                                     "load_average_at_end")}
+  meta.setdefault("appended_runs", []).append(run)
+  if new["meta"]["decode_cache_bytes"]["length"] == meta["decode_cache_bytes"]["length"]:
+    meta["decode_cache_bytes"]["bytes"].update(new["meta"]["decode_cache_bytes"]["bytes"])
+  records = [r for r in old["records"] if _key(r) not in replaced] + new["records"]
+  return {"meta": meta, "records": records}
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+  parser.add_argument("--variants", help="comma-separated: dot,dot_jax,random,random/per_batch")
+  parser.add_argument("--lengths", help="comma-separated sequence lengths")
+  parser.add_argument("--batch-sizes", help="comma-separated batch sizes of the batch sweep")
+  parser.add_argument("--repeats", type=int)
+  parser.add_argument("--benches", default="layer,step,batch", help="subset of layer,step,batch")
+  parser.add_argument("--dtype", choices=("float32", "bfloat16"))
+  parser.add_argument("--out", help="output prefix (default benchmarks/results/<preset>)")
+  parser.add_argument("--append", action="store_true",
+                      help="add to the results already at --out (same measurements are replaced)")
+  args = parser.parse_args(argv)
+
+  p = PRESETS[args.preset]
+  if args.dtype:
+    p = dataclasses.replace(p, dtype=args.dtype)
+  names = args.variants.split(",") if args.variants else list(p.variants)
+  try:
+    vs = [variants.make_variant(name.strip()) for name in names]
+    lengths = [int(n) for n in args.lengths.split(",")] if args.lengths else list(p.lengths)
+    batch_sizes = ([int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes
+                   else list(p.batch_sizes))
+  except ValueError as err:
+    parser.error(str(err))
+  benches = set(args.benches.split(","))
+  if not benches <= {"layer", "step", "batch"}:
+    parser.error(f"--benches {args.benches!r}: choose from layer, step, batch")
+  repeats = args.repeats or p.repeats
+  out = args.out or os.path.join("benchmarks", "results", args.preset)
+
+  meta = measure.machine()
+  meta["load_average_at_start"] = [round(x, 1) for x in os.getloadavg()]
+  meta.update(command="python -m benchmarks.attention " + " ".join(sys.argv[1:] if argv is None
+                                                                   else argv),
+              preset=args.preset, config=dataclasses.asdict(p), repeats=repeats)
+  print(f"{meta['device_kind']} ({meta['backend']}), {meta['cpu']}, jax {meta['jax']}", flush=True)
+  peak = meta["peak_flops"]
+  start = time.time()
+  records: list[dict[str, Any]] = []
+  partial = out + ".partial.json"
+  os.makedirs(os.path.dirname(partial) or ".", exist_ok=True)
+
+  def log(rec):  # print, and keep what is measured so far should the run be cut short
+    _log(rec)
+    with open(partial, "w") as f:
+      json.dump({"meta": meta, "records": records + [rec]}, f, default=float)
+    records.append(rec)
+
+  if "layer" in benches:
+    run_layer(p, vs, lengths, repeats, peak, log)
+  if "step" in benches:
+    run_step(p, vs, lengths, repeats, peak, log)
+  if "batch" in benches:
+    run_batch(p, vs, p.batch_length if not args.lengths else lengths[-1], batch_sizes, log)
+  meta["wall_s"] = round(time.time() - start, 1)
+  meta["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+  meta["decode_cache_bytes"] = {  # analytic, so every kind (not only the benchmarked ones)
+      "length": max(lengths), "batch": 1,
+      "bytes": decode_cache_bytes(p, sj.KINDS, max(lengths), 1)}
+  payload = {"meta": meta, "records": records}
+  if args.append and os.path.exists(out + ".json"):
+    payload = _merge(out + ".json", payload)
+  paths = write_results(payload, out)
+  os.remove(partial)
+  print(f"done in {meta['wall_s']} s; wrote " + ", ".join(paths))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

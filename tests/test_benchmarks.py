@@ -1,0 +1,93 @@
+"""The benchmarks at a tiny size, so they cannot rot: baselines agree with the library, the
+benchmark writes its JSON/CSV/plots, the smoke run trains every model shape. No timing asserts."""
+
+import csv
+import json
+
+import jax
+import numpy as np
+import pytest
+from helpers import randomize, small_config, unbox
+
+import synthesizer_jax as sj
+from benchmarks import attention as bench
+from benchmarks import smoke, variants
+from synthesizer_jax import training, transformer
+
+
+@pytest.mark.parametrize("impl", [None, "xla"])
+def test_jax_dot_attention_matches_library_dot(impl):
+  """Same parameter tree, same causal outputs as Attention(kind="dot")."""
+  cfg = small_config().attention("dot")
+  x = np.random.default_rng(0).standard_normal((2, 6, 16)).astype(np.float32)
+  mask = np.tril(np.ones((6, 6), bool))[None, None]
+  pos = np.arange(6)[None]
+  ours = sj.Attention(cfg)
+  params = ours.init(jax.random.key(0), x, x, mask, pos, pos)
+  theirs = variants.JaxDotAttention(cfg, implementation=impl)
+  assert (jax.tree.structure(theirs.init(jax.random.key(0), x, x, mask, pos, pos))
+          == jax.tree.structure(params))
+  np.testing.assert_allclose(theirs.apply(params, x, x, mask, pos, pos),
+                             ours.apply(params, x, x, mask, pos, pos), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["dot_xla", "random/sliced"])
+def test_model_attention_swaps_in_variant_and_restores(name):
+  """A DecoderLM on the benchmark-only module gives the library's logits on the same params."""
+  variant = variants.make_variant(name)
+  cfg = small_config(self_attention=variant.kind)
+  tokens = np.arange(1, 17, dtype=np.int32).reshape(2, 8)
+  model = sj.DecoderLM(cfg)
+  params = randomize(model.init(jax.random.key(0), tokens))
+  expected = model.apply(params, tokens)
+  with variants.model_attention(variant):
+    assert transformer.Attention is not sj.Attention
+    assert (jax.tree.structure(unbox(model.init(jax.random.key(0), tokens)))
+            == jax.tree.structure(params))
+    got = model.apply(params, tokens)
+  assert transformer.Attention is sj.Attention
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["nope", "dot_jax/per_batch", "random/cached", "dense/x"])
+def test_bad_variant_names_are_rejected(name):
+  with pytest.raises(ValueError, match="variant|unknown attention kind"):
+    variants.make_variant(name)
+
+
+def test_benchmark_writes_results(tmp_path):
+  out = tmp_path / "tiny"
+  names = ["random/per_batch"]  # dot_jax is checked above; each variant costs ~5 compiles
+  assert bench.main(["--preset", "tiny", "--variants", ",".join(names), "--lengths", "16",
+                     "--batch-sizes", "2", "--repeats", "1", "--out", str(out)]) == 0
+  payload = json.loads((tmp_path / "tiny.json").read_text())
+  records = payload["records"]
+  assert not [r for r in records if r.get("error")]
+  for bench_name, mode in [("layer", "fwd"), ("layer", "fwd_bwd"), ("step", "train_step")]:
+    got = {r["variant"]: r for r in records if r["bench"] == bench_name and r["mode"] == mode}
+    assert set(got) == set(names)
+    for rec in got.values():
+      assert rec["time_ms"] > 0 and rec["tokens_per_s"] > 0 and rec["mem_footprint_bytes"] > 0
+      assert 0.5 < rec["flops_ratio"] < 1.2, rec  # analytic vs XLA: same order of FLOPs
+  batch = [r for r in records if r["bench"] == "batch"]
+  assert [(r["variant"], r["batch"]) for r in batch] == [("random/per_batch", 2)]
+  assert batch[0]["step_footprint_bytes"] > 0
+  assert payload["meta"]["decode_cache_bytes"]["bytes"]["random"] * 2 == (
+      payload["meta"]["decode_cache_bytes"]["bytes"]["dot"])
+  with open(tmp_path / "tiny.csv") as f:
+    assert len(list(csv.DictReader(f))) == len(records)
+  for suffix in ("layer", "step", "batch"):
+    assert (tmp_path / f"tiny_{suffix}.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("shape", smoke.SHAPES)
+def test_smoke_batches_have_the_training_features(shape):
+  batch = smoke.synthetic_batch(shape, np.random.default_rng(0), 3, 8, 32)
+  training.check_batch(batch, shape, global_batch_size=3)
+
+
+def test_smoke_trains_in_bf16(capsys):
+  """One shape (encoder + decoder) through the project's train step; the others' steps are
+  exercised by tests/test_training.py and cost a compile each here."""
+  assert smoke.main(["--size", "tiny", "--steps", "2", "--shapes", "encdec"]) == 0
+  assert "encdec" in capsys.readouterr().out
