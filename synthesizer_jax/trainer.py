@@ -277,7 +277,7 @@ def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfi
     writer.close()
     return {"step": step, "stopped": True}
   results = evaluation.evaluate(run, state)
-  if run.shape == "lm" and lead and cfg.sample_prompt:
+  if run.shape == "lm" and cfg.sample_prompt:  # every process: the params are global arrays
     variables = {"params": state.params, **state.constants}
     results["sample"] = evaluation.sample_lm(run.model, variables, run.vocab, cfg.sample_prompt,
                                              cfg.targets_length)
