@@ -43,24 +43,24 @@ def render(payload: dict[str, Any]) -> str:
   meta, records = payload["meta"], payload["records"]
   cfg = meta["config"]
   out = [
-      f"Machine: {meta['device_kind']} ({meta['backend']}, {meta['device_count']} device(s)), "
+      f"- Machine: {meta['device_kind']} ({meta['backend']}, {meta['device_count']} device(s)), "
       f"CPU {meta['cpu']} x {meta['cpu_count']} cores. Date: {meta['date']}.",
-      f"Versions: Python {meta['python']}, jax {meta['jax']}, flax {meta['flax']}, "
+      f"- Versions: Python {meta['python']}, jax {meta['jax']}, flax {meta['flax']}, "
       f"optax {meta['optax']}, numpy {meta['numpy']}.",
-      f"Command: `{meta['command']}` ({meta['wall_s']} s; load average at start/end "
+      f"- Command: `{meta['command']}` ({meta['wall_s']} s; load average at start/end "
       f"{_load(meta.get('load_average_at_start'))} / {_load(meta.get('load_average_at_end'))}).",
-      f"Model: d_model {cfg['d_model']}, {cfg['num_heads']} heads, mlp {cfg['mlp_dim']}, "
+      f"- Model: d_model {cfg['d_model']}, {cfg['num_heads']} heads, mlp {cfg['mlp_dim']}, "
       f"{cfg['num_layers']} layers, vocab {cfg['vocab_size']}, {cfg['dtype']}, max_len = n; "
       f"batch = {cfg['tokens_per_batch']} // n; median of {meta['repeats']} runs after 1 warm-up.",
   ]
   for run in meta.get("appended_runs", []):
-    out.append(f"Added by: `{run['command']}` ({run['date']}, {run['wall_s']} s; load average "
+    out.append(f"- Added by: `{run['command']}` ({run['date']}, {run['wall_s']} s; load average "
                f"{_load(run.get('load_average_at_start'))} / "
                f"{_load(run.get('load_average_at_end'))}).")
   batch_of = {r["length"]: r["batch"] for r in records if r["bench"] in ("layer", "step")}
   if batch_of:
-    out.append("Batch per length: " + ", ".join(f"n={n}: {b}" for n, b in sorted(batch_of.items()))
-               + ".")
+    pairs = ", ".join(f"n={n}: {b}" for n, b in sorted(batch_of.items()))
+    out.append(f"- Batch per length: {pairs}.")
   sections = [
       ("One attention layer, forward (ms)", ("layer", "fwd", "time_ms", 1.0, "{:.1f}")),
       ("One attention layer, forward + backward (ms)", ("layer", "fwd_bwd", "time_ms", 1.0,
