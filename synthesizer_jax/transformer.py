@@ -46,13 +46,16 @@ class _Inputs:
       self.valid = tokens_bl != cfg.pad_id
     else:
       self.valid = segment_ids_bl != 0
+    # `attend` is what attention layers get: an int when positions are implicit (slicing).
+    self.attend = positions_bl
     if positions_bl is None:
       if segment_ids_bl is None:
         if any(registry.uses_positions(k) for k in kinds):
           check_positions(None, length, cfg.max_len)
         positions_bl = jnp.arange(length)[None, :]  # batch 1: shared by every row
+        self.attend = length
       else:
-        positions_bl = segment_positions(segment_ids_bl)
+        positions_bl = self.attend = segment_positions(segment_ids_bl)
     self.positions = positions_bl
 
 
@@ -144,7 +147,8 @@ class DecoderLayer(nn.Module):
     if self.cross:
       h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_cross_attention_norm")(x_bqe)
       h_bqe = Attention(cfg.attention(cfg.cross_attention), cross=True, name="cross_attention")(
-          h_bqe, encoded_bke, cross_mask_b1qk, jnp.maximum(pos_bq, 0), enc_pos_bk,
+          h_bqe, encoded_bke, cross_mask_b1qk,
+          pos_bq if isinstance(pos_bq, int) else jnp.maximum(pos_bq, 0), enc_pos_bk,
           deterministic=deterministic, mode=mode)
       x_bqe = constrain(x_bqe + drop(h_bqe, deterministic=deterministic), ACT)
     h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_mlp_norm")(x_bqe)
@@ -196,15 +200,14 @@ class DecoderLM(_Model):
                mode: str = "train"):
     """Logits [b, l, vocab]. mode "prefill"/"decode" read and extend the "cache" collection
     (see `synthesizer_jax.decoding`); positions < 0 then mark left padding."""
-    cfg = self.cfg
-    if mode != "train":
-      positions = _cached_inputs(tokens, positions, segment_ids, mode)
-      mask = None
+    if mode == "train":
+      inp = _Inputs(tokens, positions, segment_ids, self.cfg, [self.cfg.self_attention])
+      x = self.embed_tokens(tokens, inp.positions, deterministic)
+      x = self.decoder(x, _causal_mask(inp), inp.attend, deterministic)
     else:
-      inp = _Inputs(tokens, positions, segment_ids, cfg, [cfg.self_attention])
-      positions, mask = inp.positions, _causal_mask(inp)
-    x = self.embed_tokens(tokens, positions, deterministic)
-    x = self.decoder(x, mask, positions, deterministic, mode=mode)
+      positions = _cached_inputs(tokens, positions, segment_ids, mode)
+      x = self.embed_tokens(tokens, positions, deterministic)
+      x = self.decoder(x, None, positions, deterministic, mode=mode)
     return self.output_logits(x)
 
 
@@ -229,7 +232,7 @@ class EncoderDecoder(_Model):
     inp = _Inputs(encoder_tokens, encoder_positions, encoder_segment_ids, cfg, [cfg.self_attention])
     mask = make_mask(inp.valid, inp.valid, inp.segments, inp.segments)
     x = self.embed_tokens(encoder_tokens, inp.positions, deterministic)
-    return self.encoder(x, mask, inp.positions, deterministic)
+    return self.encoder(x, mask, inp.attend, deterministic)
 
   def decode(self, encoded, encoder_tokens, decoder_tokens, encoder_positions=None,
              decoder_positions=None, encoder_segment_ids=None, decoder_segment_ids=None, *,
@@ -263,7 +266,7 @@ class EncoderDecoder(_Model):
     cross_mask = make_mask(jnp.ones((1, dec.valid.shape[1]), bool), enc.valid, dec.segments,
                            enc.segments)
     x = self.embed_tokens(decoder_tokens, dec.positions, deterministic)
-    x = self.decoder(x, self_mask, dec.positions, deterministic, encoded, cross_mask, enc.positions)
+    x = self.decoder(x, self_mask, dec.attend, deterministic, encoded, cross_mask, enc.attend)
     return self.output_logits(x)
 
   def __call__(self, encoder_tokens, decoder_tokens, encoder_positions=None,
@@ -298,7 +301,7 @@ class EncoderClassifier(_Model):
     inp = _Inputs(tokens, positions, segment_ids, cfg, [cfg.self_attention])
     mask = make_mask(inp.valid, inp.valid, inp.segments, inp.segments)
     x = self.embed_tokens(tokens, inp.positions, deterministic)
-    x = self.encoder(x, mask, inp.positions, deterministic)
+    x = self.encoder(x, mask, inp.attend, deterministic)
     weight_bl1 = inp.valid[..., None].astype(jnp.float32)
     pooled_be = (x.astype(jnp.float32) * weight_bl1).sum(1) / jnp.maximum(weight_bl1.sum(1), 1.0)
     return self.head(pooled_be.astype(cfg.dtype)).astype(jnp.float32)

@@ -51,8 +51,14 @@ class LogitSource(nn.Module):
     raise NotImplementedError
 
 
-def gather_columns(table_bhql: jax.Array, pos_bk: jax.Array) -> jax.Array:
-  """out[b, h, q, k] = table[b, h, q, pos[b, k]]; an out-of-range position gives NaN."""
+def gather_columns(table_bhql: jax.Array, pos_bk) -> jax.Array:
+  """out[b, h, q, k] = table[b, h, q, pos[b, k]]; an out-of-range position gives NaN.
+
+  `pos_bk` may be an int k, meaning positions 0..k-1 of every row: a slice, which is
+  much cheaper than a gather (and whose gradient is no scatter-add).
+  """
+  if isinstance(pos_bk, int):
+    return table_bhql[..., :pos_bk]
   batch = max(table_bhql.shape[0], pos_bk.shape[0])
   table_bhql = jnp.broadcast_to(table_bhql, (batch,) + table_bhql.shape[1:])
   idx_bhqk = jnp.broadcast_to(pos_bk[:, None, None, :],
@@ -60,20 +66,22 @@ def gather_columns(table_bhql: jax.Array, pos_bk: jax.Array) -> jax.Array:
   return jnp.take_along_axis(table_bhql, idx_bhqk, axis=-1, mode="fill", fill_value=jnp.nan)
 
 
-def gather_rows(table_hlx: jax.Array, pos_bq: jax.Array) -> jax.Array:
-  """out[b, h, q, :] = table[h, pos[b, q], :]; an out-of-range position gives NaN."""
+def gather_rows(table_hlx: jax.Array, pos_bq) -> jax.Array:
+  """out[b, h, q, :] = table[h, pos[b, q], :]; an int q means rows 0..q-1 (batch 1)."""
+  if isinstance(pos_bq, int):
+    return table_hlx[None, :, :pos_bq]
   out_hbqx = jnp.take(table_hlx, pos_bq, axis=1, mode="fill", fill_value=jnp.nan)
   return jnp.transpose(out_hbqx, (1, 0, 2, 3))
 
 
-def check_positions(positions: jax.Array | None, length: int, max_len: int) -> None:
+def check_positions(positions, length: int, max_len: int) -> None:
   """Raises ValueError when a synthetic kind would index a position >= max_len.
 
-  Checks the static length when positions are implicit (0..length-1), and the
-  values when they are concrete. Traced positions cannot be checked here: the
+  Checks the static length when positions are implicit (None or an int: 0..length-1),
+  and the values when they are concrete. Traced positions cannot be checked here: the
   gathers then yield NaN for out-of-range positions instead of a wrong answer.
   """
-  if positions is None:
+  if positions is None or isinstance(positions, int):
     if length > max_len:
       raise ValueError(
           f"sequence length {length} exceeds max_len={max_len}, the number of positions the "

@@ -53,9 +53,10 @@ class Attention(nn.Module):
       x_bke: key/value-side hidden states [batch, k_len, embed] (None in decode mode).
       mask_b1qk: boolean [batch or 1, 1, q_len, k_len], True where attending is allowed
         (train mode, and cross-attention prefill; self-attention builds it from the cache).
-      pos_bq, pos_bk: segment-relative integer positions of queries and keys, [batch or 1, len].
-        A batch dimension of 1 (with a mask of batch 1) lets the random family compute
-        its softmax once for the whole batch.
+      pos_bq, pos_bk: segment-relative integer positions of queries and keys, [batch or 1, len],
+        or (train mode) an int n for positions 0..n-1 of every row, which the synthetic kinds
+        read by slicing instead of gathering. Positions (or masks) of batch 1 let the random
+        family compute its softmax once for the whole batch.
       deterministic: disables attention dropout.
       mode: "train", "prefill" or "decode".
 
@@ -99,7 +100,9 @@ class Attention(nn.Module):
   def _check(self, pos_bq, pos_bk):
     if registry.uses_positions(self.cfg.kind):
       for pos in (pos_bq, pos_bk):
-        if pos is not None:
+        if isinstance(pos, int):
+          check_positions(pos, pos, self.cfg.max_len)
+        elif pos is not None:
           check_positions(pos, pos.shape[1], self.cfg.max_len)
 
   def _self_cache(self, v_bqhd, keys_new, pos_bq):

@@ -66,6 +66,8 @@ class FactorizedDense(LogitSource):
   def logits(self, x_bqe, keys, pos_bq, pos_bk):
     del keys, pos_bq
     a, b = self.cfg.factor_sizes
+    if isinstance(pos_bk, int):
+      pos_bk = jnp.arange(pos_bk)[None, :]
     # Positions >= a * b are sent out of range so they give NaN, like the other kinds.
     pos_bk = jnp.where(pos_bk < a * b, pos_bk, a * b * 2)
     a_bhqa = jnp.transpose(self.f_a(x_bqe), (0, 2, 1, 3))
