@@ -60,9 +60,15 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "steps": rs[0]["steps"], "batch_size": rs[0]["batch_size"],
         "token_budget": rs[0]["token_budget"],
         "wall_s": float(np.mean([r.get("wall_s", r.get("train_eval_s", 0)) for r in rs])),
+        "solved_at": [_first_step(r["curve"]["validation"], SOLVED) for r in rs],
     })
   task_order = list(budgets.TASKS)
   return sorted(rows, key=lambda r: (task_order.index(r["task"]), _order(r["kind"])))
+
+
+def _first_step(curve, threshold: float) -> int | None:
+  """First evaluated step whose value reaches `threshold` (None: never)."""
+  return next((int(step) for step, value in curve if value >= threshold), None)
 
 
 def write_csv(rows: list[dict[str, Any]], path: str) -> str:
@@ -101,17 +107,19 @@ def markdown_tables(rows: list[dict[str, Any]], diag_spec=None) -> str:
                  f"{first['token_budget']:,} token slots; {first['seeds']} seed(s).\n")
     diag = t.diagnostic
     head = "| kind | params | " + t.metric + " mean ± std | min .. max | per seed |"
-    head += " verdict |" if diag else ""
+    head += f" verdict | first eval step >= {SOLVED:g}% |" if diag else ""
     parts.append(head)
-    parts.append("|" + " --- |" * (6 if diag else 5))
+    parts.append("|" + " --- |" * (7 if diag else 5))
     for r in trs:
       mean = f"{r['mean']:.2f}"
       mean = f"**{mean}**" if r["mean"] == best else mean
-      line = (f"| {r['kind']} | {r['params']:,} | {mean} ± {r['std']:.2f} | "
+      spread = f"± {r['std']:.2f}" if r["seeds"] > 1 else "(1 seed)"
+      line = (f"| {r['kind']} | {r['params']:,} | {mean} {spread} | "
               f"{r['min']:.2f} .. {r['max']:.2f} | {', '.join(f'{v:g}' for v in r['values'])} |")
       if diag:
         guess = diagnostics.guess_level(t.data_task, spec)
-        line += f" {_verdict(r, guess)} |"
+        steps = ", ".join("-" if x is None else str(x) for x in r["solved_at"])
+        line += f" {_verdict(r, guess)} | {steps} |"
       parts.append(line)
     parts.append("")
   return "\n".join(parts)
