@@ -179,6 +179,41 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._old)
 
 
+class NonFiniteError(FloatingPointError):
+  """Training met a NaN or Inf loss or gradient (TrainConfig.on_nonfinite decides when)."""
+
+
+class _NonFiniteGuard:
+  """Reads each step's `nonfinite` flag (one step late) and stops or counts skips."""
+
+  def __init__(self, cfg: training.TrainConfig, ckpt, log):
+    self.cfg, self.ckpt, self.log = cfg, ckpt, log
+    self.in_a_row = 0
+    self.skipped = 0
+
+  def check(self, step: int, metrics) -> None:
+    if not int(metrics["nonfinite"]):
+      self.in_a_row = 0
+      return
+    self.in_a_row += 1
+    self.skipped += 1
+    loss, norm = float(metrics["loss"]), float(metrics["grad_norm"])
+    what = f"step {step}: loss {loss} / gradient norm {norm} is not finite; the update was dropped"
+    if self.cfg.on_nonfinite == "skip" and self.in_a_row <= self.cfg.max_consecutive_skips:
+      self.log(f"warning: {what} (on_nonfinite='skip'; {self.in_a_row} in a row, "
+               f"{self.skipped} in this run)")
+      return
+    last = self.ckpt.latest_step()
+    kept = f"step {last} in {self.ckpt.directory}" if last is not None else "none yet"
+    reason = (f"{self.in_a_row} bad steps in a row (max_consecutive_skips="
+              f"{self.cfg.max_consecutive_skips})" if self.cfg.on_nonfinite == "skip"
+              else "on_nonfinite='stop'")
+    raise NonFiniteError(
+        f"{what} and training stopped ({reason}). Last good checkpoint: {kept}; a rerun resumes "
+        "there. Fixes: lower learning_rate, longer warmup_steps, smaller clip_norm, float32, "
+        "check the data near this step, or on_nonfinite='skip' to drop such updates.")
+
+
 def _scalars(metrics) -> dict[str, float]:
   return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
@@ -231,6 +266,8 @@ def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfi
   preempt = _Preemption()
   end = cfg.num_train_steps if stop_after is None else min(cfg.num_train_steps, start + stop_after)
   pending = None
+  guard = _NonFiniteGuard(cfg, ckpt, log)
+  unchecked = None  # (step, metrics) whose nonfinite flag is read after the next step launches
   step = last_saved = start
 
   def flush(entry):
@@ -245,6 +282,9 @@ def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfi
       state, metrics = run.train_step(state, shd.global_batch(batch, run.mesh))
       weights = batch.get("decoder_loss_weights", batch.get("targets"))
       bar.advance(step, float(np.sum(weights > 0)) * jax.process_count())
+      if unchecked is not None:
+        guard.check(*unchecked)
+      unchecked = (step, metrics)
       # Metrics are fetched one step late, so the host never waits on the step just launched.
       if pending is not None:
         flush(pending)
@@ -257,11 +297,15 @@ def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfi
         bar.write(f"step {step}: eval " + ", ".join(
             f"{k} {v:.4g}" for k, v in results["metrics"].items()))
       if step % cfg.checkpoint_every == 0 or preempt.requested:
+        guard.check(*unchecked)  # never save a step that is not known to be finite
+        unchecked = None
         ckpt.save(step, state, run.run_config(), {"step": step, "train_batches": step})
         last_saved = step
       if preempt.requested:
         log(f"SIGTERM: saved step {step}, stopping")
         break
+    if unchecked is not None:
+      guard.check(*unchecked)
     if pending is not None:
       flush(pending)
     elif step > start:

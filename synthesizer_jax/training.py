@@ -30,6 +30,7 @@ from synthesizer_jax import sharding as shd
 SHAPES = ("lm", "encdec", "classifier")
 OPTIMIZERS = ("adamw", "adafactor")
 DECAYS = ("rsqrt", "cosine", "linear", "constant")
+NONFINITE_ACTIONS = ("stop", "skip")
 
 FEATURES = {
     "lm": ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights"),
@@ -78,6 +79,11 @@ class TrainConfig:
   init_from: str = ""  # workdir or checkpoint step dir to take parameters from (fine-tuning)
   init_params: tuple[str, ...] = ()  # path prefixes ("encoder", "embed") to take; () = all shared
   sample_prompt: str = "The "
+  # A NaN/Inf loss or gradient never reaches the parameters: "stop" raises NonFiniteError
+  # naming the step (the last good checkpoint is kept), "skip" drops that update and goes on,
+  # stopping after `max_consecutive_skips` bad steps in a row.
+  on_nonfinite: str = "stop"
+  max_consecutive_skips: int = 10
 
   def __post_init__(self):
     def fail(field, why):
@@ -96,6 +102,10 @@ class TrainConfig:
       fail("optimizer", f"must be one of {OPTIMIZERS}")
     if self.decay not in DECAYS:
       fail("decay", f"must be one of {DECAYS}")
+    if self.on_nonfinite not in NONFINITE_ACTIONS:
+      fail("on_nonfinite", f"must be one of {NONFINITE_ACTIONS}")
+    if not isinstance(self.max_consecutive_skips, int) or self.max_consecutive_skips < 1:
+      fail("max_consecutive_skips", "must be a positive integer")
     if not self.learning_rate > 0:
       fail("learning_rate", "must be > 0")
     if not 0 <= self.label_smoothing < 1:
@@ -342,11 +352,18 @@ def train_step(state: TrainState, batch, *, model, shape: str, tx, cfg: TrainCon
   grads = jax.tree.map(lambda g: g / denom, grads)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
+  grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+  # A NaN/Inf anywhere in the loss or gradients shows in these two scalars; such an update is
+  # dropped on device (the step counter still advances with the data), and the host decides
+  # from the `nonfinite` metric whether to stop or go on (TrainConfig.on_nonfinite).
+  finite = jnp.isfinite(sums["loss"]) & jnp.isfinite(grad_norm)
+  params, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                                   (params, opt_state), (state.params, state.opt_state))
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   metrics = {k: sums[k] / denom for k in ("loss", "nll", "z_loss")}
-  metrics.update(accuracy=sums["correct"] / denom, tokens=sums["weight"],
-                 grad_norm=jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads))),
-                 learning_rate=learning_rate_schedule(cfg)(state.step))
+  metrics.update(accuracy=sums["correct"] / denom, tokens=sums["weight"], grad_norm=grad_norm,
+                 learning_rate=learning_rate_schedule(cfg)(state.step),
+                 nonfinite=(~finite).astype(jnp.int32))
   return new_state, metrics
 
 
