@@ -44,7 +44,8 @@ def main(argv):
     data.prepare(train_cfg.data_dir, [train_cfg.task])
   result = trainer.train_and_evaluate(model_fields, train_cfg, mesh_cfg, _WORKDIR.value,
                                       stop_after=_STOP.value)
-  return 0 if result else 1
+  # Preempted (SIGTERM / SIGINT): the step is saved; non-zero so schedulers rerun the job.
+  return result.get("exit_code", 0)
 
 
 if __name__ == "__main__":

@@ -161,22 +161,52 @@ def initial_state(run: Run, log=print):
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag so the loop can save a checkpoint before exiting."""
+  """Turns SIGTERM and SIGINT into a flag, so the loop saves the current step before exiting.
+
+  A second signal while that save is pending stops at once (KeyboardInterrupt), leaving the
+  previous checkpoint. The handler only sets the flag: printing from it could re-enter a write.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.requested = False
-    self._old = None
-    try:
-      self._old = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread
-      pass
+    self.signum = None
+    self._old = {}
+    for sig in self.SIGNALS:
+      try:
+        self._old[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread
+        pass
+
+  @property
+  def requested(self) -> bool:
+    return self.signum is not None
+
+  @property
+  def name(self) -> str:
+    return signal.Signals(self.signum).name if self.signum else ""
+
+  def agreed(self) -> bool:
+    """Whether any process was signalled: every process must save the same step together."""
+    if jax.process_count() == 1:
+      return self.requested
+    from jax.experimental import multihost_utils
+
+    flags = multihost_utils.process_allgather(np.int32(self.signum or 0))
+    if not self.requested and np.any(flags):
+      self.signum = int(np.max(flags))
+    return bool(np.any(flags))
 
   def _handle(self, signum, frame):
-    self.requested = True
+    if self.signum is not None:
+      self.restore()
+      raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopped without saving")
+    self.signum = signum
 
   def restore(self):
-    if self._old is not None:
-      signal.signal(signal.SIGTERM, self._old)
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
+    self._old = {}
 
 
 class NonFiniteError(FloatingPointError):
@@ -238,6 +268,12 @@ def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfi
     stop_after: stop (with a checkpoint) after this many steps of this invocation, as a
       preemption would; used by tests and for time-boxed jobs.
     progress: show the progress bar.
+
+  Returns:
+    Eval results with "step"; or {"step", "stopped": True} when stopped early, plus
+    "preempted" (signal name) and "exit_code" (128 + signal number) after SIGTERM / SIGINT,
+    which save the current step first. Raises NonFiniteError on a NaN/Inf step
+    (see TrainConfig.on_nonfinite).
   """
   run = setup(model_fields, cfg, mesh_cfg, data)
   lead = jax.process_index() == 0
@@ -296,13 +332,13 @@ def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfi
         writer.write(step, results["metrics"], prefix="eval")
         bar.write(f"step {step}: eval " + ", ".join(
             f"{k} {v:.4g}" for k, v in results["metrics"].items()))
-      if step % cfg.checkpoint_every == 0 or preempt.requested:
+      stop = preempt.agreed()
+      if step % cfg.checkpoint_every == 0 or stop:
         guard.check(*unchecked)  # never save a step that is not known to be finite
         unchecked = None
         ckpt.save(step, state, run.run_config(), {"step": step, "train_batches": step})
         last_saved = step
-      if preempt.requested:
-        log(f"SIGTERM: saved step {step}, stopping")
+      if stop:
         break
     if unchecked is not None:
       guard.check(*unchecked)
@@ -313,11 +349,17 @@ def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfi
     bar.close()
     if step != last_saved:
       ckpt.save(step, state, run.run_config(), {"step": step, "train_batches": step})
-    ckpt.wait()
+    ckpt.wait()  # durable before we report it or exit
   finally:
     preempt.restore()
     ckpt.close()
-  if preempt.requested or step < cfg.num_train_steps:
+  if preempt.requested:
+    writer.close()
+    log(f"{preempt.name} received: checkpoint of step {step} saved in {ckpt.directory}; "
+        "stopping. Run the same command again to resume from it.")
+    return {"step": step, "stopped": True, "preempted": preempt.name,
+            "exit_code": 128 + preempt.signum}
+  if step < cfg.num_train_steps:
     writer.close()
     return {"step": step, "stopped": True}
   results = evaluation.evaluate(run, state)

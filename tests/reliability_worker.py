@@ -1,0 +1,81 @@
+"""A training process for the reliability tests, run as a subprocess (a real process to signal
+or kill). Modes:
+
+  train WORKDIR STEPS WAIT_AT   trains on fake_data; before fetching train batch WAIT_AT it prints
+                                "WAITING" and blocks until SIGTERM/SIGINT arrives, so the signal
+                                lands mid-run at a known step. Exits with train_and_evaluate's
+                                exit code, as train.py does.
+  hang_in_save WORKDIR          saves step 1, then starts an async save of step 2 whose commit
+                                (Orbax's rename of the temporary directory) never finishes, prints
+                                "SAVING" and waits to be killed.
+"""
+
+import os
+import signal
+import sys
+import time
+
+import jax
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_default_matmul_precision", "highest")
+
+import fake_data  # noqa: E402
+from test_reliability import MODEL, ONE, train_cfg  # noqa: E402
+
+from synthesizer_jax import trainer  # noqa: E402
+
+
+class WaitForSignal:
+  TASKS = fake_data.TASKS
+  task_info = staticmethod(fake_data.task_info)
+  get_vocabulary = staticmethod(fake_data.get_vocabulary)
+
+  def __init__(self, wait_at):
+    self.wait_at = wait_at
+
+  def get_dataset(self, name, split, **kw):
+    for i, batch in enumerate(fake_data.get_dataset(name, split, **kw), kw.get("start_batch", 0)):
+      if split == "train" and i == self.wait_at:
+        print("WAITING", flush=True)
+        for _ in range(1200):  # the trainer's handler only sets a flag: poll it
+          if getattr(signal.getsignal(signal.SIGTERM), "__self__", None).requested:
+            break
+          time.sleep(0.05)
+      yield batch
+
+
+def train(workdir, steps, wait_at):
+  cfg = train_cfg(os.path.dirname(workdir), num_train_steps=int(steps), async_checkpoints=True)
+  result = trainer.train_and_evaluate(MODEL, cfg, ONE, workdir, data=WaitForSignal(int(wait_at)),
+                                      progress=False)
+  return result.get("exit_code", 0)
+
+
+def hang_in_save(workdir):
+  from orbax.checkpoint._src.path import atomicity
+
+  from synthesizer_jax import checkpointing
+
+  run = trainer.setup(MODEL, train_cfg(os.path.dirname(workdir)), ONE, data=fake_data)
+  state = trainer.initial_state(run, log=lambda *_: None)
+  ckpt = checkpointing.Checkpointer(workdir, async_save=True)
+  ckpt.save(1, state, run.run_config(), {"step": 1, "train_batches": 1})
+  ckpt.wait()
+
+  async def never(*args, **kwargs):
+    print("SAVING", flush=True)
+    while True:
+      time.sleep(1)
+
+  for cls in vars(atomicity).values():
+    if isinstance(cls, type) and "finalize" in vars(cls):
+      cls.finalize = never
+  ckpt.save(2, jax.tree.map(lambda x: x + 1, state), run.run_config(),
+            {"step": 2, "train_batches": 2})
+  time.sleep(600)
+
+
+if __name__ == "__main__":
+  mode, *args = sys.argv[1:]
+  sys.exit({"train": train, "hang_in_save": hang_in_save}[mode](*args) or 0)
