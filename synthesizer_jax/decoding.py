@@ -60,11 +60,16 @@ def cache_bytes(cache: Any) -> int:
 
 
 def left_align(prompt_bp: np.ndarray, pad_id: int):
-  """Right-padded prompts -> (left-padded tokens, positions (-1 on padding), lengths)."""
+  """Right-padded prompts -> (left-padded tokens, positions (-1 on padding), lengths).
+
+  A row's length runs to its last token that is not `pad_id`: trailing pads are padding,
+  a pad id inside the prompt (such as the seqio start token 0 in front) is a real token.
+  """
   prompt_bp = np.asarray(prompt_bp)
   if prompt_bp.ndim != 2 or prompt_bp.shape[1] == 0:
     raise ValueError(f"prompt must be a non-empty [batch, prompt_len] array, got {prompt_bp.shape}")
-  lengths_b = (prompt_bp != pad_id).sum(1)
+  real_bp = prompt_bp != pad_id
+  lengths_b = np.where(real_bp.any(1), prompt_bp.shape[1] - np.argmax(real_bp[:, ::-1], axis=1), 0)
   if (lengths_b == 0).any():
     raise ValueError(f"empty prompt in rows {np.flatnonzero(lengths_b == 0).tolist()}: every row "
                      f"needs at least one token that is not pad_id={pad_id}")
@@ -133,8 +138,9 @@ def generate(model: nn.Module, variables: Any, prompt, *, max_new_tokens: int,
   Args:
     model: a `DecoderLM` or `EncoderDecoder`.
     variables: its variables ({"params": ..., maybe "constants": ...}).
-    prompt: [batch, prompt_len] int, right-padded with pad_id. For an EncoderDecoder the
-      decoder prompt; use `[[pad_id]] * batch` (T5's start token) to start from scratch.
+    prompt: [batch, prompt_len] int, right-padded with pad_id (trailing pad ids are padding;
+      a leading pad id, the seqio start token, is part of the prompt). For an EncoderDecoder
+      the decoder prompt; use `[[pad_id]] * batch` (T5's start token) to start from scratch.
     max_new_tokens: number of tokens to produce at most.
     method: "greedy", "sample" (temperature / top_k / top_p) or "beam" (num_beams, alpha).
     encoder_tokens: [batch, src_len] source tokens (EncoderDecoder only).

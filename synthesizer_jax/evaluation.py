@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from synthesizer_jax import attention as registry
@@ -43,17 +42,6 @@ def _local_rows(x) -> np.ndarray:
   return np.asarray(x)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_new"))
-def _greedy_lm(model, variables, tokens_bl, start, num_new: int):
-  def body(i, toks_bl):
-    logits = model.apply(variables, toks_bl)
-    pos = start + i
-    nxt_b = jnp.argmax(logits[:, pos - 1], -1).astype(jnp.int32)
-    return jax.lax.dynamic_update_slice(toks_bl, nxt_b[:, None], (0, pos))
-
-  return jax.lax.fori_loop(0, num_new, body, tokens_bl)
-
-
 @functools.partial(jax.jit, static_argnames=("model",))
 def _classify(model, variables, tokens_bl):
   return model.apply(variables, tokens_bl)
@@ -78,13 +66,13 @@ def predict_tokens(model, variables, encoder_tokens_bs: np.ndarray, max_len: int
 
 
 def sample_lm(model, variables, vocab, prompt: str, length: int) -> str:
-  """Greedy continuation of `prompt` in a fixed [1, length] window (uncached)."""
+  """Greedy continuation of `prompt` (cached `sj.generate`) up to `length` tokens in all."""
+  from synthesizer_jax.decoding import generate
+
   ids = [0] + list(vocab.encode(prompt))[: length - 2]  # seqio LM inputs start with 0
-  tokens = np.zeros((1, length), np.int32)
-  tokens[0, :len(ids)] = ids
-  out = np.asarray(_greedy_lm(model, variables, jnp.asarray(tokens), len(ids),
-                              length - len(ids)))[0, 1:]
-  return prompt + decode_ids(vocab, out[len(ids) - 1:])
+  out = generate(model, variables, np.array([ids], np.int32), max_new_tokens=length - len(ids),
+                 method="greedy", eos_id=EOS_ID)
+  return prompt + decode_ids(vocab, np.asarray(out.tokens)[0])
 
 
 def decode_ids(vocab, ids) -> str:

@@ -57,12 +57,14 @@ def _pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> np.ndarray:
 
 
 def generate_text(model, variables, vocab, texts: Sequence[str], *, max_new_tokens: int = 32,
-                  method: str = "greedy", max_input_len: int | None = None, **kwargs) -> list:
+                  method: str = "greedy", max_input_len: int | None = None,
+                  start_token: bool = True, **kwargs) -> list:
   """Continues (DecoderLM) or transforms (EncoderDecoder) each text; returns decoded strings.
 
   Inputs longer than `max_input_len` (default: the model's max_len, minus max_new_tokens
   for a DecoderLM) are truncated from the left for a DecoderLM and from the right for an
-  EncoderDecoder; other keyword arguments go to `sj.generate`.
+  EncoderDecoder. With `start_token`, a DecoderLM prompt starts with pad_id, as the
+  seqio-trained language models' inputs do. Other keyword arguments go to `sj.generate`.
   """
   if isinstance(texts, str):
     texts = [texts]
@@ -77,7 +79,8 @@ def generate_text(model, variables, vocab, texts: Sequence[str], *, max_new_toke
     out = generate(model, variables, np.full((len(texts), 1), pad, np.int32), encoder_tokens=src,
                    max_new_tokens=max_new_tokens, method=method, eos_id=vocab.eos_id, **kwargs)
   else:
-    limit = max_input_len or max(cfg.max_len - max_new_tokens, 1)
-    out = generate(model, variables, _pad_rows([e[-limit:] for e in encoded], pad),
+    limit = max_input_len or max(cfg.max_len - max_new_tokens - int(start_token), 1)
+    start = [pad] if start_token else []
+    out = generate(model, variables, _pad_rows([start + e[-limit:] for e in encoded], pad),
                    max_new_tokens=max_new_tokens, method=method, eos_id=vocab.eos_id, **kwargs)
   return [vocab.decode(row) for row in np.asarray(out.tokens)]

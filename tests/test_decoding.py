@@ -91,6 +91,18 @@ def _teacher_forced(model, variables, prompt_row, generated):
   return np.asarray(model.apply(variables, seq))[0, len(prompt_row) - 1:-1]
 
 
+def test_leading_start_token_is_part_of_the_prompt():
+  """[0, 5, 6] (seqio's start token first) keeps its 0; only trailing pads are padding."""
+  tokens, positions, lengths = decoding.left_align(np.array([[0, 5, 6, 0], [7, 0, 0, 0]]), 0)
+  assert lengths.tolist() == [3, 1]
+  assert tokens.tolist() == [[0, 0, 5, 6], [0, 0, 0, 7]]
+  assert positions.tolist() == [[-1, 0, 1, 2], [-1, -1, -1, 0]]
+  model, variables = _lm("dense+dot")
+  out = decoding.generate(model, variables, np.array([[0, 5, 6]]), max_new_tokens=3, eos_id=None)
+  logits = _teacher_forced(model, variables, np.array([0, 5, 6]), out.tokens[0])
+  assert out.tokens[0].tolist() == logits.argmax(-1).tolist()
+
+
 @pytest.mark.parametrize("kind", ["dot", "dense", "random+dot"])
 def test_greedy_matches_uncached_argmax(kind):
   model, variables = _lm(kind)

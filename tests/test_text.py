@@ -43,7 +43,7 @@ def test_generate_text_matches_token_generation(vocab, shape):
   assert len(out) == 2 and all(isinstance(s, str) for s in out)
   ids = vocab.encode(texts[1])
   if shape == "lm":
-    ref = sj.generate(model, variables, np.array([ids]), max_new_tokens=5, eos_id=1)
+    ref = sj.generate(model, variables, np.array([[0] + ids]), max_new_tokens=5, eos_id=1)
   else:
     ref = sj.generate(model, variables, np.zeros((1, 1), np.int32),
                       encoder_tokens=np.array([ids + [1]]), max_new_tokens=5, eos_id=1)
