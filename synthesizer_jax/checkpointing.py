@@ -12,6 +12,7 @@ mesh's shardings, so a checkpoint written on 8 devices restores on 1 and back.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,20 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 CHECKPOINT_DIR = "checkpoints"
+SET_ASIDE_DIR = "corrupt_checkpoints"  # unreadable steps are moved here on a fallback restore
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint step that cannot be read: corrupted, truncated, or saved by another model."""
+
+
+def _unreadable(step: int, path: str, error: Exception) -> CheckpointError:
+  first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+  return CheckpointError(
+      f"checkpoint step {step} at {path} cannot be restored ({type(error).__name__}: {first}). "
+      "Its files are corrupted or truncated, or it was saved by a different model. Restore an "
+      "earlier step (step=..., or TrainConfig.restore_fallback=True to take the newest readable "
+      f"one and move this one to {SET_ASIDE_DIR}/), or delete it.")
 
 
 def abstract_like(tree, shardings):
@@ -59,22 +74,60 @@ class Checkpointer:
                               meta=ocp.args.JsonSave(meta))
     return self.manager.save(step, args=args, force=force)
 
-  def restore(self, target, step: int | None = None) -> tuple[Any, dict[str, Any]]:
-    """(state, meta) of `step` (default: latest), placed like the abstract `target`."""
-    step = self.latest_step() if step is None else step
-    if step is None:
+  def step_path(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def restore(self, target, step: int | None = None, *, fallback: bool = False,
+              log=print) -> tuple[Any, dict[str, Any]]:
+    """(state, meta) of `step` (default: latest), placed like the abstract `target`.
+
+    An unreadable step raises CheckpointError naming the step and its path. With
+    `fallback` (and no explicit `step`), unreadable steps are instead moved to
+    `<workdir>/corrupt_checkpoints/` (never deleted) and the newest readable step is
+    restored; meta["step"] says which.
+    """
+    steps = sorted(self.all_steps(), reverse=True) if step is None else [step]
+    if not steps:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
-    out = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-    return out.state, dict(out.meta)
+    for candidate in steps:
+      try:
+        out = self.manager.restore(candidate, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+      except Exception as e:  # Orbax / TensorStore raise many types for bad files
+        error = _unreadable(candidate, self.step_path(candidate), e)
+        if not fallback or step is not None:
+          raise error from e
+        log(f"warning: {error}")
+        self._set_aside(candidate, log)
+        continue
+      return out.state, {"step": candidate, **dict(out.meta)}
+    raise CheckpointError(f"no step in {self.directory} could be restored (tried {steps}); "
+                          f"the unreadable ones are in {SET_ASIDE_DIR}/ beside it")
+
+  def _set_aside(self, step: int, log):
+    """Moves an unreadable step out of the manager's sight, so new saves can reuse its number."""
+    if jax.process_index() == 0:
+      aside = os.path.join(os.path.dirname(self.directory), SET_ASIDE_DIR)
+      os.makedirs(aside, exist_ok=True)
+      dest = os.path.join(aside, f"{step}-{int(time.time())}")
+      os.rename(self.step_path(step), dest)
+      log(f"moved unreadable step {step} to {dest}")
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+
+      multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
+    self.manager.reload()
 
   def config(self, step: int | None = None) -> dict[str, Any]:
     """The run config JSON saved with `step` (default: latest)."""
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
-    return dict(self.manager.restore(step, args=ocp.args.Composite(
-        config=ocp.args.JsonRestore())).config)
+    try:
+      return dict(self.manager.restore(step, args=ocp.args.Composite(
+          config=ocp.args.JsonRestore())).config)
+    except Exception as e:  # Orbax raises many types for bad files
+      raise _unreadable(step, self.step_path(step), e) from e
 
   def wait(self):
     self.manager.wait_until_finished()
@@ -117,13 +170,16 @@ def restore_source(path: str, step: int | None = None):
     step = ckpt.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint steps in {ckpt.directory}")
-    meta = ckpt.manager.item_metadata(step)
-    device = jax.local_devices()[0]
-    single = jax.sharding.SingleDeviceSharding(device)
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=single),
-                          meta.state.tree if hasattr(meta.state, "tree") else meta.state)
-    out = ckpt.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), config=ocp.args.JsonRestore()))
+    try:
+      meta = ckpt.manager.item_metadata(step)
+      device = jax.local_devices()[0]
+      single = jax.sharding.SingleDeviceSharding(device)
+      target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=single),
+                            meta.state.tree if hasattr(meta.state, "tree") else meta.state)
+      out = ckpt.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target), config=ocp.args.JsonRestore()))
+    except Exception as e:  # Orbax / TensorStore raise many types for bad files
+      raise _unreadable(step, ckpt.step_path(step), e) from e
     return jax.tree.map(np.asarray, out.state), dict(out.config), step
   finally:
     ckpt.close()

@@ -10,6 +10,7 @@ run continues from the latest checkpoint, at the same data position.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -59,6 +60,54 @@ def model_config(fields: Mapping[str, Any], vocab_size: int) -> ModelConfig:
   return ModelConfig(**fields)
 
 
+def _file_sha256(path: str | None) -> str | None:
+  """Content hash of a vocabulary file (None when there is no such file)."""
+  if not path or not os.path.isfile(path):
+    return None
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def _plain(value):
+  return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+  """What makes a checkpoint's run config unfit for this run: model, task, vocabulary.
+
+  Training settings (learning rate, steps, batch size, mesh) may change between runs.
+  The vocabulary is compared by content hash when both sides have one, else by path.
+  """
+  diffs = [f"{key}: {saved.get(key)!r} in the checkpoint, {current.get(key)!r} now"
+           for key in ("task", "shape", "num_classes") if saved.get(key) != current.get(key)]
+  old_vocab, new_vocab = saved.get("vocab_sha256"), current.get("vocab_sha256")
+  if old_vocab and new_vocab:
+    if old_vocab != new_vocab:
+      diffs.append(f"vocabulary: {saved.get('vocab_path')} had sha256 {old_vocab[:12]}... when "
+                   f"saved, {current.get('vocab_path')} has {new_vocab[:12]}... now (token ids "
+                   "would mean other pieces)")
+  elif saved.get("vocab_path") != current.get("vocab_path"):
+    diffs.append(f"vocab_path: {saved.get('vocab_path')!r} in the checkpoint, "
+                 f"{current.get('vocab_path')!r} now")
+  old_model, new_model = saved.get("model", {}), current.get("model", {})
+  for key in sorted(set(old_model) | set(new_model)):
+    if _plain(old_model.get(key)) != _plain(new_model.get(key)):
+      diffs.append(f"model.{key}: {old_model.get(key)!r} in the checkpoint, "
+                   f"{new_model.get(key)!r} now")
+  return diffs
+
+
+def check_resumable(ckpt: checkpointing.Checkpointer, step: int, run: Run):
+  """Refuses (ValueError listing every difference) a workdir saved by another model config."""
+  diffs = config_differences(ckpt.config(step), run.run_config())
+  if diffs:
+    raise ValueError(
+        f"{ckpt.step_path(step)} was saved by a different run config, so this run cannot "
+        "resume from it; nothing in the workdir was changed. Differences:\n  "
+        + "\n  ".join(diffs) + "\nUse another --workdir, or set these back to the "
+        "checkpoint's values.")
+
+
 @dataclasses.dataclass
 class Run:
   """Everything a train or eval run needs, built once by `setup`."""
@@ -86,6 +135,7 @@ class Run:
     """The JSON saved beside every checkpoint."""
     return {"task": self.cfg.task, "shape": self.shape, "metric": self.info.metric,
             "num_classes": self.info.num_classes, "vocab_path": self.info.vocab_path,
+            "vocab_sha256": _file_sha256(self.info.vocab_path),
             "model": self.model_cfg.to_dict(), "train": self.cfg.to_dict(),
             "mesh": dataclasses.asdict(self.mesh_cfg)}
 
@@ -278,18 +328,29 @@ def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfi
   run = setup(model_fields, cfg, mesh_cfg, data)
   lead = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
-  writer = logging_utils.MetricWriter(workdir, enabled=lead)
   log = print if lead else (lambda *a, **k: None)
   ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_checkpoints,
                                     async_save=cfg.async_checkpoints)
   start = ckpt.latest_step() or 0
-  if start:
-    state, meta = ckpt.restore(run.abstract_state())
-    log(f"resumed from {ckpt.directory} step {start} (data position: {meta['train_batches']} "
-        "batches)")
-    start = int(meta["train_batches"])
-  else:
-    state = initial_state(run, log)
+  try:
+    if start:  # checked before anything is written to the workdir
+      try:
+        check_resumable(ckpt, start, run)
+      except checkpointing.CheckpointError:
+        if not cfg.restore_fallback:
+          raise
+      state, meta = ckpt.restore(run.abstract_state(), fallback=cfg.restore_fallback, log=log)
+      if meta["step"] != start:
+        check_resumable(ckpt, meta["step"], run)
+      log(f"resumed from {ckpt.directory} step {meta['step']} (data position: "
+          f"{meta['train_batches']} batches)")
+      start = int(meta["train_batches"])
+    else:
+      state = initial_state(run, log)
+  except BaseException:
+    ckpt.close()
+    raise
+  writer = logging_utils.MetricWriter(workdir, enabled=lead)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   log(f"model: {type(run.model).__name__} self_attention={run.model_cfg.self_attention}, "
       f"{n_params:,} parameters; task {cfg.task}; mesh {dict(run.mesh.shape)} rules "
@@ -420,6 +481,11 @@ def evaluate_checkpoint(workdir: str, *, step: int | None = None, split: str = "
     cfg = training.TrainConfig.from_dict({**saved["train"], **dict(overrides or {})})
     mesh_cfg = mesh_cfg or shd.MeshConfig(rules=saved["mesh"]["rules"])
     run = setup(saved["model"], cfg, mesh_cfg, data)
+    changed = [d for d in config_differences(saved, run.run_config())
+               if d.startswith("vocabulary")]
+    if changed:
+      raise ValueError(f"{ckpt.step_path(step)} cannot be evaluated with this vocabulary: "
+                       f"{changed[0]}. Point data_dir at the data the run was trained on.")
     state, _ = ckpt.restore(run.abstract_state(), step)
   finally:
     ckpt.close()

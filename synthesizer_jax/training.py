@@ -84,6 +84,9 @@ class TrainConfig:
   # stopping after `max_consecutive_skips` bad steps in a row.
   on_nonfinite: str = "stop"
   max_consecutive_skips: int = 10
+  # Resume from the newest readable checkpoint when the latest one is corrupted (it is moved
+  # to <workdir>/corrupt_checkpoints/); False raises CheckpointError naming the step instead.
+  restore_fallback: bool = False
 
   def __post_init__(self):
     def fail(field, why):

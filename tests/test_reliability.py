@@ -101,3 +101,20 @@ def test_bad_nonfinite_options():
     training.TrainConfig(on_nonfinite="ignore")
   with pytest.raises(ValueError, match="max_consecutive_skips=0"):
     training.TrainConfig(max_consecutive_skips=0)
+
+
+def test_mesh_that_does_not_divide_the_devices_or_the_batch(tmp_path):
+  with pytest.raises(ValueError, match=r"mesh sizes \(-1, 1, 3\) do not divide 8 devices"):
+    shd.mesh_shapes(shd.MeshConfig(data=-1, tensor=3), 8)
+  with pytest.raises(ValueError, match=r"batch_size=12 .* must split evenly over the 8 batch"):
+    trainer.setup(MODEL, train_cfg(tmp_path, batch_size=12), shd.MeshConfig(data=8),
+                  data=fake_data)
+
+
+def test_batch_longer_than_max_len_fails_in_the_train_step(tmp_path):
+  run = trainer.setup(MODEL, train_cfg(tmp_path), ONE, data=fake_data)
+  state = trainer.initial_state(run, log=lambda *_: None)
+  batch = next(fake_data.get_dataset("fake_lm", "train", feature_lengths={"targets": 20},
+                                     batch_size=8, pack=False))
+  with pytest.raises(ValueError, match="sequence length 20 exceeds max_len=16"):
+    run.train_step(state, shd.global_batch(batch, run.mesh))
