@@ -5,8 +5,9 @@
 
 The workdir receives Orbax checkpoints, config.json, metrics.jsonl, TensorBoard events
 (tb/), eval_results.json and loss_curve.png; running the same command again resumes from
-the latest checkpoint. Multi-process (multi-host) runs: pass --coordinator_address,
---num_processes and --process_id (or set SJ_COORDINATOR / SJ_NUM_PROCESSES /
+the latest checkpoint. SIGTERM / SIGINT save the current step and exit with 128 + the signal
+number (docs/reliability.md lists the faults handled). Multi-process (multi-host) runs: pass
+--coordinator_address, --num_processes and --process_id (or set SJ_COORDINATOR / SJ_NUM_PROCESSES /
 SJ_PROCESS_ID; --coordinator_address=auto on TPU pods and SLURM). See docs/training.md.
 """
 
