@@ -35,6 +35,9 @@ def get_config():
   c.eval_batches = 20
   c.predict_batches = 2
   c.max_decode_len = 0
+  c.decode_method = "beam"  # seq2seq predictions (BLEU / ROUGE), as the paper: beam 4, alpha 0.6
+  c.num_beams = 4
+  c.length_penalty = 0.6
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
   c.async_checkpoints = True

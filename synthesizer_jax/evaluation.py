@@ -47,9 +47,11 @@ def _classify(model, variables, tokens_bl):
   return model.apply(variables, tokens_bl)
 
 
-def predict_tokens(model, variables, encoder_tokens_bs: np.ndarray, max_len: int) -> np.ndarray:
-  """Greedy outputs [b, n] of an EncoderDecoder, n = max_len (one less for synthetic kinds
-  when max_len == model max_len: the start token takes a position). Pad after EOS.
+def predict_tokens(model, variables, encoder_tokens_bs: np.ndarray, max_len: int,
+                   method: str = "beam", num_beams: int = 4, alpha: float = 0.6) -> np.ndarray:
+  """Outputs [b, n] of an EncoderDecoder (beam search or greedy), n = max_len (one less for
+  synthetic kinds when max_len == model max_len: the start token takes a position). Pad
+  after EOS.
 
   The one decoding entry point of evaluation: cached decoding (`sj.generate`).
   """
@@ -60,8 +62,8 @@ def predict_tokens(model, variables, encoder_tokens_bs: np.ndarray, max_len: int
   if registry.uses_positions(cfg.self_attention):
     n = min(n, cfg.max_len - 1)
   start = np.full((encoder_tokens_bs.shape[0], 1), cfg.pad_id, np.int32)
-  out = generate(model, variables, start, max_new_tokens=n, method="greedy",
-                 encoder_tokens=np.asarray(encoder_tokens_bs), eos_id=EOS_ID)
+  out = generate(model, variables, start, max_new_tokens=n, method=method, num_beams=num_beams,
+                 alpha=alpha, encoder_tokens=np.asarray(encoder_tokens_bs), eos_id=EOS_ID)
   return np.asarray(out.tokens)
 
 
@@ -122,7 +124,8 @@ def predictions(run, state, batches: Iterator[dict[str, np.ndarray]],
       with shd.mesh_context(run.mesh, run.rules):
         out = _local_rows(_classify(run.model, variables, g["enc"]))
     else:  # every process decodes all rows (host arrays in, host arrays out)
-      out = predict_tokens(run.model, variables, src, run.cfg.decode_len)
+      out = predict_tokens(run.model, variables, src, run.cfg.decode_len, run.cfg.decode_method,
+                           run.cfg.num_beams, run.cfg.length_penalty)
     keep = _local_rows(g["valid"])
     src, tgt, out = src[keep], _local_rows(g["tgt"])[keep], out[keep]
     inputs += [decode_ids(run.vocab, row) for row in src]

@@ -73,6 +73,10 @@ class TrainConfig:
   eval_batches: int = 20
   predict_batches: int = 2
   max_decode_len: int = 0  # 0: targets_length
+  # Seq2seq predictions for BLEU / ROUGE: beam search with GNMT length penalty, as the paper.
+  decode_method: str = "beam"  # or "greedy"
+  num_beams: int = 4
+  length_penalty: float = 0.6
   checkpoint_every: int = 500
   keep_checkpoints: int = 3
   async_checkpoints: bool = True
@@ -101,6 +105,12 @@ class TrainConfig:
     for name in ("warmup_steps", "eval_batches", "predict_batches", "max_decode_len"):
       if getattr(self, name) < 0:
         fail(name, "must be >= 0")
+    if self.decode_method not in ("beam", "greedy"):
+      fail("decode_method", "must be 'beam' or 'greedy'")
+    if not isinstance(self.num_beams, int) or self.num_beams < 1:
+      fail("num_beams", "must be a positive integer")
+    if self.length_penalty < 0:
+      fail("length_penalty", "must be >= 0 (0: no length normalisation)")
     if self.optimizer not in OPTIMIZERS:
       fail("optimizer", f"must be one of {OPTIMIZERS}")
     if self.decay not in DECAYS:

@@ -16,7 +16,7 @@ def test_predict_tokens_is_greedy_argmax_of_full_forward():
   variables = nn.meta.unbox(model.init(jax.random.key(1), enc, enc))
   # Larger random weights so predictions differ between steps and rows.
   variables = jax.tree.map(lambda x: x * 3.0, variables)
-  got = evaluation.predict_tokens(model, variables, enc, 8)
+  got = evaluation.predict_tokens(model, variables, enc, 8, method="greedy")
   assert got.shape == (3, 7)  # the start token takes one of the 8 positions
   dec = np.zeros((3, 8), np.int32)
   want = np.zeros((3, 7), np.int32)
@@ -28,3 +28,22 @@ def test_predict_tokens_is_greedy_argmax_of_full_forward():
     done |= nxt == evaluation.EOS_ID
     dec[:, t + 1] = nxt
   np.testing.assert_array_equal(got, want)
+
+
+def test_predict_tokens_defaults_to_beam_search():
+  """Seq2seq metrics decode with beam search (beam 4, alpha 0.6) unless told otherwise."""
+  from synthesizer_jax import training
+
+  cfg = training.TrainConfig()
+  assert (cfg.decode_method, cfg.num_beams, cfg.length_penalty) == ("beam", 4, 0.6)
+  model_cfg = sj.ModelConfig(vocab_size=16, d_model=16, num_heads=2, head_dim=8, mlp_dim=32,
+                             num_layers=1, max_len=8, dropout_rate=0.0, self_attention="dense")
+  model = sj.EncoderDecoder(model_cfg)
+  enc = np.random.default_rng(0).integers(2, 16, (2, 8)).astype(np.int32)
+  variables = jax.tree.map(lambda x: x * 3.0, nn.meta.unbox(model.init(jax.random.key(1), enc,
+                                                                        enc)))
+  got = evaluation.predict_tokens(model, variables, enc, 8)
+  want = sj.generate(model, variables, np.zeros((2, 1), np.int32), encoder_tokens=enc,
+                     max_new_tokens=7, method="beam", num_beams=4, alpha=0.6,
+                     eos_id=evaluation.EOS_ID)
+  np.testing.assert_array_equal(got, np.asarray(want.tokens))
