@@ -110,27 +110,12 @@ class _Model(nn.Module):
     return constrain(logits_blv.astype(jnp.float32), ("batch", "length", "vocab"))
 
 
-class EncoderLayer(nn.Module):
-  """Pre-norm block: x + SelfAttention(norm(x)), then x + MLP(norm(x))."""
+class Block(nn.Module):
+  """Pre-norm Transformer block: self-attention, optional cross-attention, MLP, each residual.
 
-  cfg: ModelConfig
-
-  @nn.compact
-  def __call__(self, x_ble, mask_b1ll, pos_bl, deterministic: bool):
-    cfg = self.cfg
-    drop = nn.Dropout(cfg.dropout_rate)
-    h_ble = RMSNorm(dtype=cfg.dtype, name="pre_attention_norm")(x_ble)
-    h_ble = Attention(cfg.attention(cfg.self_attention), name="self_attention")(
-        h_ble, h_ble, mask_b1ll, pos_bl, pos_bl, deterministic=deterministic)
-    x_ble = constrain(x_ble + drop(h_ble, deterministic=deterministic), ACT)
-    h_ble = RMSNorm(dtype=cfg.dtype, name="pre_mlp_norm")(x_ble)
-    h_ble = MLP(cfg.d_model, cfg.mlp_dim, cfg.mlp_activation, cfg.dropout_rate, cfg.dtype,
-                name="mlp")(h_ble, deterministic)
-    return constrain(x_ble + drop(h_ble, deterministic=deterministic), ACT)
-
-
-class DecoderLayer(nn.Module):
-  """Pre-norm block: causal self-attention, optional cross-attention, MLP."""
+  The encoder's and the decoder's blocks differ only in their masks (bidirectional with
+  padding vs causal) and in `cross`.
+  """
 
   cfg: ModelConfig
   cross: bool = False
@@ -140,38 +125,30 @@ class DecoderLayer(nn.Module):
                cross_mask_b1qk=None, enc_pos_bk=None, mode: str = "train"):
     cfg = self.cfg
     drop = nn.Dropout(cfg.dropout_rate)
+
+    def residual(x, h):
+      return constrain(x + drop(h, deterministic=deterministic), ACT)
+
     h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_self_attention_norm")(x_bqe)
     h_bqe = Attention(cfg.attention(cfg.self_attention), name="self_attention")(
         h_bqe, h_bqe, self_mask_b1qq, pos_bq, pos_bq, deterministic=deterministic, mode=mode)
-    x_bqe = constrain(x_bqe + drop(h_bqe, deterministic=deterministic), ACT)
+    x_bqe = residual(x_bqe, h_bqe)
     if self.cross:
       h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_cross_attention_norm")(x_bqe)
       h_bqe = Attention(cfg.attention(cfg.cross_attention), cross=True, name="cross_attention")(
           h_bqe, encoded_bke, cross_mask_b1qk,
           pos_bq if isinstance(pos_bq, int) else jnp.maximum(pos_bq, 0), enc_pos_bk,
           deterministic=deterministic, mode=mode)
-      x_bqe = constrain(x_bqe + drop(h_bqe, deterministic=deterministic), ACT)
+      x_bqe = residual(x_bqe, h_bqe)
     h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_mlp_norm")(x_bqe)
     h_bqe = MLP(cfg.d_model, cfg.mlp_dim, cfg.mlp_activation, cfg.dropout_rate, cfg.dtype,
                 name="mlp")(h_bqe, deterministic)
-    return constrain(x_bqe + drop(h_bqe, deterministic=deterministic), ACT)
+    return residual(x_bqe, h_bqe)
 
 
-class Encoder(nn.Module):
-  """A stack of `EncoderLayer`s over embedded inputs, with a final norm."""
-
-  cfg: ModelConfig
-  num_layers: int
-
-  @nn.compact
-  def __call__(self, x_ble, mask_b1ll, pos_bl, deterministic: bool):
-    for i in range(self.num_layers):
-      x_ble = EncoderLayer(self.cfg, name=f"layers_{i}")(x_ble, mask_b1ll, pos_bl, deterministic)
-    return RMSNorm(dtype=self.cfg.dtype, name="final_norm")(x_ble)
-
-
-class Decoder(nn.Module):
-  """A stack of `DecoderLayer`s (with cross-attention when `cross`), with a final norm."""
+class Stack(nn.Module):
+  """`num_layers` Blocks over embedded inputs, then a final norm: the encoder
+  (`cross=False`, bidirectional mask) or the decoder (causal mask, `cross` in enc-dec)."""
 
   cfg: ModelConfig
   num_layers: int
@@ -181,7 +158,7 @@ class Decoder(nn.Module):
   def __call__(self, x_bqe, mask_b1qq, pos_bq, deterministic: bool, encoded_bke=None,
                cross_mask_b1qk=None, enc_pos_bk=None, mode: str = "train"):
     for i in range(self.num_layers):
-      x_bqe = DecoderLayer(self.cfg, self.cross, name=f"layers_{i}")(
+      x_bqe = Block(self.cfg, self.cross, name=f"layers_{i}")(
           x_bqe, mask_b1qq, pos_bq, deterministic, encoded_bke, cross_mask_b1qk, enc_pos_bk, mode)
     return RMSNorm(dtype=self.cfg.dtype, name="final_norm")(x_bqe)
 
@@ -194,7 +171,7 @@ class DecoderLM(_Model):
 
   def setup(self):
     self.setup_io()
-    self.decoder = Decoder(self.cfg, self.cfg.decoder_layers)
+    self.decoder = Stack(self.cfg, self.cfg.decoder_layers)
 
   def __call__(self, tokens, positions=None, segment_ids=None, *, deterministic: bool = True,
                mode: str = "train"):
@@ -222,8 +199,8 @@ class EncoderDecoder(_Model):
   def setup(self):
     cfg = self.cfg
     self.setup_io()
-    self.encoder = Encoder(cfg, cfg.encoder_layers)
-    self.decoder = Decoder(cfg, cfg.decoder_layers, cross=True)
+    self.encoder = Stack(cfg, cfg.encoder_layers)
+    self.decoder = Stack(cfg, cfg.decoder_layers, cross=True)
 
   def encode(self, encoder_tokens, encoder_positions=None, encoder_segment_ids=None, *,
              deterministic: bool = True):
@@ -292,7 +269,7 @@ class EncoderClassifier(_Model):
     if not isinstance(self.num_classes, int) or self.num_classes < 1:
       raise ValueError(f"num_classes={self.num_classes!r} must be a positive integer")
     self.setup_io()
-    self.encoder = Encoder(self.cfg, self.cfg.encoder_layers)
+    self.encoder = Stack(self.cfg, self.cfg.encoder_layers)
     self.head = Projection((self.num_classes,), ("embed",), (None,), use_bias=True,
                            dtype=self.cfg.dtype)
 
