@@ -15,6 +15,7 @@ are also scored by beam search on held-out (test split) examples. After the runs
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -139,6 +140,8 @@ def run_one(task_name: str, kind: str, seed: int, size: str, *, workroot: str, d
       "curve": curves(workdir, task.metric if task.metric in metrics else "loss"),
       "train_eval_s": round(train_s, 1), "workdir": workdir,
   }
+  if task.diagnostic:
+    record["diag_spec"] = dataclasses.asdict(data.spec)
   if task.decode == "beam":
     t0 = time.time()
     beam = beam_scores(workdir, task, data, run_data_dir, lengths,
@@ -200,6 +203,9 @@ def main(argv=None):
   p.add_argument("--workroot", default="workdirs/experiments",
                  help="run workdirs (checkpoints, logs); not committed")
   p.add_argument("--data_dir", default="data", help="prepared data (real tasks)")
+  p.add_argument("--diag_spec", default="{}",
+                 help='JSON of DiagSpec fields for the diagnostic tasks, e.g. '
+                      '\'{"lookup_len": 16, "lookup_symbols": 32}\'')
   p.add_argument("--progress", action="store_true", help="progress bar per run")
   p.add_argument("--no-report", dest="report", action="store_false")
   args = p.parse_args(argv)
@@ -209,8 +215,9 @@ def main(argv=None):
     p.error("--seeds must be >= 1")
   out = args.out or os.path.join("experiments", "results", args.size)
   seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+  diag_spec = diagnostics.DiagSpec(**json.loads(args.diag_spec))
   path = sweep(tasks, kinds, seeds, args.size, out, workroot=args.workroot,
-               data_dir=args.data_dir, progress=args.progress,
+               data_dir=args.data_dir, diag_spec=diag_spec, progress=args.progress,
                log=lambda *a: print(*a, flush=True))
   if args.report:
     from experiments import report
