@@ -22,11 +22,11 @@ train: $(STAMP)
 		--config.data_dir=data
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check synthesizer_jax tests benchmarks
+	$(VENV)/bin/ruff check synthesizer_jax tests benchmarks experiments configs train.py eval.py
 	$(VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check synthesizer_jax tests benchmarks
+	$(VENV)/bin/ruff check synthesizer_jax tests benchmarks experiments configs train.py eval.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
