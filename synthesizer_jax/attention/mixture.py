@@ -28,9 +28,9 @@ class Mixture(LogitSource):
 
   @property
   def needs_keys(self) -> bool:  # type: ignore[override]
-    from synthesizer_jax.attention import SOURCES
+    from synthesizer_jax import attention  # registry imports this module
 
-    return any(SOURCES[kind].needs_keys for kind in self.components)
+    return attention.needs_keys("+".join(self.components))
 
   def gates(self) -> jax.Array:
     """Mixture weights per head, [heads, components], rows sum to one."""
