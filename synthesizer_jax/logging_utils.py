@@ -7,6 +7,7 @@ so a multi-host run leaves one copy of each log.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
@@ -16,7 +17,11 @@ METRICS_FILE = "metrics.jsonl"
 
 
 class MetricWriter:
-  """Writes scalars to `<workdir>/metrics.jsonl` and TensorBoard events in `<workdir>/tb/`."""
+  """Writes scalars to `<workdir>/metrics.jsonl` and TensorBoard events in `<workdir>/tb/`.
+
+  TensorBoard needs `tensorboardX`; where it is not installed (a bare GPU image, say) the
+  writer logs one warning and keeps the JSONL file, which is what the report tools read.
+  """
 
   def __init__(self, workdir: str, enabled: bool = True):
     self.enabled = enabled
@@ -24,9 +29,13 @@ class MetricWriter:
     self._tb = None
     if enabled:
       os.makedirs(workdir, exist_ok=True)
-      from tensorboardX import SummaryWriter
-
-      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+      try:
+        from tensorboardX import SummaryWriter
+      except ImportError:
+        logging.warning("tensorboardX is not installed: no TensorBoard events; metrics go to "
+                        "%s only (pip install tensorboardX to get both)", self.path)
+      else:
+        self._tb = SummaryWriter(os.path.join(workdir, "tb"))
 
   def write(self, step: int, scalars: dict[str, float], prefix: str = "train"):
     """One JSON line {"step", "split", name: value...} and one TensorBoard scalar per name."""
@@ -36,11 +45,12 @@ class MetricWriter:
     with open(self.path, "a") as f:
       row = {"step": int(step), "split": prefix, "time": time.time(), **values}
       f.write(json.dumps(row) + "\n")
-    for name, value in values.items():
-      self._tb.add_scalar(f"{prefix}/{name}", value, int(step))
+    if self._tb is not None:
+      for name, value in values.items():
+        self._tb.add_scalar(f"{prefix}/{name}", value, int(step))
 
   def write_text(self, step: int, tag: str, text: str):
-    if self.enabled:
+    if self._tb is not None:
       self._tb.add_text(tag, text, int(step))
 
   def close(self):
