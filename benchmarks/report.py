@@ -47,14 +47,17 @@ def render(payload: dict[str, Any]) -> str:
       f"CPU {meta['cpu']} x {meta['cpu_count']} cores. Date: {meta['date']}.",
       f"- Versions: Python {meta['python']}, jax {meta['jax']}, flax {meta['flax']}, "
       f"optax {meta['optax']}, numpy {meta['numpy']}.",
-      f"- Command: `{meta['command']}` ({meta['wall_s']} s; load average at start/end "
+      f"- Command: `{meta['command']}` ({meta.get('wall_s', '?')} s; load average at start/end "
       f"{_load(meta.get('load_average_at_start'))} / {_load(meta.get('load_average_at_end'))}).",
       f"- Model: d_model {cfg['d_model']}, {cfg['num_heads']} heads, mlp {cfg['mlp_dim']}, "
       f"{cfg['num_layers']} layers, vocab {cfg['vocab_size']}, {cfg['dtype']}, max_len = n; "
       f"batch = {cfg['tokens_per_batch']} // n; median of {meta['repeats']} runs after 1 warm-up.",
   ]
+  if meta.get("note"):
+    out.append(f"- Note: {meta['note']}")
   for run in meta.get("appended_runs", []):
-    out.append(f"- Added by: `{run['command']}` ({run['date']}, {run['wall_s']} s; load average "
+    out.append(f"- Added by: `{run['command']}` ({run['date']}, {run.get('wall_s', '?')} s; "
+               f"load average "
                f"{_load(run.get('load_average_at_start'))} / "
                f"{_load(run.get('load_average_at_end'))}).")
   batch_of = {r["length"]: r["batch"] for r in records if r["bench"] in ("layer", "step")}
