@@ -9,11 +9,14 @@
 # about as fast as one. With SECONDS > 0 no run starts after that deadline and a run still
 # going then is stopped (it leaves no record; the next call redoes it, since the sweep skips
 # runs already in OUT/runs.jsonl). Needs no TensorFlow or seqio: the diagnostics are generated.
+# SWEEP_ARGS adds arguments to every sweep, e.g. a longer budget (give it its own OUT):
+#   SWEEP_ARGS='--train_override {"num_train_steps":12000}' experiments/gpu_diagnostics.sh OUT
 set -u
 out=${1:-experiments/results/gpu}
 limit=${2:-0}
 workroot=${WORKROOT:-workdirs/experiments_gpu}
 py=${PYTHON:-python3}
+extra=${SWEEP_ARGS:-}
 size=${SIZE:-gpu}  # SIZE=tiny: a seconds-long check of this script
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.1}
 export PYTHONUNBUFFERED=1
@@ -32,7 +35,7 @@ run_kind() {
     fi
     (( limit > 0 )) || left=0  # timeout 0 = no limit
     timeout "$left" "$py" -m experiments.sweep --tasks "$task" --kinds "$kind" --seeds 1 \
-      --first_seed "$seed" --size "$size" --out "$out" --workroot "$workroot" --no-report \
+      --first_seed "$seed" --size "$size" --out "$out" --workroot "$workroot" --no-report $extra \
       || echo "$task $kind seed $seed: exit $?"
   done
 }

@@ -101,14 +101,19 @@ def beam_scores(workdir: str, task: budgets.SweepTask, data, data_dir: str, leng
 
 def run_one(task_name: str, kind: str, seed: int, size: str, *, workroot: str, data_dir: str,
             diag_spec: diagnostics.DiagSpec | None = None, progress: bool = False,
-            mesh=None) -> dict[str, Any]:
-  """Trains and evaluates one (task, kind, seed) and returns its record."""
+            mesh=None, train_override: dict[str, Any] | None = None) -> dict[str, Any]:
+  """Trains and evaluates one (task, kind, seed) and returns its record.
+
+  `train_override` replaces TrainConfig fields of the budget (say a longer run); the record
+  keeps it under "train_override", and its "steps", "batch_size", "token_budget" follow it.
+  """
   from synthesizer_jax import sharding as shd
   from synthesizer_jax import trainer, training
 
   task = budgets.TASKS[task_name]
   model_fields, train_fields, extra = budgets.budget(task_name, size)
   model_fields["self_attention"] = kind
+  train_fields.update(train_override or {})
   workdir = os.path.join(workroot, size, task_name, kind.replace("+", "_plus_"), f"seed{seed}")
   if task.diagnostic:
     data = diagnostics.DiagnosticData(diag_spec)
@@ -142,6 +147,8 @@ def run_one(task_name: str, kind: str, seed: int, size: str, *, workroot: str, d
   }
   if task.diagnostic:
     record["diag_spec"] = dataclasses.asdict(data.spec)
+  if train_override:
+    record["train_override"] = dict(train_override)
   if task.decode == "beam":
     t0 = time.time()
     beam = beam_scores(workdir, task, data, run_data_dir, lengths,
@@ -164,7 +171,7 @@ def done_runs(path: str) -> set[tuple[str, str, int, str]]:
 
 def sweep(tasks: list[str], kinds: list[str], seeds: list[int], size: str, out: str, *,
           workroot: str, data_dir: str, diag_spec=None, progress: bool = False,
-          log=print, mesh=None) -> str:
+          log=print, mesh=None, train_override: dict[str, Any] | None = None) -> str:
   """Runs every (task, kind, seed) not yet in `<out>/runs.jsonl`; returns that path."""
   os.makedirs(out, exist_ok=True)
   path = os.path.join(out, "runs.jsonl")
@@ -174,7 +181,8 @@ def sweep(tasks: list[str], kinds: list[str], seeds: list[int], size: str, out: 
   for i, (task, kind, seed) in enumerate(todo, 1):
     t0 = time.time()
     record = run_one(task, kind, seed, size, workroot=workroot, data_dir=data_dir,
-                     diag_spec=diag_spec, progress=progress, mesh=mesh)
+                     diag_spec=diag_spec, progress=progress, mesh=mesh,
+                     train_override=train_override)
     record["wall_s"] = round(time.time() - t0, 1)
     # One write() on an O_APPEND descriptor: sweeps running side by side (say one per task)
     # can share one runs.jsonl without interleaving lines.
@@ -206,6 +214,10 @@ def main(argv=None):
   p.add_argument("--diag_spec", default="{}",
                  help='JSON of DiagSpec fields for the diagnostic tasks, e.g. '
                       '\'{"lookup_len": 16, "lookup_symbols": 32}\'')
+  p.add_argument("--train_override", default="{}",
+                 help='JSON of TrainConfig fields replacing the budget\'s, e.g. '
+                      '\'{"num_train_steps": 12000}\'; use its own --out and --workroot, since '
+                      'runs.jsonl keys runs by task, kind, seed and size only')
   p.add_argument("--progress", action="store_true", help="progress bar per run")
   p.add_argument("--no-report", dest="report", action="store_false")
   args = p.parse_args(argv)
@@ -216,8 +228,16 @@ def main(argv=None):
   out = args.out or os.path.join("experiments", "results", args.size)
   seeds = list(range(args.first_seed, args.first_seed + args.seeds))
   diag_spec = diagnostics.DiagSpec(**json.loads(args.diag_spec))
+  train_override = json.loads(args.train_override)
+  from synthesizer_jax import training
+
+  unknown = sorted(set(train_override) - {f.name for f in
+                                          dataclasses.fields(training.TrainConfig)})
+  if unknown:
+    p.error(f"--train_override: {unknown} are not TrainConfig fields")
   path = sweep(tasks, kinds, seeds, args.size, out, workroot=args.workroot,
                data_dir=args.data_dir, diag_spec=diag_spec, progress=args.progress,
+               train_override=train_override,
                log=lambda *a: print(*a, flush=True))
   if args.report:
     from experiments import report

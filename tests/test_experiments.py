@@ -142,6 +142,20 @@ def test_tiny_sweep_runs_and_reports(tmp_path):
   assert "| random |" in open(written["tables"]).read()
 
 
+def test_train_override_changes_the_budget_and_is_recorded(tmp_path):
+  out, work = str(tmp_path / "results"), str(tmp_path / "work")
+  argv = ["--tasks", "reverse", "--kinds", "random", "--seeds", "1", "--size", "tiny",
+          "--out", out, "--workroot", work, "--no-report"]
+  with pytest.raises(SystemExit):  # a field TrainConfig does not have is refused up front
+    sweep.main(argv + ["--train_override", '{"num_steps": 5}'])
+  assert not os.path.exists(out)
+  assert sweep.main(argv + ["--train_override", '{"num_train_steps": 6, "eval_every": 3}']) == 0
+  (run,) = [json.loads(line) for line in open(os.path.join(out, "runs.jsonl"))]
+  assert run["steps"] == 6 and run["train_override"] == {"num_train_steps": 6, "eval_every": 3}
+  assert run["token_budget"] == 6 * run["batch_size"] * run["lengths"]["targets"]
+  assert [step for step, _ in run["curve"]["validation"]] == [3, 6]
+
+
 def test_probe_finds_no_future_leak_and_splits_accuracy_by_slot():
   import jax
 
