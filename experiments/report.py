@@ -189,34 +189,57 @@ def _example_inputs(task: str, record: dict[str, Any], data_dir: str):
   return (batch["encoder_input_tokens"],)
 
 
-def plot_maps(runs: list[dict[str, Any]], task: str, plot_dir: str,
-              data_dir: str = "data") -> list[str]:
-  """Attention maps of every kind (seed 0) and the learned random matrices, from checkpoints."""
+def _restorable_maps(candidates: list[dict[str, Any]], inputs):
+  """(record, variables, maps) of the lowest seed whose checkpoint the current code can run.
+
+  A checkpoint written before a change of parameter names restores as a tree but fails in
+  `apply`; such runs are skipped with a message, and the next seed is tried.
+  """
   from synthesizer_jax import checkpointing, viz
 
-  seed0 = {r["kind"]: r for r in runs if r["task"] == task and r["seed"] == min(
-      x["seed"] for x in runs if x["task"] == task)}
-  seed0 = {k: r for k, r in seed0.items() if os.path.isdir(os.path.join(r["workdir"],
-                                                                        "checkpoints"))}
-  if not seed0:
+  for record in candidates:
+    try:
+      model, variables, _ = checkpointing.load_checkpoint(record["workdir"])
+      return record, variables, viz.attention_maps(model, variables, *inputs)
+    except Exception as err:  # noqa: BLE001 -- try the next seed
+      print(f"report: skipping {record['workdir']} for attention maps: "
+            f"{type(err).__name__}: {str(err)[:200]}")
+  return None
+
+
+def plot_maps(runs: list[dict[str, Any]], task: str, plot_dir: str,
+              data_dir: str = "data") -> list[str]:
+  """Attention maps of every kind (its lowest restorable seed) and learned random matrices."""
+  from synthesizer_jax import viz
+
+  by_kind: dict[str, list[dict[str, Any]]] = {}
+  for r in sorted((r for r in runs if r["task"] == task), key=lambda r: r["seed"]):
+    if os.path.isdir(os.path.join(r["workdir"], "checkpoints")):
+      by_kind.setdefault(r["kind"], []).append(r)
+  if not by_kind:
     return []
-  inputs = _example_inputs(task, next(iter(seed0.values())), data_dir)
+  inputs = _example_inputs(task, next(iter(by_kind.values()))[0], data_dir)
   if inputs is None:
     return []
   first_layer, randoms, written = {}, {}, []
-  for kind in sorted(seed0, key=_order):
-    model, variables, _ = checkpointing.load_checkpoint(seed0[kind]["workdir"])
-    maps = viz.attention_maps(model, variables, *inputs)
+  for kind in sorted(by_kind, key=_order):
+    found = _restorable_maps(by_kind[kind], inputs)
+    if found is None:
+      continue
+    record, variables, maps = found
     self_maps = {k: v for k, v in maps.items() if "cross" not in k}
-    first_layer[kind] = next(iter(self_maps.values()))
+    skipped = record["seed"] != by_kind[kind][0]["seed"]
+    label = f"{kind} (seed {record['seed']})" if skipped else kind
+    first_layer[label] = next(iter(self_maps.values()))
     if kind == "dense":
       written.append(viz.plot_attention(self_maps, os.path.join(plot_dir, f"dense_{task}.png"),
                                         title=f"{task}: dense synthesizer, every layer / head"))
     for name, matrix in viz.random_matrices(variables).items():
       if "layers_0" in name or name.endswith("_0"):
-        randoms[kind] = matrix
+        randoms[label] = matrix
         break
-  written.append(viz.plot_kinds(first_layer, os.path.join(plot_dir, f"maps_{task}.png")))
+  if first_layer:
+    written.append(viz.plot_kinds(first_layer, os.path.join(plot_dir, f"maps_{task}.png")))
   if randoms:
     written.append(viz.plot_kinds(randoms, os.path.join(plot_dir, f"random_{task}.png")))
   return written

@@ -140,6 +140,14 @@ def test_tiny_sweep_runs_and_reports(tmp_path):
   names = {os.path.basename(p) for p in written["plots"]}
   assert {"curves_recall.png", "maps_recall.png", "random_recall.png"} <= names
   assert "| random |" in open(written["tables"]).read()
+  # A run whose checkpoint the current code cannot run (here: an empty checkpoints folder)
+  # gives way to the kind's next seed instead of sinking the kind's maps.
+  stale = {**runs[1], "seed": -1, "workdir": str(tmp_path / "stale")}
+  os.makedirs(os.path.join(stale["workdir"], "checkpoints"))
+  found = report._restorable_maps([stale, runs[1]], report._example_inputs("recall", runs[1],
+                                                                           str(tmp_path)))
+  assert found is not None and found[0] is runs[1] and found[2]
+  assert len(report.plot_maps([stale] + runs, "recall", str(tmp_path / "maps"))) == 2
 
 
 def test_train_override_changes_the_budget_and_is_recorded(tmp_path):
