@@ -61,6 +61,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "token_budget": rs[0]["token_budget"],
         "wall_s": float(np.mean([r.get("wall_s", r.get("train_eval_s", 0)) for r in rs])),
         "solved_at": [_first_step(r["curve"]["validation"], SOLVED) for r in rs],
+        "diag_spec": rs[0].get("diag_spec"),
     })
   task_order = list(budgets.TASKS)
   return sorted(rows, key=lambda r: (task_order.index(r["task"]), _order(r["kind"])))
@@ -93,8 +94,11 @@ def _verdict(row: dict[str, Any], guess: float) -> str:
 
 
 def markdown_tables(rows: list[dict[str, Any]], diag_spec=None) -> str:
-  """One Markdown table per task; best mean in bold; diagnostics get a verdict column."""
-  spec = diag_spec or diagnostics.DiagSpec()
+  """One Markdown table per task; best mean in bold; diagnostics get a verdict column.
+
+  A diagnostic's guessing level comes from the DiagSpec its runs recorded (`diag_spec`
+  stands in for runs that predate that field).
+  """
   parts = []
   for task in dict.fromkeys(r["task"] for r in rows):
     trs = [r for r in rows if r["task"] == task]
@@ -102,10 +106,15 @@ def markdown_tables(rows: list[dict[str, Any]], diag_spec=None) -> str:
     best = (max if t.higher_is_better else min)(r["mean"] for r in trs)
     arrow = "higher is better" if t.higher_is_better else "lower is better"
     first = trs[0]
+    diag = t.diagnostic
+    if diag:
+      spec = (diagnostics.DiagSpec(**first["diag_spec"]) if first.get("diag_spec")
+              else diag_spec or diagnostics.DiagSpec())
+      guess = diagnostics.guess_level(t.data_task, spec)
     parts.append(f"### {task} ({t.data_task}): {t.metric}, {arrow}\n\n"
                  f"Budget per run: {first['steps']} steps x batch {first['batch_size']}, "
-                 f"{first['token_budget']:,} token slots; {first['seeds']} seed(s).\n")
-    diag = t.diagnostic
+                 f"{first['token_budget']:,} token slots; {first['seeds']} seed(s)."
+                 + (f" Guessing scores {100 * guess:.1f}%." if diag else "") + "\n")
     head = "| kind | params | " + t.metric + " mean ± std | min .. max | per seed |"
     head += f" verdict | first eval step >= {SOLVED:g}% |" if diag else ""
     parts.append(head)
@@ -117,7 +126,6 @@ def markdown_tables(rows: list[dict[str, Any]], diag_spec=None) -> str:
       line = (f"| {r['kind']} | {r['params']:,} | {mean} {spread} | "
               f"{r['min']:.2f} .. {r['max']:.2f} | {', '.join(f'{v:g}' for v in r['values'])} |")
       if diag:
-        guess = diagnostics.guess_level(t.data_task, spec)
         steps = ", ".join("-" if x is None else str(x) for x in r["solved_at"])
         line += f" {_verdict(r, guess)} | {steps} |"
       parts.append(line)

@@ -1,6 +1,7 @@
 """The comparison sweep (experiments/): diagnostic tasks are what they claim to be, budgets are
 shared by every kind, and a tiny sweep (2 kinds x 20 steps) runs end to end into a report."""
 
+import dataclasses
 import json
 import os
 
@@ -148,6 +149,20 @@ def test_tiny_sweep_runs_and_reports(tmp_path):
                                                                            str(tmp_path)))
   assert found is not None and found[0] is runs[1] and found[2]
   assert len(report.plot_maps([stale] + runs, "recall", str(tmp_path / "maps"))) == 2
+
+
+def test_report_takes_the_guessing_level_from_the_runs_spec():
+  def run(spec):
+    return {"task": "lookup", "kind": "random", "seed": 0, "params": 1, "steps": 1,
+            "batch_size": 1, "token_budget": 1, "metrics": {"token_accuracy": 26.0},
+            "curve": {"validation": [[1, 26.0]]}, "diag_spec": spec}
+
+  four = dataclasses.asdict(diagnostics.DiagSpec(lookup_len=4))  # guessing: 1/4
+  eight = dataclasses.asdict(diagnostics.DiagSpec())  # guessing: 1/8
+  table4 = report.markdown_tables(report.summarize([run(four)]))
+  table8 = report.markdown_tables(report.summarize([run(eight)]))
+  assert "Guessing scores 25.0%" in table4 and "| near guessing |" in table4
+  assert "Guessing scores 12.5%" in table8 and "| partly |" in table8
 
 
 def test_train_override_changes_the_budget_and_is_recorded(tmp_path):
