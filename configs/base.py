@@ -1,11 +1,45 @@
 """Defaults shared by every experiment config: all TrainConfig fields, `model` and `mesh`.
 
-Not an experiment itself; each configs/<experiment>.py starts from `get_config()` here
-and changes what its experiment needs. Every field can be overridden on the command
-line: `--config.model.self_attention=random --config.batch_size=64`.
+Not an experiment itself; each configs/<experiment>.py calls `experiment(...)` here with
+what its experiment changes. Every field can be overridden on the command line:
+`--config.model.self_attention=random --config.batch_size=64`.
 """
 
 import ml_collections
+
+# Model widths the experiments share: "small" for the offline tasks on a CPU, "base" the
+# paper's base Transformer (its Table 2-6 runs).
+MODEL_SIZES = {
+    "small": dict(d_model=128, num_heads=4, head_dim=32, mlp_dim=512, num_layers=2),
+    "base": dict(d_model=512, num_heads=8, head_dim=64, mlp_dim=2048, num_layers=6),
+}
+
+
+def experiment(task: str, *, size: str, max_len: int, steps: int, warmup: int, every: int,
+               model: dict | None = None, **fields) -> ml_collections.ConfigDict:
+  """`get_config()` with an experiment's task, model size and schedule.
+
+  Args:
+    task: the data task.
+    size: a MODEL_SIZES key; `model` overrides single model fields.
+    max_len: the model's max_len (synthetic kinds are built for it).
+    steps, warmup: training steps and warmup steps.
+    every: evaluate and checkpoint every this many steps.
+    **fields: any other top-level field (batch_size, learning_rate, ...).
+  """
+  c = get_config()
+  c.task = task
+  c.num_train_steps, c.warmup_steps = steps, warmup
+  c.eval_every = c.checkpoint_every = every
+  for name, value in {**MODEL_SIZES[size], "max_len": max_len, **(model or {})}.items():
+    if name not in c.model:
+      raise KeyError(f"model field {name!r} does not exist; see configs/base.py")
+    c.model[name] = value
+  for name, value in fields.items():
+    if name not in c:
+      raise KeyError(f"config field {name!r} does not exist; see configs/base.py")
+    c[name] = value
+  return c
 
 
 def get_config():

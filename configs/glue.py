@@ -14,23 +14,7 @@ from configs import base
 
 
 def get_config():
-  c = base.get_config()
-  c.task = "glue_sst2"
-  c.batch_size = 64
-  c.inputs_length = 128
-  c.pack = False
-  c.num_train_steps = 20_000
-  c.learning_rate = 1e-4
-  c.warmup_steps = 1000
-  c.decay = "linear"
-  c.eval_every = 1000
-  c.checkpoint_every = 1000
-  c.predict_batches = 50
-  c.model.d_model = 512
-  c.model.num_heads = 8
-  c.model.head_dim = 64
-  c.model.mlp_dim = 2048
-  c.model.num_layers = 6
-  c.model.max_len = 128
-  c.model.self_attention = "dense"
-  return c
+  return base.experiment(
+      "glue_sst2", size="base", max_len=128, steps=20_000, warmup=1000, every=1000,
+      batch_size=64, inputs_length=128, pack=False, learning_rate=1e-4, decay="linear",
+      predict_batches=50)

@@ -12,22 +12,6 @@ from configs import base
 
 
 def get_config():
-  c = base.get_config()
-  c.task = "lm1b"
-  c.batch_size = 256
-  c.targets_length = 256
-  c.num_train_steps = 100_000
-  c.learning_rate = 1e-3
-  c.warmup_steps = 4000
-  c.decay = "rsqrt"
-  c.eval_every = 2000
-  c.checkpoint_every = 2000
-  c.model.d_model = 512
-  c.model.num_heads = 8
-  c.model.head_dim = 64
-  c.model.mlp_dim = 2048
-  c.model.num_layers = 6
-  c.model.max_len = 256
-  c.model.dropout_rate = 0.1
-  c.model.self_attention = "dense"
-  return c
+  return base.experiment(
+      "lm1b", size="base", max_len=256, steps=100_000, warmup=4000, every=2000,
+      batch_size=256, targets_length=256, learning_rate=1e-3, decay="rsqrt")

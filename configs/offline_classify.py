@@ -13,23 +13,7 @@ from configs import base
 
 
 def get_config():
-  c = base.get_config()
-  c.task = "offline_classify"
-  c.batch_size = 32
-  c.inputs_length = 128
-  c.pack = False
-  c.num_train_steps = 1500
-  c.learning_rate = 1e-3
-  c.warmup_steps = 100
-  c.decay = "cosine"
-  c.eval_every = 500
-  c.checkpoint_every = 500
-  c.predict_batches = 8
-  c.model.d_model = 128
-  c.model.num_heads = 4
-  c.model.head_dim = 32
-  c.model.mlp_dim = 512
-  c.model.num_layers = 2
-  c.model.max_len = 128
-  c.model.self_attention = "dense"
-  return c
+  return base.experiment(
+      "offline_classify", size="small", max_len=128, steps=1500, warmup=100, every=500,
+      batch_size=32, inputs_length=128, pack=False, learning_rate=1e-3, decay="cosine",
+      predict_batches=8)

@@ -13,24 +13,7 @@ from configs import base
 
 
 def get_config():
-  c = base.get_config()
-  c.task = "offline_lm"
-  c.batch_size = 16
-  c.targets_length = 128
-  c.num_train_steps = 1000
-  c.learning_rate = 2e-3
-  c.warmup_steps = 100
-  c.decay = "cosine"
-  c.log_every = 25
-  c.eval_every = 500
-  c.checkpoint_every = 500
-  c.eval_batches = 8
-  c.model.d_model = 128
-  c.model.num_heads = 4
-  c.model.head_dim = 32
-  c.model.mlp_dim = 512
-  c.model.num_layers = 2
-  c.model.max_len = 128
-  c.model.dropout_rate = 0.0
-  c.model.self_attention = "dense"
-  return c
+  return base.experiment(
+      "offline_lm", size="small", max_len=128, steps=1000, warmup=100, every=500,
+      model=dict(dropout_rate=0.0), batch_size=16, targets_length=128, learning_rate=2e-3,
+      decay="cosine", log_every=25, eval_batches=8)

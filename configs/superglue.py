@@ -13,24 +13,7 @@ from configs import base
 
 
 def get_config():
-  c = base.get_config()
-  c.task = "super_glue_boolq_t2t"
-  c.batch_size = 64
-  c.inputs_length = 256
-  c.targets_length = 8
-  c.pack = False
-  c.num_train_steps = 20_000
-  c.learning_rate = 1e-4
-  c.warmup_steps = 1000
-  c.decay = "linear"
-  c.eval_every = 1000
-  c.checkpoint_every = 1000
-  c.predict_batches = 50
-  c.model.d_model = 512
-  c.model.num_heads = 8
-  c.model.head_dim = 64
-  c.model.mlp_dim = 2048
-  c.model.num_layers = 6
-  c.model.max_len = 256
-  c.model.self_attention = "dense"
-  return c
+  return base.experiment(
+      "super_glue_boolq_t2t", size="base", max_len=256, steps=20_000, warmup=1000, every=1000,
+      batch_size=64, inputs_length=256, targets_length=8, pack=False, learning_rate=1e-4,
+      decay="linear", predict_batches=50)

@@ -49,6 +49,25 @@ def load_doc(path):
   return ast.get_docstring(ast.parse(open(path).read()))
 
 
+def test_experiment_helper_sets_size_schedule_and_refuses_unknown_fields():
+  sys.path.insert(0, REPO)
+  try:
+    from configs import base
+  finally:
+    sys.path.remove(REPO)
+  c = base.experiment("offline_lm", size="base", max_len=64, steps=10, warmup=2, every=5,
+                      model=dict(num_layers=3), batch_size=4)
+  assert (c.model.d_model, c.model.num_layers, c.model.max_len) == (512, 3, 64)
+  assert (c.num_train_steps, c.warmup_steps, c.eval_every, c.checkpoint_every) == (10, 2, 5, 5)
+  assert c.batch_size == 4 and c.learning_rate == base.get_config().learning_rate
+  with pytest.raises(KeyError, match="'batchsize'"):
+    base.experiment("offline_lm", size="small", max_len=8, steps=1, warmup=0, every=1,
+                    batchsize=4)
+  with pytest.raises(KeyError, match="'layers'"):
+    base.experiment("offline_lm", size="small", max_len=8, steps=1, warmup=0, every=1,
+                    model=dict(layers=4))
+
+
 def test_override_sets_attention_kind():
   config = load_config(os.path.join(REPO, "configs", "offline_lm.py"))
   config.model.self_attention = "random"
