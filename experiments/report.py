@@ -63,8 +63,31 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "solved_at": [_first_step(r["curve"]["validation"], SOLVED) for r in rs],
         "diag_spec": rs[0].get("diag_spec"),
     })
+  _add_paired_deltas(rows, runs)
   task_order = list(budgets.TASKS)
   return sorted(rows, key=lambda r: (task_order.index(r["task"]), _order(r["kind"])))
+
+
+def _add_paired_deltas(rows: list[dict[str, Any]], runs: list[dict[str, Any]],
+                       baseline: str = "dot") -> None:
+  """Adds "delta_vs_dot": metric(kind, seed) - metric(dot, seed) over the seeds both ran.
+
+  Seeds share the data order and initialisation stream, so differences paired by seed
+  cancel much of the seed-to-seed spread that the mean ± std columns carry.
+  """
+  value = {(r["task"], r["kind"], r["seed"]): r["metrics"].get(budgets.TASKS[r["task"]].metric,
+                                                               math.nan) for r in runs}
+  for row in rows:
+    if row["kind"] == baseline:
+      continue
+    seeds = sorted(s for (t, k, s) in value if t == row["task"] and k == row["kind"]
+                   and (t, baseline, s) in value)
+    diffs = np.array([value[(row["task"], row["kind"], s)] - value[(row["task"], baseline, s)]
+                      for s in seeds], float)
+    if len(diffs):
+      row["delta_vs_dot"] = {"mean": float(diffs.mean()), "n": len(diffs),
+                             "std": float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0,
+                             "min": float(diffs.min()), "max": float(diffs.max())}
 
 
 def _first_step(curve, threshold: float) -> int | None:
@@ -93,6 +116,14 @@ def _verdict(row: dict[str, Any], guess: float) -> str:
   return "partly"
 
 
+def _delta_text(delta: dict[str, Any] | None) -> str:
+  if delta is None:
+    return "-"
+  spread = f" ± {delta['std']:.2f}" if delta["n"] > 1 else ""
+  return (f"{delta['mean']:+.2f}{spread} ({delta['min']:+.2f} .. {delta['max']:+.2f}, "
+          f"{delta['n']} seed{'s' if delta['n'] > 1 else ''})")
+
+
 def markdown_tables(rows: list[dict[str, Any]], diag_spec=None) -> str:
   """One Markdown table per task; best mean in bold; diagnostics get a verdict column.
 
@@ -116,9 +147,10 @@ def markdown_tables(rows: list[dict[str, Any]], diag_spec=None) -> str:
                  f"{first['token_budget']:,} token slots; {first['seeds']} seed(s)."
                  + (f" Guessing scores {100 * guess:.1f}%." if diag else "") + "\n")
     head = "| kind | params | " + t.metric + " mean ± std | min .. max | per seed |"
-    head += f" verdict | first eval step >= {SOLVED:g}% |" if diag else ""
+    head += (f" verdict | first eval step >= {SOLVED:g}% |" if diag
+             else " minus dot, paired by seed: mean ± std (min .. max) |")
     parts.append(head)
-    parts.append("|" + " --- |" * (7 if diag else 5))
+    parts.append("|" + " --- |" * (7 if diag else 6))
     for r in trs:
       mean = f"{r['mean']:.2f}"
       mean = f"**{mean}**" if r["mean"] == best else mean
@@ -128,6 +160,8 @@ def markdown_tables(rows: list[dict[str, Any]], diag_spec=None) -> str:
       if diag:
         steps = ", ".join("-" if x is None else str(x) for x in r["solved_at"])
         line += f" {_verdict(r, guess)} | {steps} |"
+      else:
+        line += f" {_delta_text(r.get('delta_vs_dot'))} |"
       parts.append(line)
     parts.append("")
   return "\n".join(parts)

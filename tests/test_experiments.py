@@ -165,6 +165,21 @@ def test_report_takes_the_guessing_level_from_the_runs_spec():
   assert "Guessing scores 12.5%" in table8 and "| partly |" in table8
 
 
+def test_report_pairs_each_kind_with_dot_by_seed():
+  def run(kind, seed, ppl):
+    return {"task": "lm", "kind": kind, "seed": seed, "params": 1, "steps": 1, "batch_size": 1,
+            "token_budget": 1, "metrics": {"perplexity": ppl}, "curve": {"validation": []}}
+
+  runs = [run("dot", 0, 10.0), run("dot", 1, 12.0), run("random", 0, 11.0),
+          run("random", 1, 15.0), run("random", 2, 99.0)]  # seed 2: no dot run to pair with
+  rows = {r["kind"]: r for r in report.summarize(runs)}
+  delta = rows["random"]["delta_vs_dot"]
+  assert delta["n"] == 2 and delta["mean"] == 2.0 and delta["min"] == 1.0
+  assert np.isclose(delta["std"], np.sqrt(2.0))
+  assert "delta_vs_dot" not in rows["dot"]
+  assert "| +2.00 ± 1.41 (+1.00 .. +3.00, 2 seeds) |" in report.markdown_tables(list(rows.values()))
+
+
 def test_train_override_changes_the_budget_and_is_recorded(tmp_path):
   out, work = str(tmp_path / "results"), str(tmp_path / "work")
   argv = ["--tasks", "reverse", "--kinds", "random", "--seeds", "1", "--size", "tiny",
