@@ -22,7 +22,9 @@ export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.1}
 export PYTHONUNBUFFERED=1
 mkdir -p "$out/logs"
 deadline=$(( $(date +%s) + limit ))
-queue=("recall 0" "lookup 0" "recall 1" "recall 2" "reverse 0")
+# KINDS / QUEUE replace the kinds and the per-kind queue ("task seed" pairs, comma-separated).
+kinds=${KINDS:-dot dense random fixed_random factorized_dense factorized_random random+dot dense+dot}
+IFS=, read -r -a queue <<<"${QUEUE:-recall 0,lookup 0,recall 1,recall 2,reverse 0}"
 
 run_kind() {
   local kind=$1 job task seed left
@@ -40,8 +42,7 @@ run_kind() {
   done
 }
 
-for kind in dot dense random fixed_random factorized_dense factorized_random random+dot \
-            dense+dot; do
+for kind in $kinds; do
   run_kind "$kind" >"$out/logs/${kind/+/_plus_}.log" 2>&1 &
 done
 wait

@@ -4,6 +4,8 @@ shared by every kind, and a tiny sweep (2 kinds x 20 steps) runs end to end into
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -192,6 +194,21 @@ def test_train_override_changes_the_budget_and_is_recorded(tmp_path):
   assert run["steps"] == 6 and run["train_override"] == {"num_train_steps": 6, "eval_every": 3}
   assert run["token_budget"] == 6 * run["batch_size"] * run["lengths"]["targets"]
   assert [step for step, _ in run["curve"]["validation"]] == [3, 6]
+
+
+def test_gpu_script_runs_one_sweep_per_kind_side_by_side(tmp_path):
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = tmp_path / "out"
+  env = {**os.environ, "KINDS": "dot random+dot", "QUEUE": "reverse 0", "SIZE": "tiny",
+         "PYTHON": sys.executable, "WORKROOT": str(tmp_path / "work")}
+  done = subprocess.run(["bash", os.path.join(repo, "experiments", "gpu_diagnostics.sh"),
+                         str(out)], cwd=repo, env=env, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stderr
+  runs = [json.loads(line) for line in open(out / "runs.jsonl")]
+  assert sorted((r["task"], r["kind"], r["seed"], r["size"]) for r in runs) == [
+      ("reverse", "dot", 0, "tiny"), ("reverse", "random+dot", 0, "tiny")]
+  assert sorted(os.listdir(out / "logs")) == ["dot.log", "random_plus_dot.log"]
 
 
 def test_probe_finds_no_future_leak_and_splits_accuracy_by_slot():
