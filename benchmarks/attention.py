@@ -194,8 +194,8 @@ def _skip_reason(v: variants.Variant) -> str | None:
   return None
 
 
-def run_layer(p: Preset, vs, lengths, repeats, peak, log) -> list[dict[str, Any]]:
-  records = []
+def run_layer(p: Preset, vs, lengths, repeats, peak, log) -> None:
+  """One attention layer, forward and forward+backward, per variant and length; records to `log`."""
   for n in lengths:
     batch = max(1, p.tokens_per_batch // n)
     for v in vs:
@@ -207,19 +207,16 @@ def run_layer(p: Preset, vs, lengths, repeats, peak, log) -> list[dict[str, Any]
         fwd, fwd_bwd, args = _layer_fns(v, acfg, batch, n, p.d_model)
       except Exception as err:  # noqa: BLE001
         rec = _record("layer", "fwd", v, n, batch, {"error": repr(err)[:300]}, flops, peak)
-        records.append(rec)
         log(rec)
         continue
       for mode, fn, analytic in (("fwd", fwd, flops), ("fwd_bwd", fwd_bwd, 3 * flops)):
         rec = _record("layer", mode, v, n, batch, measure.measure(fn, args, repeats=repeats),
                       analytic, peak)
-        records.append(rec)
         log(rec)
-  return records
 
 
-def run_step(p: Preset, vs, lengths, repeats, peak, log) -> list[dict[str, Any]]:
-  records = []
+def run_step(p: Preset, vs, lengths, repeats, peak, log) -> None:
+  """A whole DecoderLM training step per variant and length; records to `log`."""
   for n in lengths:
     batch = max(1, p.tokens_per_batch // n)
     for v in vs:
@@ -234,14 +231,11 @@ def run_step(p: Preset, vs, lengths, repeats, peak, log) -> list[dict[str, Any]]
       except Exception as err:  # noqa: BLE001
         result = {"error": repr(err)[:300]}
       rec = _record("step", "train_step", v, n, batch, result, analytic, peak)
-      records.append(rec)
       log(rec)
-  return records
 
 
-def run_batch(p: Preset, vs, length, batch_sizes, log) -> list[dict[str, Any]]:
+def run_batch(p: Preset, vs, length, batch_sizes, log) -> None:
   """Compiled memory (no timing) of the layer fwd+bwd and the train step at growing batch."""
-  records = []
   wanted = [v for v in vs if not v.cached and not _skip_reason(v)
             and (v.kind in variants.RANDOM_FAMILY or v.name == "dot")]
   for v in wanted:
@@ -263,9 +257,7 @@ def run_batch(p: Preset, vs, length, batch_sizes, log) -> list[dict[str, Any]]:
              "step_temp_bytes": train.get("mem_temp_bytes"),
              "step_footprint_bytes": train.get("mem_footprint_bytes"),
              "error": layer.get("error") or train.get("error")}
-      records.append(rec)
       log(rec)
-  return records
 
 
 def decode_cache_bytes(p: Preset, kinds, length: int, batch: int) -> dict[str, int]:
