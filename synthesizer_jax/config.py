@@ -40,6 +40,9 @@ class AttentionConfig:
     random_init_stddev: stddev of the normal init of R, R1, R2.
     dropout_rate: dropout on the attention weights.
     dtype: compute dtype name; the softmax is always float32.
+    impl: how the attention is computed ("auto", "materialized", "blockwise", "cudnn"; see
+      attention/fused.py and docs/synthesizers.md).
+    block_size: query and key block size of the blockwise implementation.
   """
 
   kind: str
@@ -52,6 +55,8 @@ class AttentionConfig:
   random_init_stddev: float = 1.0
   dropout_rate: float = 0.0
   dtype: str = "float32"
+  impl: str = "auto"
+  block_size: int = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +65,8 @@ class ModelConfig:
 
   `num_layers` is the depth of `DecoderLM` and `EncoderClassifier`; the
   encoder-decoder uses `num_encoder_layers` / `num_decoder_layers`, which
-  default to `num_layers`.
+  default to `num_layers`. `attention_impl` chooses how every attention layer is
+  computed ("auto": the fastest exact one; see docs/synthesizers.md), never what.
   """
 
   vocab_size: int = 256
@@ -85,10 +91,12 @@ class ModelConfig:
   tie_embeddings: bool = True
   pad_id: int = 0
   dtype: str = "float32"
+  attention_impl: str = "auto"
+  attention_block_size: int = 512
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_heads", "head_dim", "mlp_dim",
-                 "num_layers", "max_len", "random_rank"):
+                 "num_layers", "max_len", "random_rank", "attention_block_size"):
       value = getattr(self, name)
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         _fail(name, value, "must be a positive integer")
@@ -124,13 +132,20 @@ class ModelConfig:
       _fail("mlp_activation", self.mlp_activation, f"must be one of {_ACTIVATIONS}")
     if not 0 <= self.pad_id < self.vocab_size:
       _fail("pad_id", self.pad_id, f"must be a token id in [0, vocab_size={self.vocab_size})")
-    from synthesizer_jax.attention import parse_kind  # local: attention imports config
+    from synthesizer_jax.attention import fused, has_dot_form, parse_kind  # attention imports us
 
     for name in ("self_attention", "cross_attention"):
       try:
         parse_kind(getattr(self, name))
       except ValueError as err:
         raise ValueError(f"ModelConfig.{name}: {err}") from None
+    for name in ("self_attention", "cross_attention"):
+      kind = getattr(self, name)
+      try:
+        fused.check_static(self.attention_impl, kind, has_dot_form=has_dot_form(kind),
+                           dropout_rate=self.attention_dropout_rate, dtype=self.dtype)
+      except ValueError as err:
+        raise ValueError(f"ModelConfig.attention_impl ({name}={kind!r}): {err}") from None
 
   @property
   def encoder_layers(self) -> int:
@@ -153,6 +168,8 @@ class ModelConfig:
         random_init_stddev=self.random_init_stddev or self.max_len ** -0.5,
         dropout_rate=self.attention_dropout_rate,
         dtype=self.dtype,
+        impl=self.attention_impl,
+        block_size=self.attention_block_size,
     )
 
   def replace(self, **changes) -> ModelConfig:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from synthesizer_jax import attention as registry
 from synthesizer_jax.attention import Attention
-from synthesizer_jax.attention.core import check_positions, make_mask
+from synthesizer_jax.attention.core import Mask, check_positions
 from synthesizer_jax.attention.layer import check_mode
 from synthesizer_jax.config import ModelConfig
 from synthesizer_jax.layers import MLP, Embed, Projection, RMSNorm, constrain, sinusoidal_positions
@@ -72,16 +72,17 @@ def _cached_inputs(tokens_bl, positions_bl, segment_ids_bl, mode: str) -> jax.Ar
   return positions_bl
 
 
-def _causal_mask(inp: _Inputs) -> jax.Array:
-  """Causal (+ same-segment) mask; batch 1 when unpacked.
+def _causal_mask(inp: _Inputs) -> Mask:
+  """Causal (+ same-segment) mask.
 
   Decoders need no key padding mask: right padding is in the future of every real token.
   """
-  if inp.segments is None:
-    ones_1l = jnp.ones((1, inp.valid.shape[1]), bool)
-    return make_mask(ones_1l, ones_1l, causal=True)
-  all_bl = jnp.ones_like(inp.valid)
-  return make_mask(all_bl, all_bl, inp.segments, inp.segments, causal=True)
+  return Mask(q_segments_bq=inp.segments, k_segments_bk=inp.segments, causal=True)
+
+
+def _padding_mask(inp: _Inputs) -> Mask:
+  """Bidirectional mask of an encoder: valid tokens of the same segment."""
+  return Mask(inp.valid, inp.valid, inp.segments, inp.segments)
 
 
 class _Model(nn.Module):
@@ -121,8 +122,8 @@ class Block(nn.Module):
   cross: bool = False
 
   @nn.compact
-  def __call__(self, x_bqe, self_mask_b1qq, pos_bq, deterministic: bool, encoded_bke=None,
-               cross_mask_b1qk=None, enc_pos_bk=None, mode: str = "train"):
+  def __call__(self, x_bqe, self_mask, pos_bq, deterministic: bool, encoded_bke=None,
+               cross_mask=None, enc_pos_bk=None, mode: str = "train"):
     cfg = self.cfg
     drop = nn.Dropout(cfg.dropout_rate)
 
@@ -131,12 +132,12 @@ class Block(nn.Module):
 
     h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_self_attention_norm")(x_bqe)
     h_bqe = Attention(cfg.attention(cfg.self_attention), name="self_attention")(
-        h_bqe, h_bqe, self_mask_b1qq, pos_bq, pos_bq, deterministic=deterministic, mode=mode)
+        h_bqe, h_bqe, self_mask, pos_bq, pos_bq, deterministic=deterministic, mode=mode)
     x_bqe = residual(x_bqe, h_bqe)
     if self.cross:
       h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_cross_attention_norm")(x_bqe)
       h_bqe = Attention(cfg.attention(cfg.cross_attention), cross=True, name="cross_attention")(
-          h_bqe, encoded_bke, cross_mask_b1qk,
+          h_bqe, encoded_bke, cross_mask,
           pos_bq if isinstance(pos_bq, int) else jnp.maximum(pos_bq, 0), enc_pos_bk,
           deterministic=deterministic, mode=mode)
       x_bqe = residual(x_bqe, h_bqe)
@@ -155,11 +156,11 @@ class Stack(nn.Module):
   cross: bool = False
 
   @nn.compact
-  def __call__(self, x_bqe, mask_b1qq, pos_bq, deterministic: bool, encoded_bke=None,
-               cross_mask_b1qk=None, enc_pos_bk=None, mode: str = "train"):
+  def __call__(self, x_bqe, mask, pos_bq, deterministic: bool, encoded_bke=None,
+               cross_mask=None, enc_pos_bk=None, mode: str = "train"):
     for i in range(self.num_layers):
       x_bqe = Block(self.cfg, self.cross, name=f"layers_{i}")(
-          x_bqe, mask_b1qq, pos_bq, deterministic, encoded_bke, cross_mask_b1qk, enc_pos_bk, mode)
+          x_bqe, mask, pos_bq, deterministic, encoded_bke, cross_mask, enc_pos_bk, mode)
     return RMSNorm(dtype=self.cfg.dtype, name="final_norm")(x_bqe)
 
 
@@ -207,9 +208,8 @@ class EncoderDecoder(_Model):
     """Encoder outputs [b, s, embed]."""
     cfg = self.cfg
     inp = _Inputs(encoder_tokens, encoder_positions, encoder_segment_ids, cfg, [cfg.self_attention])
-    mask = make_mask(inp.valid, inp.valid, inp.segments, inp.segments)
     x = self.embed_tokens(encoder_tokens, inp.positions, deterministic)
-    return self.encoder(x, mask, inp.attend, deterministic)
+    return self.encoder(x, _padding_mask(inp), inp.attend, deterministic)
 
   def decode(self, encoded, encoder_tokens, decoder_tokens, encoder_positions=None,
              decoder_positions=None, encoder_segment_ids=None, decoder_segment_ids=None, *,
@@ -229,7 +229,7 @@ class EncoderDecoder(_Model):
         if enc.segments is not None:
           raise ValueError("mode='prefill' decodes unpacked sequences: pass segment_ids=None")
         enc_pos = enc.positions
-        cross_mask = make_mask(jnp.ones((1, decoder_tokens.shape[1]), bool), enc.valid)
+        cross_mask = Mask(k_valid_bk=enc.valid)
       x = self.embed_tokens(decoder_tokens, positions, deterministic)
       x = self.decoder(x, None, positions, deterministic, encoded, cross_mask, enc_pos, mode=mode)
       return self.output_logits(x)
@@ -240,8 +240,7 @@ class EncoderDecoder(_Model):
     if (dec.segments is None) != (enc.segments is None):
       raise ValueError("pass segment_ids for both encoder and decoder (packed) or for neither")
     self_mask = _causal_mask(dec)
-    cross_mask = make_mask(jnp.ones((1, dec.valid.shape[1]), bool), enc.valid, dec.segments,
-                           enc.segments)
+    cross_mask = Mask(None, enc.valid, dec.segments, enc.segments)
     x = self.embed_tokens(decoder_tokens, dec.positions, deterministic)
     x = self.decoder(x, self_mask, dec.attend, deterministic, encoded, cross_mask, enc.attend)
     return self.output_logits(x)
@@ -276,9 +275,8 @@ class EncoderClassifier(_Model):
   def __call__(self, tokens, positions=None, segment_ids=None, *, deterministic: bool = True):
     cfg = self.cfg
     inp = _Inputs(tokens, positions, segment_ids, cfg, [cfg.self_attention])
-    mask = make_mask(inp.valid, inp.valid, inp.segments, inp.segments)
     x = self.embed_tokens(tokens, inp.positions, deterministic)
-    x = self.encoder(x, mask, inp.attend, deterministic)
+    x = self.encoder(x, _padding_mask(inp), inp.attend, deterministic)
     weight_bl1 = inp.valid[..., None].astype(jnp.float32)
     pooled_be = (x.astype(jnp.float32) * weight_bl1).sum(1) / jnp.maximum(weight_bl1.sum(1), 1.0)
     return self.head(pooled_be.astype(cfg.dtype)).astype(jnp.float32)

@@ -7,7 +7,7 @@ per-head gates over its components' logits. `make_source(cfg)` builds the
 
 from __future__ import annotations
 
-from synthesizer_jax.attention.core import LogitSource
+from synthesizer_jax.attention.core import DotForm, LogitSource, Mask
 from synthesizer_jax.attention.dot_product import DotProduct
 from synthesizer_jax.attention.mixture import Mixture
 from synthesizer_jax.attention.synthetic import (
@@ -54,6 +54,11 @@ def uses_positions(kind: str) -> bool:
   return any(SOURCES[k].uses_positions for k in parse_kind(kind))
 
 
+def has_dot_form(kind: str) -> bool:
+  """Whether every component of `kind` has a dot-product form (the fused kernels can run it)."""
+  return all(SOURCES[k].has_dot_form for k in parse_kind(kind))
+
+
 def make_source(cfg, name: str | None = None) -> LogitSource:
   """The LogitSource for `cfg.kind` (an AttentionConfig): a single kind or a Mixture."""
   parts = parse_kind(cfg.kind)
@@ -64,5 +69,5 @@ def make_source(cfg, name: str | None = None) -> LogitSource:
 
 from synthesizer_jax.attention.layer import Attention  # noqa: E402  (needs the registry above)
 
-__all__ = ["Attention", "KINDS", "LogitSource", "Mixture", "SOURCES", "make_source", "needs_keys",
-           "parse_kind", "uses_positions"]
+__all__ = ["Attention", "DotForm", "KINDS", "LogitSource", "Mask", "Mixture", "SOURCES",
+           "has_dot_form", "make_source", "needs_keys", "parse_kind", "uses_positions"]

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synthesizer_jax.attention.core import LogitSource
+from synthesizer_jax.attention.core import DotForm, LogitSource
 from synthesizer_jax.layers import Projection
 
 
@@ -28,5 +28,11 @@ class DotProduct(LogitSource):
 
   def logits(self, x_bqe, keys, pos_bq, pos_bk):
     del pos_bq, pos_bk
-    q_bqhd = self.query(x_bqe) / np.sqrt(self.cfg.head_dim).astype(self.cfg.dtype)
-    return jnp.einsum("bqhd,bkhd->bhqk", q_bqhd, keys)
+    return jnp.einsum("bqhd,bkhd->bhqk", self._queries(x_bqe), keys)
+
+  def dot_form(self, x_bqe, keys, pos_bq, pos_bk):
+    del pos_bq, pos_bk
+    return DotForm(self._queries(x_bqe), keys)
+
+  def _queries(self, x_bqe):
+    return self.query(x_bqe) / np.sqrt(self.cfg.head_dim).astype(self.cfg.dtype)

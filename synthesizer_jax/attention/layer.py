@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 
 from synthesizer_jax import attention as registry
-from synthesizer_jax.attention.core import check_positions, masked_softmax
+from synthesizer_jax.attention import fused
+from synthesizer_jax.attention.core import Mask, check_positions, masked_softmax
 from synthesizer_jax.config import AttentionConfig
 from synthesizer_jax.layers import Projection
 
@@ -25,6 +26,9 @@ class Attention(nn.Module):
   B comes from the kind's `LogitSource` (`cfg.kind`); masking, the float32
   softmax, dropout and the value product are shared by every kind. The softmax
   weights are sown as `intermediates/.../attention_weights`, [b, h, q, k].
+  `cfg.impl` chooses how (fused.py): the materialized logits, or a fused kernel
+  fed the kind's `dot_form`; asking for the weights (a mutable "intermediates")
+  or for attention dropout always takes the materialized path under "auto".
 
   Modes: "train" attends within the given inputs. "prefill" and "decode" use
   the "cache" collection: self-attention appends the new tokens' values (and
@@ -44,15 +48,16 @@ class Attention(nn.Module):
 
   @nn.compact
   def __call__(self, x_bqe: jax.Array, x_bke: jax.Array | None,
-               mask_b1qk: jax.Array | None, pos_bq: jax.Array, pos_bk: jax.Array | None, *,
+               mask: Mask | jax.Array | None, pos_bq: jax.Array, pos_bk: jax.Array | None, *,
                deterministic: bool = True, mode: str = "train") -> jax.Array:
     """Attends from queries x_bqe to keys/values x_bke.
 
     Args:
       x_bqe: query-side hidden states [batch, q_len, embed].
       x_bke: key/value-side hidden states [batch, k_len, embed] (None in decode mode).
-      mask_b1qk: boolean [batch or 1, 1, q_len, k_len], True where attending is allowed
-        (train mode, and cross-attention prefill; self-attention builds it from the cache).
+      mask: a `Mask` (or a boolean [batch or 1, 1, q_len, k_len] array, materialized path
+        only), True where attending is allowed (train mode, and cross-attention prefill;
+        self-attention builds it from the cache). None: every key is visible.
       pos_bq, pos_bk: segment-relative integer positions of queries and keys, [batch or 1, len],
         or (train mode) an int n for positions 0..n-1 of every row, which the synthetic kinds
         read by slicing instead of gathering. Positions (or masks) of batch 1 let the random
@@ -65,6 +70,7 @@ class Attention(nn.Module):
     """
     check_mode(mode)
     c = self.cfg
+    mask = Mask() if mask is None else mask
     source = registry.make_source(c)
     value = Projection((c.num_heads, c.head_dim), ("embed",), ("heads", "head_dim"),
                        dtype=c.dtype, name="value")
@@ -72,17 +78,36 @@ class Attention(nn.Module):
       self._check(pos_bq, pos_bk)
       v_bkhd, keys = value(x_bke), source.keys(x_bke)
     elif self.cross:
-      v_bkhd, keys, pos_bk, mask_b1qk = self._cross_cache(value, source, x_bke, mask_b1qk, pos_bk,
-                                                          mode)
+      v_bkhd, keys, pos_bk, mask = self._cross_cache(value, source, x_bke, mask, pos_bk, mode)
     else:
       if mode == "decode" and not self.has_variable("cache", "cached_value"):
         raise ValueError("decode step without a cache: create one with "
                          "sj.decoding.init_cache(...) and pass it as variables['cache']")
       self._check(pos_bq, None)
-      v_bkhd, keys, pos_bk, mask_b1qk = self._self_cache(value(x_bqe), source.keys(x_bqe), pos_bq)
+      v_bkhd, keys, pos_bk, mask = self._self_cache(value(x_bqe), source.keys(x_bqe), pos_bq)
       pos_bq = jnp.maximum(pos_bq, 0)
+    batch, q_len = x_bqe.shape[:2]
+    impl = fused.choose(
+        c.impl, has_dot_form=registry.has_dot_form(c.kind),
+        mask_is_dense=not isinstance(mask, Mask),
+        dropout_active=c.dropout_rate > 0 and not deterministic, decoding=mode == "decode",
+        wants_weights=self.is_mutable_collection("intermediates"),
+        logits_bytes=4 * batch * c.num_heads * q_len * v_bkhd.shape[1])
+    if impl == "materialized":
+      out_bqhd = self._materialized(source, x_bqe, keys, v_bkhd, mask, pos_bq, pos_bk,
+                                    deterministic)
+    else:
+      form = source.dot_form(x_bqe, keys, pos_bq, pos_bk)
+      out_bqhd = fused.attend(impl, form, v_bkhd, mask, pos_bq, pos_bk, q_len,
+                              block_size=c.block_size).astype(c.dtype)
+    return Projection((x_bqe.shape[-1],), ("heads", "head_dim"), ("embed",), dtype=c.dtype,
+                      name="out")(out_bqhd)
+
+  def _materialized(self, source, x_bqe, keys, v_bkhd, mask, pos_bq, pos_bk, deterministic):
+    """softmax(mask(B)) V from the logits B [b, h, q, k]; sows the weights."""
+    c = self.cfg
     logits_bhqk = source.logits(x_bqe, keys, pos_bq, pos_bk)
-    weights_bhqk = masked_softmax(logits_bhqk, mask_b1qk)
+    weights_bhqk = masked_softmax(logits_bhqk, mask)
     batch = x_bqe.shape[0]
     if self.is_mutable_collection("intermediates"):
       self.sow("intermediates", "attention_weights",
@@ -94,8 +119,7 @@ class Attention(nn.Module):
       out_bqhd = jnp.einsum("hqk,bkhd->bqhd", weights_bhqk[0].astype(c.dtype), v_bkhd)
     else:
       out_bqhd = jnp.einsum("bhqk,bkhd->bqhd", weights_bhqk.astype(c.dtype), v_bkhd)
-    return Projection((x_bqe.shape[-1],), ("heads", "head_dim"), ("embed",), dtype=c.dtype,
-                      name="out")(out_bqhd)
+    return out_bqhd
 
   def _check(self, pos_bq, pos_bk):
     if registry.uses_positions(self.cfg.kind):
@@ -117,7 +141,6 @@ class Attention(nn.Module):
     cached_pos = self.variable("cache", "cached_positions", jnp.zeros, pos_bq.shape, jnp.int32)
     cached_ok = self.variable("cache", "cached_valid", jnp.zeros, pos_bq.shape, bool)
     index = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
-    length = cached_v.value.shape[1]
     i = index.value
 
     def write(buf, new):
@@ -129,20 +152,19 @@ class Attention(nn.Module):
     cached_pos.value = write(cached_pos.value, jnp.maximum(pos_bq, 0))
     cached_ok.value = write(cached_ok.value, pos_bq >= 0)
     index.value = i + q_len
-    slot_q = i + jnp.arange(q_len)
-    causal_qk = slot_q[:, None] >= jnp.arange(length)[None, :]
-    mask_b1qk = cached_ok.value[:, None, None, :] & causal_qk[None, None, :, :]
-    return (cached_v.value, None if cached_k is None else cached_k.value, cached_pos.value,
-            mask_b1qk)
+    mask = Mask(k_valid_bk=cached_ok.value, q_offset=i, causal=True)
+    return cached_v.value, None if cached_k is None else cached_k.value, cached_pos.value, mask
 
-  def _cross_cache(self, value, source, x_bke, mask_b1qk, pos_bk, mode):
+  def _cross_cache(self, value, source, x_bke, mask, pos_bk, mode):
     """Encoder values/keys: computed and stored at prefill, read at every decode step."""
     if mode == "prefill":
-      if x_bke is None or pos_bk is None or mask_b1qk is None:
-        raise ValueError("cross-attention prefill needs the encoder outputs, positions and mask")
+      if x_bke is None or pos_bk is None:
+        raise ValueError("cross-attention prefill needs the encoder outputs and positions")
       self._check(None, pos_bk)
       v_new, k_new = value(x_bke), source.keys(x_bke)
-      visible_bk = jnp.any(mask_b1qk, axis=(1, 2))
+      if isinstance(mask, Mask):
+        mask = mask.dense(1, x_bke.shape[1])
+      visible_bk = jnp.broadcast_to(jnp.any(mask, axis=(1, 2)), x_bke.shape[:2])
       pos_new = jnp.broadcast_to(pos_bk, visible_bk.shape)
     else:
       if not self.has_variable("cache", "cross_value"):
@@ -157,5 +179,4 @@ class Attention(nn.Module):
       cv.value, cp.value, cm.value = v_new, pos_new, visible_bk
       if ck is not None:
         ck.value = k_new
-    return (cv.value, None if ck is None else ck.value, cp.value,
-            cm.value[:, None, None, :])
+    return cv.value, None if ck is None else ck.value, cp.value, Mask(k_valid_bk=cm.value)

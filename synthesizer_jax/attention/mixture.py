@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from synthesizer_jax.attention.core import LogitSource
+from synthesizer_jax.attention.core import DotForm, LogitSource
 from synthesizer_jax.layers import param
 
 
@@ -50,3 +50,17 @@ class Mixture(LogitSource):
       logits_bhqk = source.logits(x_bqe, k, pos_bq, pos_bk).astype(jnp.float32)
       total_bhqk = total_bhqk + w_hc[None, :, c, None, None] * logits_bhqk
     return total_bhqk
+
+  def dot_form(self, x_bqe, keys, pos_bq, pos_bk) -> DotForm | None:
+    """sum_c w_hc B_c: gate-scaled queries of the components concatenated, biases added."""
+    if keys is None:
+      keys = (None,) * len(self.sources)
+    w_hc = self.gates()
+    total = None
+    for c, (source, k) in enumerate(zip(self.sources, keys)):
+      form = source.dot_form(x_bqe, k, pos_bq, pos_bk)
+      if form is None:
+        return None
+      form = form.scaled(w_hc[:, c])
+      total = form if total is None else total + form
+    return total

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from synthesizer_jax.attention.core import LogitSource, gather_columns, gather_rows
+from synthesizer_jax.attention.core import DotForm, LogitSource, gather_columns, gather_rows
 from synthesizer_jax.layers import fan_in_init, param
 
 
@@ -25,7 +25,8 @@ class HeadwiseMLP(nn.Module):
   dtype: str = "float32"
 
   @nn.compact
-  def __call__(self, x_bqe: jax.Array) -> jax.Array:
+  def __call__(self, x_bqe: jax.Array, factors: bool = False):
+    """F(x) [b, q, heads, out]; with `factors`, (relu(W1 x + b1) [b, q, h, f], W2, b2) instead."""
     h, f, o = self.num_heads, self.hidden_dim, self.out_dim
     w1 = param(self, "w1", fan_in_init(0), (x_bqe.shape[-1], h, f), ("embed", "heads", "head_dim"))
     b1 = param(self, "b1", nn.initializers.zeros, (h, f), ("heads", "head_dim"))
@@ -34,6 +35,8 @@ class HeadwiseMLP(nn.Module):
     dt = self.dtype
     pre_bqhf = jnp.einsum("bqe,ehf->bqhf", x_bqe.astype(dt), w1.astype(dt))
     hid_bqhf = jax.nn.relu(pre_bqhf + b1.astype(dt)[None, None])
+    if factors:
+      return hid_bqhf, w2.astype(dt), b2.astype(dt)
     return jnp.einsum("bqhf,hfo->bqho", hid_bqhf, w2.astype(dt)) + b2.astype(dt)[None, None]
 
 
@@ -49,13 +52,24 @@ class Dense(LogitSource):
     table_bhql = jnp.transpose(self.f(x_bqe), (0, 2, 1, 3))
     return gather_columns(table_bhql, pos_bk)
 
+  def dot_form(self, x_bqe, keys, pos_bq, pos_bk):
+    """query = [relu(W1 x_i + b1), 1], key = [W2[:, pos_j], b2[pos_j]] (docs/synthesizers.md)."""
+    del keys, pos_bq
+    hid_bqhf, w2_hfl, b2_hl = self.f(x_bqe, factors=True)
+    q_bqhd = jnp.concatenate([hid_bqhf, jnp.ones_like(hid_bqhf[..., :1])], axis=-1)
+    table_hld = jnp.concatenate([jnp.swapaxes(w2_hfl, 1, 2), b2_hl[..., None]], axis=-1)
+    return DotForm(q_bqhd, _rows(table_hld, pos_bk))
+
 
 class FactorizedDense(LogitSource):
   """`factorized_dense`: B[i, j] = A_h(x_i)[pos_j mod a] * C_h(x_i)[pos_j div a], a * b = max_len.
 
   A tiles its a logits b times along the max_len axis, C repeats each of its b
-  logits a times, and the two tiled rows multiply elementwise (paper eq. 4).
+  logits a times, and the two tiled rows multiply elementwise (paper eq. 4). A product
+  of two logits is no dot product of one query with one key: materialized only.
   """
+
+  has_dot_form = False
 
   def setup(self):
     c = self.cfg
@@ -101,6 +115,10 @@ class Random(LogitSource):
     rows_bhql = gather_rows(self.matrix().astype(self.cfg.dtype), pos_bq)
     return gather_columns(rows_bhql, pos_bk)
 
+  def dot_form(self, x_bqe, keys, pos_bq, pos_bk):
+    del x_bqe, keys, pos_bq, pos_bk
+    return DotForm(bias_hll=self.matrix().astype(self.cfg.dtype))
+
 
 class FixedRandom(Random):
   """`fixed_random`: `random` with R drawn at init and never trained."""
@@ -133,3 +151,14 @@ class FactorizedRandom(LogitSource):
     r1_bhqr = gather_rows(self.r1.astype(dt), pos_bq)
     r2_bhkr = gather_rows(self.r2.astype(dt), pos_bk)
     return jnp.einsum("bhqr,bhkr->bhqk", r1_bhqr, r2_bhkr)
+
+  def dot_form(self, x_bqe, keys, pos_bq, pos_bk):
+    """query = R1[pos_i], key = R2[pos_j] (rank k)."""
+    del x_bqe, keys
+    dt = self.cfg.dtype
+    return DotForm(_rows(self.r1.astype(dt), pos_bq), _rows(self.r2.astype(dt), pos_bk))
+
+
+def _rows(table_hlx: jax.Array, pos_bq) -> jax.Array:
+  """table[h, pos[b, q], :] as [b or 1, q, h, x] (a query or key of a positional table)."""
+  return jnp.transpose(gather_rows(table_hlx, pos_bq), (0, 2, 1, 3))
