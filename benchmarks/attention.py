@@ -58,16 +58,20 @@ class Preset:
   batch_length: int = 1024  # length of the batch-size sweep
   batch_sizes: Sequence[int] = (1, 2, 4, 8, 16)
 
-  def model_config(self, kind: str, length: int) -> sj.ModelConfig:
+  def model_config(self, kind: str, length: int, attention_impl: str = "auto") -> sj.ModelConfig:
     # Synthetic kinds are built for the benchmarked length (max_len = n), as the paper does.
     return sj.ModelConfig(vocab_size=self.vocab_size, d_model=self.d_model,
                           num_heads=self.num_heads, head_dim=self.d_model // self.num_heads,
                           mlp_dim=self.mlp_dim, num_layers=self.num_layers, max_len=length,
-                          dropout_rate=0.0, self_attention=kind, dtype=self.dtype)
+                          dropout_rate=0.0, self_attention=kind, dtype=self.dtype,
+                          attention_impl=attention_impl)
 
 
 KIND_VARIANTS = ("dot", "dot_jax", "dense", "random", "fixed_random", "factorized_dense",
                  "factorized_random", "random/per_batch")
+FUSED_VARIANTS = tuple(f"{kind}@{impl}" for kind in ("dot", "dense", "dense+dot", "random",
+                                                     "factorized_random")
+                       for impl in ("materialized", "blockwise"))
 PRESETS = {
     "tiny": Preset(d_model=32, num_heads=2, mlp_dim=64, num_layers=1, vocab_size=64,
                    lengths=(16, 32), tokens_per_batch=64, repeats=2,
@@ -83,14 +87,25 @@ PRESETS = {
                   variants=KIND_VARIANTS + ("dot_xla", "dot_cudnn", "fixed_random/cached",
                                             "factorized_random/per_batch"),
                   batch_length=2048, batch_sizes=(1, 2, 4, 8, 16, 32)),
+    # Materialized vs fused attention on the CPU: the cpu preset's model, one sequence per batch
+    # up to n=16384 (`memory` compiles only; `step` times).
+    "fused": Preset(d_model=256, num_heads=4, mlp_dim=1024, num_layers=2, vocab_size=4096,
+                    lengths=(1024, 2048, 4096, 8192, 16384), tokens_per_batch=4096, repeats=3,
+                    variants=FUSED_VARIANTS),
 }
 
 
 def _causal_inputs(v: variants.Variant, batch: int, length: int):
-  """Mask [1, 1, n, n] and positions of an unpacked decoder; [b, n] positions when per-batch."""
-  mask_11nn = np.tril(np.ones((length, length), bool))[None, None]
+  """Causal mask and positions of an unpacked decoder; [b, n] positions when per-batch.
+
+  The library's layer gets the mask as a rule (sj.attention.Mask), the benchmark-only
+  modules as a boolean [1, 1, n, n] array.
+  """
   rows = batch if v.per_batch else 1
   pos_rn = np.broadcast_to(np.arange(length, dtype=np.int32)[None], (rows, length))
+  if not v.replaces_layer:
+    return sj.attention.Mask(causal=True), jnp.asarray(pos_rn)
+  mask_11nn = np.tril(np.ones((length, length), bool))[None, None]
   return jnp.asarray(mask_11nn), jnp.asarray(pos_rn)
 
 
@@ -201,7 +216,7 @@ def run_layer(p: Preset, vs, lengths, repeats, peak, log) -> None:
     for v in vs:
       if _skip_reason(v):
         continue
-      acfg = p.model_config(v.kind, n).attention(v.kind)
+      acfg = p.model_config(v.kind, n, v.attention_impl).attention(v.kind)
       flops = costs.forward_flops(acfg, p.d_model, n) * batch
       try:
         fwd, fwd_bwd, args = _layer_fns(v, acfg, batch, n, p.d_model)
@@ -222,7 +237,7 @@ def run_step(p: Preset, vs, lengths, repeats, peak, log) -> None:
     for v in vs:
       if _skip_reason(v) or v.cached:
         continue
-      cfg = p.model_config(v.kind, n)
+      cfg = p.model_config(v.kind, n, v.attention_impl)
       analytic = 3 * _model_flops(cfg, n) * batch  # forward + backward = 3 x forward
       try:
         step, args = _train_step(v, cfg, batch, n)
@@ -239,7 +254,7 @@ def run_batch(p: Preset, vs, length, batch_sizes, log) -> None:
   wanted = [v for v in vs if not v.cached and not _skip_reason(v)
             and (v.kind in variants.RANDOM_FAMILY or v.name == "dot")]
   for v in wanted:
-    cfg = p.model_config(v.kind, length)
+    cfg = p.model_config(v.kind, length, v.attention_impl)
     for batch in batch_sizes:
       try:
         _, fwd_bwd, args = _layer_fns(v, cfg.attention(v.kind), batch, length, p.d_model,
@@ -260,6 +275,28 @@ def run_batch(p: Preset, vs, length, batch_sizes, log) -> None:
       log(rec)
 
 
+def run_memory(p: Preset, vs, lengths, log) -> None:
+  """Compiled memory (no run) of one layer's forward+backward and of the training step."""
+  for n in lengths:
+    batch = max(1, p.tokens_per_batch // n)
+    for v in vs:
+      if _skip_reason(v) or v.cached:
+        continue
+      cfg = p.model_config(v.kind, n, v.attention_impl)
+      for mode in ("layer_fwd_bwd", "train_step"):
+        try:
+          if mode == "train_step":
+            fn, args = _train_step(v, cfg, batch, n, abstract=True)
+          else:
+            _, fn, args = _layer_fns(v, cfg.attention(v.kind), batch, n, p.d_model, abstract=True)
+          with variants.model_attention(v):
+            result = measure.measure(fn, args, donate=(0,) if mode == "train_step" else (),
+                                     run=False)
+        except Exception as err:  # noqa: BLE001
+          result = {"error": repr(err)[:300]}
+        log(_record("memory", mode, v, n, batch, result, None, None))
+
+
 def decode_cache_bytes(p: Preset, kinds, length: int, batch: int) -> dict[str, int]:
   """Analytic decode cache of a DecoderLM: values always, keys only for kinds that read keys."""
   itemsize = jnp.dtype(p.dtype).itemsize
@@ -270,6 +307,9 @@ def decode_cache_bytes(p: Preset, kinds, length: int, batch: int) -> dict[str, i
 def _log(rec: dict[str, Any]) -> None:
   if rec.get("error"):
     status = "ERROR " + rec["error"][:120]
+  elif rec["bench"] == "memory":
+    status = (f"step temp {(rec.get('mem_temp_bytes') or 0) / 2**20:9.1f} MiB  "
+              f"footprint {(rec.get('mem_footprint_bytes') or 0) / 2**20:9.1f} MiB")
   elif rec["bench"] == "batch":
     status = (f"layer temp {(rec['layer_fwd_bwd_temp_bytes'] or 0) / 2**20:9.1f} MiB  "
               f"step mem {(rec['step_footprint_bytes'] or 0) / 2**20:9.1f} MiB")
@@ -324,7 +364,8 @@ def main(argv=None) -> int:
   parser.add_argument("--lengths", help="comma-separated sequence lengths")
   parser.add_argument("--batch-sizes", help="comma-separated batch sizes of the batch sweep")
   parser.add_argument("--repeats", type=int)
-  parser.add_argument("--benches", default="layer,step,batch", help="subset of layer,step,batch")
+  parser.add_argument("--benches", default="layer,step,batch",
+                      help="subset of layer,step,batch,memory (memory: compiled train step only)")
   parser.add_argument("--dtype", choices=("float32", "bfloat16"))
   parser.add_argument("--out", help="output prefix (default benchmarks/results/<preset>)")
   parser.add_argument("--append", action="store_true",
@@ -343,8 +384,8 @@ def main(argv=None) -> int:
   except ValueError as err:
     parser.error(str(err))
   benches = set(args.benches.split(","))
-  if not benches <= {"layer", "step", "batch"}:
-    parser.error(f"--benches {args.benches!r}: choose from layer, step, batch")
+  if not benches <= {"layer", "step", "batch", "memory"}:
+    parser.error(f"--benches {args.benches!r}: choose from layer, step, batch, memory")
   repeats = args.repeats or p.repeats
   out = args.out or os.path.join("benchmarks", "results", args.preset)
 
@@ -370,6 +411,8 @@ def main(argv=None) -> int:
     run_layer(p, vs, lengths, repeats, peak, log)
   if "step" in benches:
     run_step(p, vs, lengths, repeats, peak, log)
+  if "memory" in benches:
+    run_memory(p, vs, lengths, log)
   if "batch" in benches:
     run_batch(p, vs, p.batch_length if not args.lengths else lengths[-1], batch_sizes, log)
   meta["wall_s"] = round(time.time() - start, 1)

@@ -53,10 +53,11 @@ class Variant:
   per_batch: bool = False  # force the per-batch path with explicit [b, n] positions
   cached: bool = False  # fixed_random with softmax(R) precomputed (layer benchmark only)
   sliced: bool = False  # random with R[:, :n, :n] sliced instead of gathered
+  attention_impl: str = "auto"  # ModelConfig.attention_impl ("dense@blockwise")
 
   @property
   def uses_jax_dpa(self) -> bool:
-    return self.kind == "dot" and self.name != "dot"
+    return self.kind == "dot" and self.name.partition("@")[0] != "dot"
 
   @property
   def replaces_layer(self) -> bool:
@@ -65,7 +66,20 @@ class Variant:
 
 
 def make_variant(name: str) -> Variant:
-  """Parses a variant name ("random", "dot_cudnn", "random/per_batch", "fixed_random/cached")."""
+  """Parses a variant name ("random", "dot_cudnn", "random/per_batch", "fixed_random/cached").
+
+  "kind@impl" runs the library's kind with ModelConfig.attention_impl=impl ("dense@blockwise").
+  """
+  if "@" in name:
+    from synthesizer_jax.attention import fused
+
+    base, _, impl = name.partition("@")
+    if impl not in fused.IMPLS:
+      raise ValueError(f"variant {name!r}: unknown attention_impl {impl!r}; use {fused.IMPLS}")
+    variant = make_variant(base)
+    if variant.replaces_layer or variant.cached:
+      raise ValueError(f"variant {name!r}: '@{impl}' applies to the library's kinds only")
+    return dataclasses.replace(variant, name=name, attention_impl=impl)
   base, _, suffix = name.partition("/")
   impls = {"dot_jax": None, "dot_xla": "xla", "dot_cudnn": "cudnn"}
   if base in impls:

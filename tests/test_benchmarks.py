@@ -49,10 +49,25 @@ def test_model_attention_swaps_in_variant_and_restores(name):
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["nope", "dot_jax/per_batch", "random/cached", "dense/x"])
+@pytest.mark.parametrize("name", ["nope", "dot_jax/per_batch", "random/cached", "dense/x",
+                                  "dense@flash", "dot_jax@blockwise", "random/sliced@blockwise"])
 def test_bad_variant_names_are_rejected(name):
   with pytest.raises(ValueError, match="variant|unknown attention kind"):
     variants.make_variant(name)
+
+
+def test_memory_bench_compares_attention_impls(tmp_path):
+  """`kind@impl` variants run the library kind with that attention_impl (compile only)."""
+  out = tmp_path / "mem"
+  assert bench.main(["--preset", "tiny", "--variants", "dense@materialized,dense@blockwise",
+                     "--lengths", "64", "--benches", "memory", "--out", str(out)]) == 0
+  records = json.loads((tmp_path / "mem.json").read_text())["records"]
+  temp = {(r["variant"], r["mode"]): r["mem_temp_bytes"] for r in records}
+  assert set(temp) == {(v, m) for v in ("dense@materialized", "dense@blockwise")
+                       for m in ("layer_fwd_bwd", "train_step")}
+  assert all(v > 0 for v in temp.values())
+  impls = {variants.make_variant(r["variant"]).attention_impl for r in records}
+  assert impls == {"materialized", "blockwise"}
 
 
 def test_benchmark_writes_results(tmp_path):

@@ -168,11 +168,17 @@ def test_auto_falls_back_instead_of_raising():
     assert np.isfinite(np.asarray(out)).all()
 
 
-def test_auto_picks_blockwise_only_for_large_logits():
+def test_auto_picks_blockwise_for_large_logits_and_long_rows_on_cpu():
   common = dict(has_dot_form=True, mask_is_dense=False, dropout_active=False, decoding=False,
                 wants_weights=False)
-  assert fused.choose("auto", logits_bytes=1 << 20, **common) == "materialized"
-  assert fused.choose("auto", logits_bytes=fused.AUTO_BLOCKWISE_BYTES + 1, **common) == "blockwise"
+  assert fused.choose("auto", logits_bytes=1 << 20, k_len=512, **common) == "materialized"
+  assert fused.choose("auto", logits_bytes=1 << 20, k_len=2048, **common) == "blockwise"
+  assert fused.choose("auto", logits_bytes=1 << 20, k_len=2048, platform="gpu", **common) == (
+      "materialized")
+  assert fused.choose("auto", logits_bytes=fused.AUTO_BLOCKWISE_BYTES + 1, platform="gpu",
+                      **common) == "blockwise"
+  assert fused.choose("auto", logits_bytes=1 << 40, decoding=True,
+                      **{k: v for k, v in common.items() if k != "decoding"}) == "materialized"
   assert fused.choose("auto", logits_bytes=1 << 40, **{**common, "has_dot_form": False}) == (
       "materialized")
   with pytest.raises(ValueError, match="Mask"):

@@ -16,9 +16,12 @@ from synthesizer_jax.attention.blockwise import blockwise_attention
 from synthesizer_jax.attention.core import DotForm, Mask
 
 IMPLS = ("auto", "materialized", "blockwise", "cudnn")
-#: "auto" computes blockwise once the materialized float32 logits of one layer would
-#: exceed this many bytes (on CPU blockwise is slower for short rows, see benchmarks/).
+#: "auto" computes blockwise once the materialized float32 logits of one layer would exceed
+#: this many bytes, and on a CPU from this many keys on, where it measured faster
+#: (benchmarks/README.md, "Fused attention"). GPUs and TPUs keep materialized for speed
+#: until their measurements exist.
 AUTO_BLOCKWISE_BYTES = 1 << 30
+AUTO_BLOCKWISE_MIN_KEYS_CPU = 1024
 #: Head-dim bound of cuDNN's fused attention (after padding to a multiple of 8).
 CUDNN_MAX_HEAD_DIM = 128
 #: What "cudnn" passes to jax.nn.dot_product_attention; tests set "xla" to run its
@@ -46,7 +49,8 @@ def check_static(impl: str, kind: str, *, has_dot_form: bool, dropout_rate: floa
 
 
 def choose(impl: str, *, has_dot_form: bool, mask_is_dense: bool, dropout_active: bool,
-           decoding: bool, wants_weights: bool, logits_bytes: int) -> str:
+           decoding: bool, wants_weights: bool, logits_bytes: int, k_len: int = 0,
+           platform: str = "cpu") -> str:
   """The implementation one call uses: `impl` itself, or what "auto" picks.
 
   Cached decode steps (one query) and calls that ask for the attention weights are
@@ -62,7 +66,11 @@ def choose(impl: str, *, has_dot_form: bool, mask_is_dense: bool, dropout_active
     return impl
   if not has_dot_form or dropout_active or mask_is_dense:
     return "materialized"
-  return "blockwise" if logits_bytes > AUTO_BLOCKWISE_BYTES else "materialized"
+  if logits_bytes > AUTO_BLOCKWISE_BYTES:
+    return "blockwise"
+  if platform == "cpu" and k_len >= AUTO_BLOCKWISE_MIN_KEYS_CPU:
+    return "blockwise"
+  return "materialized"
 
 
 def attend(impl: str, form: DotForm, v_bkhd: jax.Array, mask: Mask, pos_bq, pos_bk, q_len: int,

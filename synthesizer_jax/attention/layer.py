@@ -92,7 +92,8 @@ class Attention(nn.Module):
         mask_is_dense=not isinstance(mask, Mask),
         dropout_active=c.dropout_rate > 0 and not deterministic, decoding=mode == "decode",
         wants_weights=self.is_mutable_collection("intermediates"),
-        logits_bytes=4 * batch * c.num_heads * q_len * v_bkhd.shape[1])
+        logits_bytes=4 * batch * c.num_heads * q_len * v_bkhd.shape[1], k_len=v_bkhd.shape[1],
+        platform=jax.default_backend())
     if impl == "materialized":
       out_bqhd = self._materialized(source, x_bqe, keys, v_bkhd, mask, pos_bq, pos_bk,
                                     deterministic)
