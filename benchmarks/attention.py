@@ -72,6 +72,10 @@ KIND_VARIANTS = ("dot", "dot_jax", "dense", "random", "fixed_random", "factorize
 FUSED_VARIANTS = tuple(f"{kind}@{impl}" for kind in ("dot", "dense", "dense+dot", "random",
                                                      "factorized_random")
                        for impl in ("materialized", "blockwise"))
+FUSED_GPU_VARIANTS = ("dot_cudnn",) + tuple(
+    f"{kind}@{impl}" for kind in ("dot", "dense", "dense+dot", "factorized_random")
+    for impl in ("materialized", "blockwise", "cudnn", "pallas")) + (
+        "random", "random@blockwise", "random@cudnn")
 PRESETS = {
     "tiny": Preset(d_model=32, num_heads=2, mlp_dim=64, num_layers=1, vocab_size=64,
                    lengths=(16, 32), tokens_per_batch=64, repeats=2,
@@ -92,6 +96,10 @@ PRESETS = {
     "fused": Preset(d_model=256, num_heads=4, mlp_dim=1024, num_layers=2, vocab_size=4096,
                     lengths=(1024, 2048, 4096, 8192, 16384), tokens_per_batch=4096, repeats=3,
                     variants=FUSED_VARIANTS),
+    # The same on a GPU at the gpu preset's size (benchmarks/fused_gpu.sh), against cuDNN `dot`.
+    "fused_gpu": Preset(d_model=512, num_heads=8, mlp_dim=2048, num_layers=6, vocab_size=32128,
+                        lengths=(1024, 4096, 16384), tokens_per_batch=32768, dtype="bfloat16",
+                        repeats=5, variants=FUSED_GPU_VARIANTS),
 }
 
 

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 
 from synthesizer_jax import transformer
 from synthesizer_jax.attention import Attention
-from synthesizer_jax.attention.core import masked_softmax
+from synthesizer_jax.attention.core import Mask, masked_softmax
 from synthesizer_jax.config import AttentionConfig
 from synthesizer_jax.layers import Projection, param
 
@@ -136,12 +136,17 @@ class JaxDotAttention(nn.Module):
     q_bqhd, k_bkhd = _QueryKey(c, name="dot")(x_bqe, x_bke)
     v_bkhd = Projection((c.num_heads, c.head_dim), ("embed",), ("heads", "head_dim"),
                         dtype=c.dtype, name="value")(x_bke)
-    mask = None if self.is_causal else mask_b1qk
+    mask = None if self.is_causal else _dense(mask_b1qk, x_bqe.shape[1], x_bke.shape[1])
     out_bqhd = jax.nn.dot_product_attention(q_bqhd, k_bkhd, v_bkhd, mask=mask,
                                             is_causal=self.is_causal,
                                             implementation=self.implementation)
     return Projection((x_bqe.shape[-1],), ("heads", "head_dim"), ("embed",), dtype=c.dtype,
                       name="out")(out_bqhd)
+
+
+def _dense(mask, q_len: int, k_len: int):
+  """A boolean [b, 1, q, k] mask from a library `Mask` (what the transformer passes) or array."""
+  return mask.dense(q_len, k_len) if isinstance(mask, Mask) else mask
 
 
 class _RandomTable(nn.Module):
@@ -169,12 +174,13 @@ class SlicedRandomAttention(nn.Module):
   def __call__(self, x_bqe, x_bke, mask_b1qk, pos_bq, pos_bk, *, deterministic: bool = True,
                mode: str = "train"):
     del pos_bq, pos_bk, deterministic
+    q_len, k_len = x_bqe.shape[1], x_bke.shape[1]
+    mask_b1qk = None if mask_b1qk is None else _dense(mask_b1qk, q_len, k_len)
     if mode != "train" or mask_b1qk is None or mask_b1qk.shape[0] != 1:
       raise ValueError("SlicedRandomAttention runs unpacked training batches only")
     c = self.cfg
     v_bkhd = Projection((c.num_heads, c.head_dim), ("embed",), ("heads", "head_dim"),
                         dtype=c.dtype, name="value")(x_bke)
-    q_len, k_len = x_bqe.shape[1], x_bke.shape[1]
     r_hll = _RandomTable(c, name="random")()
     logits_1hqk = r_hll[None, :, :q_len, :k_len].astype(c.dtype)
     weights_hqk = masked_softmax(logits_1hqk, mask_b1qk)[0]

@@ -132,7 +132,7 @@ class ModelConfig:
       _fail("mlp_activation", self.mlp_activation, f"must be one of {_ACTIVATIONS}")
     if not 0 <= self.pad_id < self.vocab_size:
       _fail("pad_id", self.pad_id, f"must be a token id in [0, vocab_size={self.vocab_size})")
-    from synthesizer_jax.attention import fused, has_dot_form, parse_kind  # attention imports us
+    from synthesizer_jax.attention import fused, has_bias, has_dot_form, parse_kind  # imports us
 
     for name in ("self_attention", "cross_attention"):
       try:
@@ -143,7 +143,8 @@ class ModelConfig:
       kind = getattr(self, name)
       try:
         fused.check_static(self.attention_impl, kind, has_dot_form=has_dot_form(kind),
-                           dropout_rate=self.attention_dropout_rate, dtype=self.dtype)
+                           dropout_rate=self.attention_dropout_rate, dtype=self.dtype,
+                           has_bias=has_bias(kind))
       except ValueError as err:
         raise ValueError(f"ModelConfig.attention_impl ({name}={kind!r}): {err}") from None
 

@@ -56,6 +56,13 @@ def test_bad_variant_names_are_rejected(name):
     variants.make_variant(name)
 
 
+def test_every_preset_variant_parses_and_builds_a_valid_config():
+  for preset in bench.PRESETS.values():
+    for name in preset.variants:
+      v = variants.make_variant(name)
+      preset.model_config(v.kind, max(preset.lengths), v.attention_impl)
+
+
 def test_memory_bench_compares_attention_impls(tmp_path):
   """`kind@impl` variants run the library kind with that attention_impl (compile only)."""
   out = tmp_path / "mem"

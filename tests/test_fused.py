@@ -12,7 +12,7 @@ import pytest
 from helpers import ALL_KINDS, randomize, small_config
 
 import synthesizer_jax as sj
-from synthesizer_jax.attention import fused
+from synthesizer_jax.attention import fused, pallas
 from synthesizer_jax.attention.core import MASK_VALUE, DotForm, Mask, masked_softmax
 
 FUSED_KINDS = [k for k in ALL_KINDS if sj.attention.has_dot_form(k)]
@@ -59,17 +59,16 @@ def _outputs_and_grads(model, variables, args, kwargs, valid):
   return (out if valid is None else out[valid]), grads
 
 
-@pytest.mark.parametrize("kind", FUSED_KINDS)
-def test_blockwise_equals_materialized(kind):
-  for name, make, args, kwargs, valid in _cases(kind):
+def _compare(kind, impl, cases):
+  for name, make, args, kwargs, valid in cases:
     outs = {}
-    for impl in ("materialized", "blockwise"):
-      cfg = small_config(self_attention=kind, cross_attention=kind, attention_impl=impl,
+    for impl_ in ("materialized", impl):
+      cfg = small_config(self_attention=kind, cross_attention=kind, attention_impl=impl_,
                          attention_block_size=4, num_layers=1)
       model = make(cfg)
       variables = randomize(model.init(jax.random.key(0), *args, **kwargs))
-      outs[impl] = _outputs_and_grads(model, variables, args, kwargs, valid)
-    (ref, ref_grads), (got, got_grads) = outs["materialized"], outs["blockwise"]
+      outs[impl_] = _outputs_and_grads(model, variables, args, kwargs, valid)
+    (ref, ref_grads), (got, got_grads) = outs["materialized"], outs[impl]
     np.testing.assert_allclose(got, ref, rtol=2e-5, atol=2e-5, err_msg=name)
     flat_ref = jax.tree_util.tree_leaves_with_path(ref_grads)
     flat_got = jax.tree.leaves(got_grads)
@@ -77,6 +76,24 @@ def test_blockwise_equals_materialized(kind):
     for (path, r), g in zip(flat_ref, flat_got):
       np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-4, atol=1e-5,
                                  err_msg=f"{name} {jax.tree_util.keystr(path)}")
+
+
+@pytest.mark.parametrize("kind", FUSED_KINDS)
+def test_blockwise_equals_materialized(kind):
+  _compare(kind, "blockwise", _cases(kind))
+
+
+@pytest.mark.parametrize("kind", ["dot", "dense", "factorized_random", "dense+dot"])
+def test_pallas_kernel_in_interpret_mode_equals_materialized(kind, monkeypatch):
+  """JAX's Pallas GPU flash kernel, run by Pallas's interpreter on the CPU; cross-attention
+  (encdec) takes the blockwise fallback."""
+  monkeypatch.setattr(pallas, "INTERPRET", True)
+  calls = []
+  kernel = pallas.mha
+  monkeypatch.setattr(pallas, "mha", lambda *a: calls.append(1) or kernel(*a))
+  cases = _cases("dot")
+  _compare(kind, "pallas", cases if kind == "dense+dot" else cases[:1])
+  assert calls, "the Pallas kernel was never called"
 
 
 def _kernel_inputs(seed=0, b=2, n=13, h=2, d=5, length=16):
@@ -143,6 +160,7 @@ def test_cudnn_wrapper_plumbing_on_xla(kind, monkeypatch):
      "cross_attention"),
     (dict(attention_impl="blockwise", attention_dropout_rate=0.1), "attention_dropout_rate"),
     (dict(attention_impl="cudnn"), "bfloat16"),
+    (dict(self_attention="random+dot", attention_impl="pallas"), "bias"),
     (dict(attention_impl="flash"), "must be one of"),
     (dict(attention_block_size=0), "attention_block_size"),
 ])
@@ -151,11 +169,13 @@ def test_unsupported_combinations_are_refused(overrides, match):
     small_config(**overrides)
 
 
-def test_cudnn_off_gpu_names_the_platform_and_the_alternative():
-  cfg = small_config(attention_impl="cudnn", dtype="bfloat16")
+@pytest.mark.parametrize("impl, match", [("cudnn", "needs an NVIDIA GPU.*'blockwise'"),
+                                         ("pallas", "Pallas GPU flash kernel.*'blockwise'")])
+def test_gpu_kernels_off_gpu_name_the_platform_and_the_alternative(impl, match):
+  cfg = small_config(attention_impl=impl, dtype="bfloat16")
   tokens = _tokens(SEG, 1)
   model = sj.DecoderLM(cfg)
-  with pytest.raises(ValueError, match="needs an NVIDIA GPU.*'blockwise'"):
+  with pytest.raises(ValueError, match=match):
     model.init(jax.random.key(0), tokens)
 
 

@@ -59,6 +59,11 @@ def has_dot_form(kind: str) -> bool:
   return all(SOURCES[k].has_dot_form for k in parse_kind(kind))
 
 
+def has_bias(kind: str) -> bool:
+  """Whether the dot-product form of `kind` has a positional bias table (the random family)."""
+  return any(SOURCES[k].has_bias for k in parse_kind(kind))
+
+
 def make_source(cfg, name: str | None = None) -> LogitSource:
   """The LogitSource for `cfg.kind` (an AttentionConfig): a single kind or a Mixture."""
   parts = parse_kind(cfg.kind)
@@ -70,4 +75,4 @@ def make_source(cfg, name: str | None = None) -> LogitSource:
 from synthesizer_jax.attention.layer import Attention  # noqa: E402  (needs the registry above)
 
 __all__ = ["Attention", "DotForm", "KINDS", "LogitSource", "Mask", "Mixture", "SOURCES",
-           "has_dot_form", "make_source", "needs_keys", "parse_kind", "uses_positions"]
+           "has_bias", "has_dot_form", "make_source", "needs_keys", "parse_kind", "uses_positions"]

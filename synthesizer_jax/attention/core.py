@@ -39,6 +39,8 @@ class LogitSource(nn.Module):
   uses_positions: ClassVar[bool] = True
   #: True when `dot_form` writes the logits as a dot product (the fused kernels can run it).
   has_dot_form: ClassVar[bool] = True
+  #: True when that form has a positional bias table (kernels without a bias cannot run it).
+  has_bias: ClassVar[bool] = False
 
   def __call__(self, x_bqe: jax.Array, x_bke: jax.Array, pos_bq: jax.Array,
                pos_bk: jax.Array) -> jax.Array:

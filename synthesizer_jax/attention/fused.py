@@ -2,7 +2,8 @@
 
 `ModelConfig.attention_impl` names it: "materialized" (logits [b, h, q, k], the
 reference), "blockwise" (`blockwise.py`, pure JAX, any backend), "cudnn"
-(`jax.nn.dot_product_attention` on an NVIDIA GPU) or "auto". `check_static` refuses a
+(`jax.nn.dot_product_attention` on an NVIDIA GPU), "pallas" (`pallas.py`, JAX's Pallas
+flash kernel for GPUs) or "auto". `check_static` refuses a
 combination that can never work when the config is built; `choose` decides per call,
 where "auto" falls back to materialized instead of raising.
 """
@@ -12,25 +13,27 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from synthesizer_jax.attention import pallas
 from synthesizer_jax.attention.blockwise import blockwise_attention
 from synthesizer_jax.attention.core import DotForm, Mask
 
-IMPLS = ("auto", "materialized", "blockwise", "cudnn")
+IMPLS = ("auto", "materialized", "blockwise", "cudnn", "pallas")
 #: "auto" computes blockwise once the materialized float32 logits of one layer would exceed
 #: this many bytes, and on a CPU from this many keys on, where it measured faster
 #: (benchmarks/README.md, "Fused attention"). GPUs and TPUs keep materialized for speed
 #: until their measurements exist.
 AUTO_BLOCKWISE_BYTES = 1 << 30
 AUTO_BLOCKWISE_MIN_KEYS_CPU = 1024
-#: Head-dim bound of cuDNN's fused attention (after padding to a multiple of 8).
-CUDNN_MAX_HEAD_DIM = 128
+#: Head-dim bound of cuDNN's fused attention (after padding to a multiple of 8) on Hopper and
+#: later; JAX refuses more than 128 on older GPUs with its own message.
+CUDNN_MAX_HEAD_DIM = 256
 #: What "cudnn" passes to jax.nn.dot_product_attention; tests set "xla" to run its
 #: argument plumbing on a CPU.
 CUDNN_BACKEND = "cudnn"
 
 
 def check_static(impl: str, kind: str, *, has_dot_form: bool, dropout_rate: float,
-                 dtype: str) -> None:
+                 dtype: str, has_bias: bool = False) -> None:
   """ValueError for a fused `impl` that cannot compute `kind` under any input."""
   if impl not in IMPLS:
     raise ValueError(f"attention_impl={impl!r}: must be one of {IMPLS}")
@@ -43,6 +46,10 @@ def check_static(impl: str, kind: str, *, has_dot_form: bool, dropout_rate: floa
     raise ValueError(f"attention_impl={impl!r} does not apply attention dropout "
                      f"(attention_dropout_rate={dropout_rate}); use 'materialized' or 'auto', "
                      "or set attention_dropout_rate=0")
+  if impl == "pallas" and has_bias:
+    raise ValueError(f"attention_impl='pallas' cannot compute kind {kind!r}: the Pallas flash "
+                     "kernel takes no bias, and random / fixed_random logits are a bias table; "
+                     "use attention_impl='blockwise' or 'auto'")
   if impl == "cudnn" and dtype == "float32":
     raise ValueError("attention_impl='cudnn' runs in bfloat16 or float16 only (dtype='float32'); "
                      "set dtype='bfloat16', or use 'blockwise' / 'auto'")
@@ -86,6 +93,15 @@ def attend(impl: str, form: DotForm, v_bkhd: jax.Array, mask: Mask, pos_bq, pos_
                        f"{platform!r}; use attention_impl='blockwise' or 'auto'")
     return dot_product_attention(form, v_bkhd, mask, pos_bq, pos_bk, q_len,
                                  implementation=CUDNN_BACKEND)
+  if impl == "pallas":
+    platform = jax.devices()[0].platform
+    if platform != "gpu" and not pallas.INTERPRET:
+      raise ValueError(f"attention_impl='pallas' wraps JAX's Pallas GPU flash kernel, and this "
+                       f"process runs on {platform!r}; use attention_impl='blockwise' or 'auto'")
+    if pallas.supports(form, mask, q_len, v_bkhd.shape[1]):
+      return pallas.mha(form, v_bkhd, mask)
+    # Cross-attention and prefill: masks the kernel cannot express; same result blockwise.
+    return attend("blockwise", form, v_bkhd, mask, pos_bq, pos_bk, q_len, block_size=block_size)
   raise ValueError(f"attend: {impl!r} is not a fused implementation")
 
 

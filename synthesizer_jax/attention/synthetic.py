@@ -93,6 +93,7 @@ class Random(LogitSource):
   """`random`: B[i, j] = R_h[pos_i, pos_j], R a trainable [heads, max_len, max_len] parameter."""
 
   trainable = True
+  has_bias = True
 
   def setup(self):
     c = self.cfg
