@@ -102,6 +102,9 @@ def get_config():
   m.tie_embeddings = True
   m.pad_id = 0
   m.dtype = "float32"  # "bfloat16" for bf16 compute (params and softmax stay float32)
+  # How attention is computed, never what: auto | materialized | blockwise | cudnn | pallas.
+  m.attention_impl = "auto"
+  m.attention_block_size = 512
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1
