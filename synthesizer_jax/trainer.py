@@ -377,8 +377,8 @@ def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfi
       batch = next(batches)
       training.check_batch(batch, run.shape, run.local_batch_size)
       state, metrics = run.train_step(state, shd.global_batch(batch, run.mesh))
-      weights = batch.get("decoder_loss_weights", batch.get("targets"))
-      bar.advance(step, float(np.sum(weights > 0)) * jax.process_count())
+      tokens = training.batch_tokens(batch, run.shape, run.model_cfg.pad_id)
+      bar.advance(step, float(tokens) * jax.process_count())
       if unchecked is not None:
         guard.check(*unchecked)
       unchecked = (step, metrics)

@@ -23,6 +23,7 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from synthesizer_jax import sharding as shd
@@ -410,6 +411,14 @@ def jit_eval_step(model, shape, cfg: TrainConfig, mesh, rules, shardings: TrainS
       return step(state, batch)
 
   return run
+
+
+def batch_tokens(batch: Mapping[str, Any], shape: str, pad_id: int = 0) -> int:
+  """Tokens a training step learns from: scored target tokens (lm, encdec), or the
+  classifier's non-padding input tokens (its targets are class labels, 0 included)."""
+  if shape == "classifier":
+    return int(np.sum(np.asarray(batch["encoder_input_tokens"]) != pad_id))
+  return int(np.sum(np.asarray(batch["decoder_loss_weights"]) > 0))
 
 
 def check_batch(batch: Mapping[str, Any], shape: str, global_batch_size: int | None = None):

@@ -203,6 +203,19 @@ def test_dropout_is_active_only_when_not_deterministic():
   assert np.abs(noisy - det).max() > 1e-3
 
 
+@pytest.mark.parametrize("kind", ["random", "fixed_random", "factorized_random"])
+def test_attention_dropout_masks_differ_per_example_on_the_batch_free_path(kind):
+  """Identical rows, attention dropout only: each row draws its own mask, so rows differ."""
+  cfg = small_config(self_attention=kind, dropout_rate=0.0, attention_dropout_rate=0.5)
+  model = sj.DecoderLM(cfg)
+  tokens = np.repeat(_tokens((1, 8)), 4, axis=0)
+  variables = _init(model, tokens)
+  noisy = np.asarray(model.apply(variables, tokens, deterministic=False,
+                                 rngs={"dropout": jax.random.key(1)}))
+  for row in noisy[1:]:
+    assert np.abs(row - noisy[0]).max() > 1e-3
+
+
 def test_untied_embeddings_add_an_output_projection():
   tokens = _tokens((1, 4))
   tied = unbox(_init(sj.DecoderLM(small_config()), tokens))["params"]

@@ -151,3 +151,11 @@ def test_fixed_random_constants_carried_not_trained():
   n_const = sum(x.size for x in shd.jax.tree.leaves(state.constants))
   assert sum(x.size for x in leaves) < 3 * sum(x.size for x in shd.jax.tree.leaves(state.params)) \
       + n_const
+
+
+def test_batch_tokens_counts_what_each_shape_learns_from():
+  """Classifier: its non-padding inputs (a label 0 example counts); LM: scored targets."""
+  cls = {"encoder_input_tokens": np.array([[5, 6, 0], [7, 0, 0]]), "targets": np.array([0, 0])}
+  assert training.batch_tokens(cls, "classifier") == 3
+  lm = {"decoder_loss_weights": np.array([[1, 1, 0], [1, 0, 0]])}
+  assert training.batch_tokens(lm, "lm") == 3

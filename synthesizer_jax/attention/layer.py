@@ -113,6 +113,9 @@ class Attention(nn.Module):
     if self.is_mutable_collection("intermediates"):
       self.sow("intermediates", "attention_weights",
                jnp.broadcast_to(weights_bhqk, (batch,) + weights_bhqk.shape[1:]))
+    if c.dropout_rate > 0 and not deterministic:
+      # One dropout mask per example: batch-free weights are broadcast first (only then).
+      weights_bhqk = jnp.broadcast_to(weights_bhqk, (batch,) + weights_bhqk.shape[1:])
     weights_bhqk = nn.Dropout(c.dropout_rate)(weights_bhqk, deterministic=deterministic)
     if weights_bhqk.shape[0] == 1 and batch > 1:
       # Input-independent weights (random family, no padding/packing): one [h, q, k] matrix
