@@ -67,8 +67,8 @@ class Preset:
                           attention_impl=attention_impl)
 
 
-KIND_VARIANTS = ("dot", "dot_jax", "dense", "random", "fixed_random", "factorized_dense",
-                 "factorized_random", "random/per_batch")
+KIND_VARIANTS = ("dot", "dot_jax") + tuple(k for k in sj.KINDS if k != "dot") + (
+    "random/per_batch",)
 FUSED_VARIANTS = tuple(f"{kind}@{impl}" for kind in ("dot", "dense", "dense+dot", "random",
                                                      "factorized_random")
                        for impl in ("materialized", "blockwise"))

@@ -21,8 +21,7 @@ import numpy as np
 import synthesizer_jax as sj
 from synthesizer_jax import decoding
 
-KINDS = ("dot", "dense", "random", "fixed_random", "factorized_dense", "factorized_random",
-         "random+dot", "dense+dot")
+KINDS = sj.KINDS + ("random+dot", "dense+dot")
 PRESETS = {
     "tiny": dict(d_model=32, num_heads=2, head_dim=16, mlp_dim=64, num_layers=1, max_len=32),
     "cpu": dict(d_model=256, num_heads=4, head_dim=64, mlp_dim=1024, num_layers=4, max_len=256),

@@ -16,8 +16,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-KINDS = ("dot", "dense", "random", "fixed_random", "factorized_dense", "factorized_random",
-         "random+dot", "dense+dot")
+import synthesizer_jax as sj
+
+#: The paper's single kinds and the two mixtures every sweep runs.
+KINDS = sj.KINDS + ("random+dot", "dense+dot")
 SIZES = ("tiny", "small", "gpu")
 
 

@@ -1,15 +1,19 @@
 """Frozen, validated configuration dataclasses.
 
-Every field is checked when the dataclass is built, and a bad value raises a
-`ValueError` that names the field and says how to fix it. Model code only ever
-sees these frozen objects (ml_collections ConfigDicts are converted at the CLI
-boundary).
+`AttentionConfig` (what one attention layer needs) lives with the attention code in
+`attention/core.py` and is re-exported here. Every field is checked when the dataclass
+is built, and a bad value raises a `ValueError` that names the field and says how to fix
+it. Model code only ever sees these frozen objects (ml_collections ConfigDicts are
+converted at the CLI boundary).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+
+from synthesizer_jax.attention import fused, registry
+from synthesizer_jax.attention.core import AttentionConfig
 
 _DTYPES = ("float32", "bfloat16", "float16")
 _ACTIVATIONS = ("relu", "gelu", "silu")
@@ -23,40 +27,6 @@ def default_factor_sizes(max_len: int) -> tuple[int, int]:
   """Returns (a, b) with a * b == max_len and a the largest divisor <= sqrt(max_len)."""
   a = max(d for d in range(1, math.isqrt(max_len) + 1) if max_len % d == 0)
   return a, max_len // a
-
-
-@dataclasses.dataclass(frozen=True)
-class AttentionConfig:
-  """What one attention layer needs to know; built by `ModelConfig.attention`.
-
-  Attributes:
-    kind: a single kind ("dense") or a mixture ("random+dot").
-    num_heads: number of heads h.
-    head_dim: per-head width d_h of values (and of queries/keys for `dot`).
-    max_len: l, the number of positions synthetic kinds can attend over.
-    dense_hidden_dim: hidden width of each head's two-layer F in `dense`.
-    random_rank: k, the rank of `factorized_random` (R = R1 R2^T).
-    factor_sizes: (a, b), a * b == max_len, for `factorized_dense`.
-    random_init_stddev: stddev of the normal init of R, R1, R2.
-    dropout_rate: dropout on the attention weights.
-    dtype: compute dtype name; the softmax is always float32.
-    impl: how the attention is computed ("auto", "materialized", "blockwise", "cudnn"; see
-      attention/fused.py and docs/synthesizers.md).
-    block_size: query and key block size of the blockwise implementation.
-  """
-
-  kind: str
-  num_heads: int
-  head_dim: int
-  max_len: int
-  dense_hidden_dim: int
-  random_rank: int
-  factor_sizes: tuple[int, int]
-  random_init_stddev: float = 1.0
-  dropout_rate: float = 0.0
-  dtype: str = "float32"
-  impl: str = "auto"
-  block_size: int = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,19 +102,17 @@ class ModelConfig:
       _fail("mlp_activation", self.mlp_activation, f"must be one of {_ACTIVATIONS}")
     if not 0 <= self.pad_id < self.vocab_size:
       _fail("pad_id", self.pad_id, f"must be a token id in [0, vocab_size={self.vocab_size})")
-    from synthesizer_jax.attention import fused, has_bias, has_dot_form, parse_kind  # imports us
-
     for name in ("self_attention", "cross_attention"):
       try:
-        parse_kind(getattr(self, name))
+        registry.parse_kind(getattr(self, name))
       except ValueError as err:
         raise ValueError(f"ModelConfig.{name}: {err}") from None
     for name in ("self_attention", "cross_attention"):
       kind = getattr(self, name)
       try:
-        fused.check_static(self.attention_impl, kind, has_dot_form=has_dot_form(kind),
+        fused.check_static(self.attention_impl, kind, has_dot_form=registry.has_dot_form(kind),
                            dropout_rate=self.attention_dropout_rate, dtype=self.dtype,
-                           has_bias=has_bias(kind))
+                           has_bias=registry.has_bias(kind))
       except ValueError as err:
         raise ValueError(f"ModelConfig.attention_impl ({name}={kind!r}): {err}") from None
 

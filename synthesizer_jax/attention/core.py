@@ -17,7 +17,40 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synthesizer_jax.config import AttentionConfig
+
+@dataclasses.dataclass(frozen=True)
+class AttentionConfig:
+  """What one attention layer needs to know; built by `ModelConfig.attention`.
+
+  Attributes:
+    kind: a single kind ("dense") or a mixture ("random+dot").
+    num_heads: number of heads h.
+    head_dim: per-head width d_h of values (and of queries/keys for `dot`).
+    max_len: l, the number of positions synthetic kinds can attend over.
+    dense_hidden_dim: hidden width of each head's two-layer F in `dense`.
+    random_rank: k, the rank of `factorized_random` (R = R1 R2^T).
+    factor_sizes: (a, b), a * b == max_len, for `factorized_dense`.
+    random_init_stddev: stddev of the normal init of R, R1, R2.
+    dropout_rate: dropout on the attention weights.
+    dtype: compute dtype name; the softmax is always float32.
+    impl: how the attention is computed ("auto", "materialized", "blockwise", "cudnn"; see
+      attention/fused.py and docs/synthesizers.md).
+    block_size: query and key block size of the blockwise implementation.
+  """
+
+  kind: str
+  num_heads: int
+  head_dim: int
+  max_len: int
+  dense_hidden_dim: int
+  random_rank: int
+  factor_sizes: tuple[int, int]
+  random_init_stddev: float = 1.0
+  dropout_rate: float = 0.0
+  dtype: str = "float32"
+  impl: str = "auto"
+  block_size: int = 512
+
 
 # Large but finite so that a fully masked row (padding) softmaxes to uniform, not NaN.
 MASK_VALUE = float(np.finfo(np.float32).min) / 2
@@ -55,6 +88,16 @@ class LogitSource(nn.Module):
   def logits(self, x_bqe: jax.Array, keys: Any, pos_bq: jax.Array, pos_bk: jax.Array) -> jax.Array:
     """Attention logits, [batch, heads, q_len, k_len]."""
     raise NotImplementedError
+
+  @classmethod
+  def param_counts(cls, c: AttentionConfig, d_model: int) -> dict[str, int]:
+    """{"trained": ..., "constant": ...} element counts of this kind's own parameters."""
+    raise NotImplementedError(f"{cls.__name__} declares no parameter count")
+
+  @classmethod
+  def forward_flops(cls, c: AttentionConfig, d_model: int, n: int) -> int:
+    """Matrix-product FLOPs of the logits of one sequence of n tokens (multiply-add = 2)."""
+    raise NotImplementedError(f"{cls.__name__} declares no FLOP count")
 
   def dot_form(self, x_bqe: jax.Array, keys: Any, pos_bq, pos_bk) -> DotForm | None:
     """The same logits as `DotForm` (queries, keys, bias table) for the fused kernels.

@@ -23,6 +23,15 @@ class DotProduct(LogitSource):
     self.key = Projection(
         (c.num_heads, c.head_dim), ("embed",), ("heads", "head_dim"), dtype=c.dtype)
 
+  @classmethod
+  def param_counts(cls, c, d_model):
+    return {"trained": 2 * d_model * c.num_heads * c.head_dim}  # Wq, Wk
+
+  @classmethod
+  def forward_flops(cls, c, d_model, n):
+    h, dh = c.num_heads, c.head_dim
+    return 2 * 2 * n * d_model * h * dh + 2 * h * n * n * dh  # Q, K projections; Q K^T
+
   def keys(self, x_bke: jax.Array) -> jax.Array:
     return self.key(x_bke)  # [b, k, h, d]
 

@@ -6,10 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from synthesizer_jax import attention as registry
-from synthesizer_jax.attention import fused
-from synthesizer_jax.attention.core import Mask, check_positions, masked_softmax
-from synthesizer_jax.config import AttentionConfig
+from synthesizer_jax.attention import fused, registry
+from synthesizer_jax.attention.core import AttentionConfig, Mask, check_positions, masked_softmax
 from synthesizer_jax.layers import Projection
 
 MODES = ("train", "prefill", "decode")

@@ -15,22 +15,20 @@ from synthesizer_jax.layers import param
 
 
 class Mixture(LogitSource):
-  """Gated sum of the logits of `components` (kind names; sources built by the registry)."""
+  """Gated sum of the logits of `components` (kind names, each built from `source_types`)."""
 
   components: tuple[str, ...] = ()
+  source_types: tuple[type[LogitSource], ...] = ()
 
   def setup(self):
-    from synthesizer_jax.attention import SOURCES  # registry imports this module
-
-    self.sources = [SOURCES[kind](self.cfg, name=kind) for kind in self.components]
+    self.sources = [cls(self.cfg, name=kind) for kind, cls in zip(self.components,
+                                                                  self.source_types)]
     self.gate_logits = param(self, "gate_logits", nn.initializers.zeros,
                              (self.cfg.num_heads, len(self.components)), ("heads", None))
 
   @property
   def needs_keys(self) -> bool:  # type: ignore[override]
-    from synthesizer_jax import attention  # registry imports this module
-
-    return attention.needs_keys("+".join(self.components))
+    return any(cls.needs_keys for cls in self.source_types)
 
   def gates(self) -> jax.Array:
     """Mixture weights per head, [heads, components], rows sum to one."""

@@ -40,8 +40,23 @@ class HeadwiseMLP(nn.Module):
     return jnp.einsum("bqhf,hfo->bqho", hid_bqhf, w2.astype(dt)) + b2.astype(dt)[None, None]
 
 
+def _two_layer_params(c, d_model: int, out: int) -> int:
+  """W1, b1, W2, b2 of one HeadwiseMLP per head."""
+  f = c.dense_hidden_dim
+  return c.num_heads * (d_model * f + f + f * out + out)
+
+
 class Dense(LogitSource):
   """`dense`: B[i, j] = F_h(x_i)[pos_j], F_h a per-head two-layer MLP onto max_len logits."""
+
+  @classmethod
+  def param_counts(cls, c, d_model):
+    return {"trained": _two_layer_params(c, d_model, c.max_len)}
+
+  @classmethod
+  def forward_flops(cls, c, d_model, n):
+    h, f = c.num_heads, c.dense_hidden_dim
+    return 2 * n * d_model * h * f + 2 * n * h * f * c.max_len
 
   def setup(self):
     c = self.cfg
@@ -71,6 +86,17 @@ class FactorizedDense(LogitSource):
 
   has_dot_form = False
 
+  @classmethod
+  def param_counts(cls, c, d_model):
+    a, b = c.factor_sizes
+    return {"trained": _two_layer_params(c, d_model, a) + _two_layer_params(c, d_model, b)}
+
+  @classmethod
+  def forward_flops(cls, c, d_model, n):
+    h, f = c.num_heads, c.dense_hidden_dim
+    a, b = c.factor_sizes
+    return 2 * 2 * n * d_model * h * f + 2 * n * h * f * (a + b)
+
   def setup(self):
     c = self.cfg
     a, b = c.factor_sizes
@@ -94,6 +120,16 @@ class Random(LogitSource):
 
   trainable = True
   has_bias = True
+
+  @classmethod
+  def param_counts(cls, c, d_model):
+    del d_model
+    return {"trained" if cls.trainable else "constant": c.num_heads * c.max_len * c.max_len}
+
+  @classmethod
+  def forward_flops(cls, c, d_model, n):
+    del c, d_model, n
+    return 0  # a gather of R
 
   def setup(self):
     c = self.cfg
@@ -133,6 +169,16 @@ class FactorizedRandom(LogitSource):
   Each factor is N(0, s / sqrt(k)) entrywise (s = random_init_stddev) so that the
   product's entries have standard deviation s, like the unfactorized R.
   """
+
+  @classmethod
+  def param_counts(cls, c, d_model):
+    del d_model
+    return {"trained": 2 * c.num_heads * c.max_len * c.random_rank}
+
+  @classmethod
+  def forward_flops(cls, c, d_model, n):
+    del d_model
+    return 2 * c.num_heads * n * n * c.random_rank  # R1[pos_q] R2[pos_k]^T
 
   def setup(self):
     c = self.cfg
