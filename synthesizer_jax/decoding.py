@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from synthesizer_jax import attention as registry
+from synthesizer_jax.layers import check_token_ids
 from synthesizer_jax.transformer import DecoderLM, EncoderDecoder
 
 NEG = -1e9
@@ -161,6 +162,7 @@ def generate(model: nn.Module, variables: Any, prompt, *, max_new_tokens: int,
   encdec = isinstance(model, EncoderDecoder)
   if not encdec and not isinstance(model, DecoderLM):
     raise ValueError(f"generate needs a DecoderLM or EncoderDecoder, got {type(model).__name__}")
+  check_token_ids(prompt, cfg.vocab_size, "prompt")
   if encdec:
     prompt = np.asarray(prompt)
     tokens_bp = prompt
@@ -168,6 +170,7 @@ def generate(model: nn.Module, variables: Any, prompt, *, max_new_tokens: int,
     if encoder_tokens is None:
       raise ValueError("EncoderDecoder.generate needs encoder_tokens")
     encoder_tokens = np.asarray(encoder_tokens)
+    check_token_ids(encoder_tokens, cfg.vocab_size, "encoder_tokens")
   else:
     tokens_bp, positions_bp, _ = left_align(prompt, pad_id)
   total = tokens_bp.shape[1] + max_new_tokens

@@ -100,6 +100,27 @@ class MLP(nn.Module):
     return Projection((self.d_model,), ("mlp",), ("embed",), dtype=self.dtype, name="wo")(h_blm)
 
 
+def check_token_ids(tokens, vocab_size: int, name: str = "tokens") -> None:
+  """ValueError when concrete token ids fall outside [0, vocab_size); traced ids pass.
+
+  A gather would otherwise wrap negative ids around and return NaN (or padding) for ids past
+  the table, silently. Under jit `Embed` turns such ids into NaN embeddings instead, which
+  the trainer's non-finite guard reports; `training.check_batch` checks each batch on the host.
+  """
+  if isinstance(tokens, jax.core.Tracer) or np.size(tokens) == 0:
+    return
+  values = np.asarray(tokens)
+  if not np.issubdtype(values.dtype, np.integer):
+    raise ValueError(f"{name} must be integer token ids, got dtype {values.dtype}")
+  low, high = int(values.min()), int(values.max())
+  if low < 0 or high >= vocab_size:
+    bad = low if low < 0 else high
+    raise ValueError(
+        f"{name} holds token id {bad}, outside [0, vocab_size={vocab_size}): the vocabulary and "
+        "the model disagree; encode with the model's vocabulary, or build the model with "
+        "ModelConfig.vocab_size = the vocabulary's size")
+
+
 class Embed(nn.Module):
   """Token embedding table [vocab, embed]; `attend` gives tied output logits."""
 
@@ -114,7 +135,10 @@ class Embed(nn.Module):
   def __call__(self, tokens_bl: jax.Array) -> jax.Array:
     if not jnp.issubdtype(tokens_bl.dtype, jnp.integer):
       raise ValueError(f"tokens must be integers, got dtype {tokens_bl.dtype}")
-    return jnp.take(self.embedding, tokens_bl, axis=0).astype(self.dtype)
+    check_token_ids(tokens_bl, self.vocab_size)
+    ok_bl = (tokens_bl >= 0) & (tokens_bl < self.vocab_size)
+    emb_ble = jnp.take(self.embedding, jnp.where(ok_bl, tokens_bl, 0), axis=0)
+    return jnp.where(ok_bl[..., None], emb_ble, jnp.nan).astype(self.dtype)  # never wrap around
 
   def attend(self, x_ble: jax.Array) -> jax.Array:
     """Logits [b, l, vocab] = x E^T / sqrt(d_model) (scaled because E ~ N(0, 1))."""

@@ -375,7 +375,7 @@ def train_and_evaluate(model_fields: Mapping[str, Any], cfg: training.TrainConfi
   try:
     for step in range(start + 1, end + 1):
       batch = next(batches)
-      training.check_batch(batch, run.shape, run.local_batch_size)
+      training.check_batch(batch, run.shape, run.local_batch_size, run.model_cfg.vocab_size)
       state, metrics = run.train_step(state, shd.global_batch(batch, run.mesh))
       tokens = training.batch_tokens(batch, run.shape, run.model_cfg.pad_id)
       bar.advance(step, float(tokens) * jax.process_count())

@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 from synthesizer_jax import sharding as shd
+from synthesizer_jax.layers import check_token_ids
 
 SHAPES = ("lm", "encdec", "classifier")
 OPTIMIZERS = ("adamw", "adafactor")
@@ -421,12 +422,18 @@ def batch_tokens(batch: Mapping[str, Any], shape: str, pad_id: int = 0) -> int:
   return int(np.sum(np.asarray(batch["decoder_loss_weights"]) > 0))
 
 
-def check_batch(batch: Mapping[str, Any], shape: str, global_batch_size: int | None = None):
-  """Clear error when a batch lacks the features of its model shape."""
+def check_batch(batch: Mapping[str, Any], shape: str, global_batch_size: int | None = None,
+                vocab_size: int | None = None):
+  """Clear error when a batch lacks the features of its model shape or holds token ids
+  outside [0, vocab_size) (checked on the host, before the step)."""
   missing = [f for f in FEATURES[shape] if f not in batch]
   if missing:
     raise ValueError(f"batch for a {shape!r} model lacks features {missing}; "
                      f"it has {sorted(batch)}")
+  if vocab_size is not None:
+    for name in FEATURES[shape]:
+      if name.endswith("_tokens"):
+        check_token_ids(batch[name], vocab_size, f"batch feature {name!r}")
   if global_batch_size is not None:
     rows = next(iter(batch.values())).shape[0]
     if rows != global_batch_size:

@@ -250,3 +250,23 @@ def test_random_family_builds_no_batched_attention_matrix(kind, shared):
   assert ((4, cfg.num_heads, 10, 10) in shapes) != shared
   if shared:
     assert (1, cfg.num_heads, 10, 10) in shapes
+
+
+@pytest.mark.parametrize("bad", [-1, 50, 10**6])
+def test_token_ids_outside_the_vocabulary_never_pass_silently(bad):
+  """Eagerly a ValueError naming the id and the fix; under jit NaN, never a wrapped-around id."""
+  cfg = small_config()
+  tokens = _tokens((2, 6))
+  variables = _init(sj.DecoderLM(cfg), tokens)
+  tokens[1, 3] = bad
+  for model, args in ((sj.DecoderLM(cfg), (tokens,)),
+                      (sj.EncoderDecoder(cfg), (tokens, _tokens((2, 4)))),
+                      (sj.EncoderClassifier(cfg, 2), (tokens,))):
+    variables = _init(model, *(np.abs(a) % 50 for a in args))
+    with pytest.raises(ValueError, match=f"token id {bad}, outside \\[0, vocab_size=50\\)"):
+      model.apply(variables, *args)
+    out = np.asarray(jax.jit(model.apply)(variables, *args))
+    assert np.isnan(out[1]).any()  # the bad row is NaN (the non-finite guard stops training)
+  with pytest.raises(ValueError, match="prompt holds token id"):
+    sj.generate(sj.DecoderLM(cfg), _init(sj.DecoderLM(cfg), np.abs(tokens) % 50), tokens[1:, :4],
+                max_new_tokens=2)

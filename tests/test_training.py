@@ -159,3 +159,12 @@ def test_batch_tokens_counts_what_each_shape_learns_from():
   assert training.batch_tokens(cls, "classifier") == 3
   lm = {"decoder_loss_weights": np.array([[1, 1, 0], [1, 0, 0]])}
   assert training.batch_tokens(lm, "lm") == 3
+
+
+def test_check_batch_refuses_token_ids_outside_the_vocabulary():
+  batch = {"decoder_input_tokens": np.array([[1, 2, 60]]),
+           "decoder_target_tokens": np.ones((1, 3), np.int32),
+           "decoder_loss_weights": np.ones((1, 3), np.float32)}
+  with pytest.raises(ValueError, match="'decoder_input_tokens' holds token id 60.*vocab_size=50"):
+    training.check_batch(batch, "lm", vocab_size=50)
+  training.check_batch(batch, "lm", vocab_size=61)
