@@ -107,8 +107,9 @@ def check_token_ids(tokens, vocab_size: int, name: str = "tokens") -> None:
   the table, silently. Under jit `Embed` turns such ids into NaN embeddings instead, which
   the trainer's non-finite guard reports; `training.check_batch` checks each batch on the host.
   """
-  if isinstance(tokens, jax.core.Tracer) or np.size(tokens) == 0:
-    return
+  if (isinstance(tokens, jax.core.Tracer) or not getattr(tokens, "is_fully_addressable", True)
+      or np.size(tokens) == 0):
+    return  # traced or spread over processes: Embed's NaN path and check_batch cover these
   values = np.asarray(tokens)
   if not np.issubdtype(values.dtype, np.integer):
     raise ValueError(f"{name} must be integer token ids, got dtype {values.dtype}")
