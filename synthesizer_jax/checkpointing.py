@@ -243,8 +243,7 @@ def load_checkpoint(workdir_or_path: str, step: int | None = None):
   from synthesizer_jax.transformer import DecoderLM, EncoderClassifier, EncoderDecoder
 
   state, config, _ = restore_source(workdir_or_path, step)
-  model_cfg = ModelConfig(**{k: (tuple(v) if isinstance(v, list) else v)
-                             for k, v in config["model"].items()})
+  model_cfg = ModelConfig.from_saved(config["model"])
   shape = config["shape"]
   if shape == "lm":
     model = DecoderLM(model_cfg)

@@ -16,6 +16,11 @@ from synthesizer_jax.attention import fused, registry
 from synthesizer_jax.attention.core import AttentionConfig
 
 _DTYPES = ("float32", "bfloat16", "float16")
+#: ModelConfig fields that choose how a model computes, never what (the parameters and the
+#: function stay the same): a checkpoint may be resumed or loaded with other values.
+HOW_FIELDS = ("attention_impl", "attention_block_size")
+#: The value a field had, in effect, in checkpoints saved before the field existed.
+LEGACY_VALUES = {"attention_impl": "auto", "attention_block_size": 512}
 _ACTIVATIONS = ("relu", "gelu", "silu")
 
 
@@ -140,6 +145,13 @@ class ModelConfig:
         impl=self.attention_impl,
         block_size=self.attention_block_size,
     )
+
+  @classmethod
+  def from_saved(cls, fields: dict) -> ModelConfig:
+    """The ModelConfig of a saved run config (JSON lists back to tuples; fields the saving
+    version did not have take their LEGACY_VALUES, which is what that version computed)."""
+    fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in fields.items()}
+    return cls(**{**LEGACY_VALUES, **fields})
 
   def replace(self, **changes) -> ModelConfig:
     return dataclasses.replace(self, **changes)

@@ -23,7 +23,7 @@ import numpy as np
 from synthesizer_jax import attention as registry
 from synthesizer_jax import checkpointing, evaluation, logging_utils, training
 from synthesizer_jax import sharding as shd
-from synthesizer_jax.config import ModelConfig
+from synthesizer_jax.config import HOW_FIELDS, LEGACY_VALUES, ModelConfig
 from synthesizer_jax.transformer import DecoderLM, EncoderClassifier, EncoderDecoder
 
 RESULTS_FILE = "eval_results.json"
@@ -75,7 +75,8 @@ def _plain(value):
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
   """What makes a checkpoint's run config unfit for this run: model, task, vocabulary.
 
-  Training settings (learning rate, steps, batch size, mesh) may change between runs.
+  Training settings (learning rate, steps, batch size, mesh) and how the model computes
+  (config.HOW_FIELDS: the attention implementation) may change between runs.
   The vocabulary is compared by content hash when both sides have one, else by path.
   """
   diffs = [f"{key}: {saved.get(key)!r} in the checkpoint, {current.get(key)!r} now"
@@ -89,8 +90,9 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
   elif saved.get("vocab_path") != current.get("vocab_path"):
     diffs.append(f"vocab_path: {saved.get('vocab_path')!r} in the checkpoint, "
                  f"{current.get('vocab_path')!r} now")
-  old_model, new_model = saved.get("model", {}), current.get("model", {})
-  for key in sorted(set(old_model) | set(new_model)):
+  old_model = {**LEGACY_VALUES, **saved.get("model", {})}
+  new_model = current.get("model", {})
+  for key in sorted((set(old_model) | set(new_model)) - set(HOW_FIELDS)):
     if _plain(old_model.get(key)) != _plain(new_model.get(key)):
       diffs.append(f"model.{key}: {old_model.get(key)!r} in the checkpoint, "
                    f"{new_model.get(key)!r} now")
