@@ -20,8 +20,9 @@ _DTYPES = ("float32", "bfloat16", "float16")
 #: function stay the same): a checkpoint may be resumed or loaded with other values.
 HOW_FIELDS = ("attention_impl", "attention_block_size")
 #: The value a field had, in effect, in checkpoints saved before the field existed.
-LEGACY_VALUES = {"attention_impl": "auto", "attention_block_size": 512}
+LEGACY_VALUES = {"attention_impl": "auto", "attention_block_size": 512, "norm": "rmsnorm"}
 _ACTIVATIONS = ("relu", "gelu", "silu")
+_NORMS = ("rmsnorm", "layernorm")
 
 
 def _fail(field: str, value, why: str) -> None:
@@ -63,6 +64,7 @@ class ModelConfig:
   factor_sizes: tuple[int, int] | None = None  # default: default_factor_sizes
   random_init_stddev: float | None = None  # default: 1 / sqrt(max_len)
   mlp_activation: str = "relu"
+  norm: str = "layernorm"  # or "rmsnorm" (T5; the default before 2026-12-02): docs/results.md
   tie_embeddings: bool = True
   pad_id: int = 0
   dtype: str = "float32"
@@ -105,6 +107,8 @@ class ModelConfig:
       _fail("dtype", self.dtype, f"must be one of {_DTYPES}")
     if self.mlp_activation not in _ACTIVATIONS:
       _fail("mlp_activation", self.mlp_activation, f"must be one of {_ACTIVATIONS}")
+    if self.norm not in _NORMS:
+      _fail("norm", self.norm, f"must be one of {_NORMS}")
     if not 0 <= self.pad_id < self.vocab_size:
       _fail("pad_id", self.pad_id, f"must be a token id in [0, vocab_size={self.vocab_size})")
     for name in ("self_attention", "cross_attention"):

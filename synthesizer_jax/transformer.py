@@ -19,7 +19,7 @@ from synthesizer_jax.attention import Attention
 from synthesizer_jax.attention.core import Mask, check_positions
 from synthesizer_jax.attention.layer import check_mode
 from synthesizer_jax.config import ModelConfig
-from synthesizer_jax.layers import MLP, Embed, Projection, RMSNorm, constrain, sinusoidal_positions
+from synthesizer_jax.layers import MLP, NORMS, Embed, Projection, constrain, sinusoidal_positions
 
 ACT = ("batch", "length", "embed")
 
@@ -130,18 +130,18 @@ class Block(nn.Module):
     def residual(x, h):
       return constrain(x + drop(h, deterministic=deterministic), ACT)
 
-    h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_self_attention_norm")(x_bqe)
+    h_bqe = NORMS[cfg.norm](dtype=cfg.dtype, name="pre_self_attention_norm")(x_bqe)
     h_bqe = Attention(cfg.attention(cfg.self_attention), name="self_attention")(
         h_bqe, h_bqe, self_mask, pos_bq, pos_bq, deterministic=deterministic, mode=mode)
     x_bqe = residual(x_bqe, h_bqe)
     if self.cross:
-      h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_cross_attention_norm")(x_bqe)
+      h_bqe = NORMS[cfg.norm](dtype=cfg.dtype, name="pre_cross_attention_norm")(x_bqe)
       h_bqe = Attention(cfg.attention(cfg.cross_attention), cross=True, name="cross_attention")(
           h_bqe, encoded_bke, cross_mask,
           pos_bq if isinstance(pos_bq, int) else jnp.maximum(pos_bq, 0), enc_pos_bk,
           deterministic=deterministic, mode=mode)
       x_bqe = residual(x_bqe, h_bqe)
-    h_bqe = RMSNorm(dtype=cfg.dtype, name="pre_mlp_norm")(x_bqe)
+    h_bqe = NORMS[cfg.norm](dtype=cfg.dtype, name="pre_mlp_norm")(x_bqe)
     h_bqe = MLP(cfg.d_model, cfg.mlp_dim, cfg.mlp_activation, cfg.dropout_rate, cfg.dtype,
                 name="mlp")(h_bqe, deterministic)
     return residual(x_bqe, h_bqe)
@@ -161,7 +161,7 @@ class Stack(nn.Module):
     for i in range(self.num_layers):
       x_bqe = Block(self.cfg, self.cross, name=f"layers_{i}")(
           x_bqe, mask, pos_bq, deterministic, encoded_bke, cross_mask, enc_pos_bk, mode)
-    return RMSNorm(dtype=self.cfg.dtype, name="final_norm")(x_bqe)
+    return NORMS[self.cfg.norm](dtype=self.cfg.dtype, name="final_norm")(x_bqe)
 
 
 class DecoderLM(_Model):

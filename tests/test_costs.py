@@ -33,13 +33,14 @@ def test_param_count_matches_tree(kind):
 
 def test_param_count_of_a_whole_model_adds_up():
   """DecoderLM params = embeddings + per layer (attention + MLP + 2 norms) + final norm."""
-  for kind in sj.KINDS:
-    cfg = CFG.replace(self_attention=kind, num_layers=3)
+  for kind, norm in [(k, "rmsnorm") for k in sj.KINDS] + [("dot", "layernorm")]:
+    cfg = CFG.replace(self_attention=kind, num_layers=3, norm=norm)
     variables = sj.DecoderLM(cfg).init(jax.random.key(0), np.ones((1, 8), np.int32))
+    norm_params = cfg.d_model * (2 if norm == "layernorm" else 1)  # scale (+ bias)
     per_layer = (costs.param_count(cfg.attention(kind), cfg.d_model)["trained"]
-                 + 2 * cfg.d_model * cfg.mlp_dim + 2 * cfg.d_model)
+                 + 2 * cfg.d_model * cfg.mlp_dim + 2 * norm_params)
     assert _size(variables["params"]) == (cfg.vocab_size * cfg.d_model + 3 * per_layer
-                                          + cfg.d_model)
+                                          + norm_params)
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)

@@ -6,7 +6,7 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import ALL_KINDS, small_config, unbox
+from helpers import ALL_KINDS, randomize, small_config, unbox
 
 import synthesizer_jax as sj
 
@@ -270,3 +270,30 @@ def test_token_ids_outside_the_vocabulary_never_pass_silently(bad):
   with pytest.raises(ValueError, match="prompt holds token id"):
     sj.generate(sj.DecoderLM(cfg), _init(sj.DecoderLM(cfg), np.abs(tokens) % 50), tokens[1:, :4],
                 max_new_tokens=2)
+
+
+@pytest.mark.parametrize("norm", ["rmsnorm", "layernorm"])
+def test_norms_match_numpy(norm):
+  from synthesizer_jax.layers import NORMS
+
+  x = np.random.default_rng(0).standard_normal((2, 3, 8)).astype(np.float32)
+  layer = NORMS[norm]()
+  variables = randomize(layer.init(jax.random.key(0), x))
+  p = variables["params"]
+  if norm == "layernorm":
+    centred = x - x.mean(-1, keepdims=True)
+    expected = centred / np.sqrt((centred ** 2).mean(-1, keepdims=True) + 1e-6) * p["scale"]
+    expected = expected + p["bias"]
+  else:
+    expected = x / np.sqrt((x ** 2).mean(-1, keepdims=True) + 1e-6) * p["scale"]
+  np.testing.assert_allclose(layer.apply(variables, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fan_in_init_counts_only_the_input_axes():
+  """A per-head kernel [embed, heads, head_dim] has the std of one [embed, h * d] matrix."""
+  from synthesizer_jax.layers import fan_in_init
+
+  w = np.asarray(fan_in_init(0)(jax.random.key(0), (256, 8, 64)))
+  np.testing.assert_allclose(w.std(), 256 ** -0.5, rtol=0.05)
+  w = np.asarray(fan_in_init((0, 1))(jax.random.key(0), (8, 64, 256)))
+  np.testing.assert_allclose(w.std(), 512 ** -0.5, rtol=0.05)

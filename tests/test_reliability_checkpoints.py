@@ -95,15 +95,20 @@ def test_changed_vocabulary_is_refused(tmp_path):
 
 
 def test_how_fields_may_change_and_older_configs_compare_by_their_legacy_values():
-  """attention_impl changes how, not what: resuming with another one is fine; a config saved
-  before a field existed compares as that field's legacy value, not as a difference."""
+  """attention_impl changes how, not what: resuming with another one is fine. A config saved
+  before a field existed compares as that field's legacy value (norm: rmsnorm, the layer the
+  old code built), so old checkpoints load, and resume once the run asks for the same."""
   from synthesizer_jax.config import HOW_FIELDS, LEGACY_VALUES, ModelConfig
 
-  now = {"task": "t", "model": ModelConfig(attention_impl="blockwise").to_dict()}
-  old_model = {k: v for k, v in ModelConfig().to_dict().items() if k not in LEGACY_VALUES}
+  legacy = ModelConfig(norm="rmsnorm")
+  old_model = {k: v for k, v in legacy.to_dict().items() if k not in LEGACY_VALUES}
+  assert ModelConfig.from_saved(old_model) == legacy
+  now = {"task": "t", "model": legacy.replace(attention_impl="blockwise").to_dict()}
   assert trainer.config_differences({"task": "t", "model": old_model}, now) == []
+  new_defaults = {"task": "t", "model": ModelConfig().to_dict()}
+  assert trainer.config_differences({"task": "t", "model": old_model}, new_defaults) == [
+      "model.norm: 'rmsnorm' in the checkpoint, 'layernorm' now"]
   changed = dict(now["model"], d_model=64, attention_block_size=128)
   diffs = trainer.config_differences({"task": "t", "model": changed}, now)
   assert diffs == ["model.d_model: 64 in the checkpoint, 128 now"]
   assert set(HOW_FIELDS) <= set(LEGACY_VALUES)
-  assert ModelConfig.from_saved(old_model) == ModelConfig()
