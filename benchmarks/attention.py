@@ -238,23 +238,26 @@ def run_layer(p: Preset, vs, lengths, repeats, peak, log) -> None:
         log(rec)
 
 
-def run_step(p: Preset, vs, lengths, repeats, peak, log) -> None:
-  """A whole DecoderLM training step per variant and length; records to `log`."""
+def _model_cases(p: Preset, vs, lengths):
+  """(n, batch, variant, ModelConfig) of every whole-model measurement, lengths outermost."""
   for n in lengths:
     batch = max(1, p.tokens_per_batch // n)
     for v in vs:
-      if _skip_reason(v) or v.cached:
-        continue
-      cfg = p.model_config(v.kind, n, v.attention_impl)
-      analytic = 3 * _model_flops(cfg, n) * batch  # forward + backward = 3 x forward
-      try:
-        step, args = _train_step(v, cfg, batch, n)
-        with variants.model_attention(v):
-          result = measure.measure(step, args, repeats=repeats, carry=True, donate=(0,))
-      except Exception as err:  # noqa: BLE001
-        result = {"error": repr(err)[:300]}
-      rec = _record("step", "train_step", v, n, batch, result, analytic, peak)
-      log(rec)
+      if not (_skip_reason(v) or v.cached):
+        yield n, batch, v, p.model_config(v.kind, n, v.attention_impl)
+
+
+def run_step(p: Preset, vs, lengths, repeats, peak, log) -> None:
+  """A whole DecoderLM training step per variant and length; records to `log`."""
+  for n, batch, v, cfg in _model_cases(p, vs, lengths):
+    analytic = 3 * _model_flops(cfg, n) * batch  # forward + backward = 3 x forward
+    try:
+      step, args = _train_step(v, cfg, batch, n)
+      with variants.model_attention(v):
+        result = measure.measure(step, args, repeats=repeats, carry=True, donate=(0,))
+    except Exception as err:  # noqa: BLE001
+      result = {"error": repr(err)[:300]}
+    log(_record("step", "train_step", v, n, batch, result, analytic, peak))
 
 
 def run_batch(p: Preset, vs, length, batch_sizes, log) -> None:
@@ -285,24 +288,19 @@ def run_batch(p: Preset, vs, length, batch_sizes, log) -> None:
 
 def run_memory(p: Preset, vs, lengths, log) -> None:
   """Compiled memory (no run) of one layer's forward+backward and of the training step."""
-  for n in lengths:
-    batch = max(1, p.tokens_per_batch // n)
-    for v in vs:
-      if _skip_reason(v) or v.cached:
-        continue
-      cfg = p.model_config(v.kind, n, v.attention_impl)
-      for mode in ("layer_fwd_bwd", "train_step"):
-        try:
-          if mode == "train_step":
-            fn, args = _train_step(v, cfg, batch, n, abstract=True)
-          else:
-            _, fn, args = _layer_fns(v, cfg.attention(v.kind), batch, n, p.d_model, abstract=True)
-          with variants.model_attention(v):
-            result = measure.measure(fn, args, donate=(0,) if mode == "train_step" else (),
-                                     run=False)
-        except Exception as err:  # noqa: BLE001
-          result = {"error": repr(err)[:300]}
-        log(_record("memory", mode, v, n, batch, result, None, None))
+  for n, batch, v, cfg in _model_cases(p, vs, lengths):
+    for mode in ("layer_fwd_bwd", "train_step"):
+      try:
+        if mode == "train_step":
+          fn, args = _train_step(v, cfg, batch, n, abstract=True)
+        else:
+          _, fn, args = _layer_fns(v, cfg.attention(v.kind), batch, n, p.d_model, abstract=True)
+        with variants.model_attention(v):
+          result = measure.measure(fn, args, donate=(0,) if mode == "train_step" else (),
+                                   run=False)
+      except Exception as err:  # noqa: BLE001
+        result = {"error": repr(err)[:300]}
+      log(_record("memory", mode, v, n, batch, result, None, None))
 
 
 def decode_cache_bytes(p: Preset, kinds, length: int, batch: int) -> dict[str, int]:
