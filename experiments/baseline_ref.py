@@ -38,12 +38,18 @@ class RefSwitches:
     init: "xavier" (reference: xavier_uniform, fan_avg) or "lecun" (ours: truncated normal,
       variance 1 / fan_in) for every projection kernel.
     logit_scale: tied logits divided by sqrt(d_model) (reference and ours: True).
+    small_qkv_init: query/key/value kernels [embed, heads, head_dim] drawn with variance
+      divided by num_heads (ours: True). Our `layers.fan_in_init` passes only the input axes
+      to `variance_scaling` with out_axis=-1, and jax then counts the heads axis as a
+      convolution's receptive field: fan_in = d_model * num_heads instead of d_model, so
+      these kernels start 1/sqrt(num_heads) (here 1/2) smaller in stddev than LeCun's.
   """
 
   norm: str = "layer"
   mlp_bias: bool = True
   init: str = "xavier"
   logit_scale: bool = True
+  small_qkv_init: bool = False
 
   def __post_init__(self):
     if self.norm not in NORMS:
@@ -52,7 +58,8 @@ class RefSwitches:
       raise ValueError(f"RefSwitches.init={self.init!r}: must be one of {INITS}")
 
 
-OURS = RefSwitches(norm="rms", mlp_bias=False, init="lecun", logit_scale=True)
+OURS = RefSwitches(norm="rms", mlp_bias=False, init="lecun", logit_scale=True,
+                   small_qkv_init=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,12 +87,12 @@ def sincos_table(max_len: int, d_model: int) -> np.ndarray:
   return table_le
 
 
-def kernel_init(kind: str, n_in: int, n_out: int):
+def kernel_init(kind: str, n_in: int, n_out: int, scale: float = 1.0):
   """Initializer of a kernel [in dims..., out dims...] with `n_in` input dims."""
   axes = dict(in_axis=tuple(range(n_in)), out_axis=tuple(range(n_in, n_in + n_out)))
   if kind == "xavier":
-    return nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", **axes)
-  return nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", **axes)
+    return nn.initializers.variance_scaling(scale, "fan_avg", "uniform", **axes)
+  return nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal", **axes)
 
 
 class Dense(nn.Module):
@@ -95,11 +102,13 @@ class Dense(nn.Module):
   n_in: int = 1
   use_bias: bool = False
   init: str = "xavier"
+  scale: float = 1.0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     shape = tuple(x.shape[-self.n_in:]) + tuple(self.features)
-    kernel = self.param("kernel", kernel_init(self.init, self.n_in, len(self.features)), shape)
+    init = kernel_init(self.init, self.n_in, len(self.features), self.scale)
+    kernel = self.param("kernel", init, shape)
     y = jnp.tensordot(x, kernel, axes=self.n_in)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.normal(1e-6), tuple(self.features))
@@ -134,9 +143,10 @@ class SelfAttention(nn.Module):
   def __call__(self, x_ble: jax.Array) -> jax.Array:
     c, init = self.cfg, self.cfg.switches.init
     heads = (c.num_heads, c.head_dim)
-    q_blhd = Dense(heads, init=init, name="query")(x_ble) / np.sqrt(c.head_dim)
-    k_blhd = Dense(heads, init=init, name="key")(x_ble)
-    v_blhd = Dense(heads, init=init, name="value")(x_ble)
+    scale = 1.0 / c.num_heads if c.switches.small_qkv_init else 1.0
+    q_blhd = Dense(heads, init=init, scale=scale, name="query")(x_ble) / np.sqrt(c.head_dim)
+    k_blhd = Dense(heads, init=init, scale=scale, name="key")(x_ble)
+    v_blhd = Dense(heads, init=init, scale=scale, name="value")(x_ble)
     logits_bhqk = jnp.einsum("bqhd,bkhd->bhqk", q_blhd, k_blhd)
     n = x_ble.shape[1]
     causal_qk = np.tril(np.ones((n, n), bool))
