@@ -111,7 +111,8 @@ class Dense(nn.Module):
     kernel = self.param("kernel", init, shape)
     y = jnp.tensordot(x, kernel, axes=self.n_in)
     if self.use_bias:
-      y = y + self.param("bias", nn.initializers.normal(1e-6), tuple(self.features))
+      bias = self.param("bias", nn.initializers.normal(1e-6), tuple(self.features))
+      y = y + bias.reshape((1,) * (y.ndim - bias.ndim) + bias.shape)
     return y
 
 
@@ -128,9 +129,9 @@ class Norm(nn.Module):
     else:
       c_ble = x_ble - jnp.mean(x_ble, -1, keepdims=True)
       y_ble = c_ble * jax.lax.rsqrt(jnp.mean(c_ble * c_ble, -1, keepdims=True) + 1e-6)
-    y_ble = y_ble * self.param("scale", nn.initializers.ones, (d,))
+    y_ble = y_ble * self.param("scale", nn.initializers.ones, (d,))[None, None, :]
     if self.kind == "layer":
-      y_ble = y_ble + self.param("bias", nn.initializers.zeros, (d,))
+      y_ble = y_ble + self.param("bias", nn.initializers.zeros, (d,))[None, None, :]
     return y_ble
 
 
@@ -150,7 +151,7 @@ class SelfAttention(nn.Module):
     logits_bhqk = jnp.einsum("bqhd,bkhd->bhqk", q_blhd, k_blhd)
     n = x_ble.shape[1]
     causal_qk = np.tril(np.ones((n, n), bool))
-    logits_bhqk = jnp.where(causal_qk, logits_bhqk, jnp.finfo(jnp.float32).min)
+    logits_bhqk = jnp.where(causal_qk[None, None], logits_bhqk, jnp.finfo(jnp.float32).min)
     weights_bhqk = jax.nn.softmax(logits_bhqk, axis=-1)
     out_blhd = jnp.einsum("bhqk,bkhd->bqhd", weights_bhqk, v_blhd)
     return Dense((x_ble.shape[-1],), n_in=2, init=init, name="out")(out_blhd)
