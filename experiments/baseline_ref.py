@@ -184,7 +184,9 @@ class RefLM(nn.Module):
 
 
 def params_from_ours(ours: dict) -> dict:
-  """The unboxed params of our `DecoderLM` (dot) as params of `RefLM` with `OURS` switches."""
+  """The unboxed params of our `DecoderLM` (dot) as params of `RefLM` with our switches (the
+  library now: OURS with small_qkv_init=False and norm="layer"; OURS is the library before
+  the fan-in fix of 2026-12-02)."""
   dec = ours["decoder"]
   ref = {"embedding": ours["embed"]["embedding"], "final_norm": dict(dec["final_norm"])}
   for name, layer in dec.items():

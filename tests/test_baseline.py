@@ -10,6 +10,10 @@ from experiments import baseline, baseline_tasks
 from experiments.baseline_ref import OURS, params_from_ours, sincos_table
 from synthesizer_jax.layers import sinusoidal_positions
 
+#: The reference switched to every choice of the library as it is now (the fixed fan-in and
+#: LayerNorm since 2026-12-02); `ref_as_ours` (OURS) is the library before that fix.
+NOW = "ref_as_ours+lecun_qkv_init+layernorm"
+
 
 def _init(variant):
   model, _, _ = baseline.build(variant, "recall")
@@ -19,7 +23,7 @@ def _init(variant):
 
 def test_reference_with_our_switches_computes_our_model():
   ours, ours_params, inp_bl = _init("ours")
-  ref, ref_params, _ = _init("ref_as_ours")
+  ref, ref_params, _ = _init(NOW)
   converted = params_from_ours(ours_params)
   assert jax.tree.structure(converted) == jax.tree.structure(ref_params)
   np.testing.assert_allclose(ref.apply({"params": converted}, inp_bl),
@@ -30,7 +34,7 @@ def test_reference_with_our_switches_draws_our_init():
   # Same function is not enough: the stddev of every initial kernel must match ours too
   # (this is what caught our q/k/v fan-in, see RefSwitches.small_qkv_init).
   _, ours_params, _ = _init("ours")
-  _, ref_params, _ = _init("ref_as_ours")
+  _, ref_params, _ = _init(NOW)
   converted = params_from_ours(ours_params)
   for path, ours_leaf in jax.tree_util.tree_leaves_with_path(converted):
     ref_leaf = ref_params
@@ -41,8 +45,8 @@ def test_reference_with_our_switches_draws_our_init():
 
 def test_switches_change_parameters_as_documented():
   count = {v: sum(x.size for x in jax.tree.leaves(_init(v)[1]))
-           for v in ("ours", "ref", "ref_as_ours", "ref+rms", "ref+no_mlp_bias")}
-  assert count["ref_as_ours"] == count["ours"]
+           for v in ("ours", "ref", NOW, "ref+rms", "ref+no_mlp_bias")}
+  assert count[NOW] == count["ours"]
   # LayerNorm biases: 5 norms x 64; MLP biases: 2 layers x (128 + 64).
   assert count["ref"] - count["ref+rms"] == 5 * 64
   assert count["ref"] - count["ref+no_mlp_bias"] == 2 * (128 + 64)
