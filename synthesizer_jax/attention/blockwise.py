@@ -20,7 +20,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from synthesizer_jax.attention.core import MASK_VALUE, DotForm, Mask
+from synthesizer_jax.attention.core import MASK_VALUE, DotForm, Mask, gather_bias
 
 F32 = jnp.float32
 
@@ -100,8 +100,7 @@ def _logits(st: _Static, q, k, bias, qpos, kpos, mask: Mask, i, j):
       s_bhqk = jnp.einsum("bqhd,bkhd->bhqk", q_blk, k_blk, preferred_element_type=F32)
   if bias is not None:
     qp, kp = _slice(qpos, qs, st.block_q), _slice(kpos, ks, st.block_k)
-    b_hbqk = bias.at[:, qp[:, :, None], kp[:, None, :]].get(mode="fill", fill_value=jnp.nan)
-    s_bhqk = s_bhqk + jnp.swapaxes(b_hbqk, 0, 1).astype(F32)
+    s_bhqk = s_bhqk + gather_bias(bias, qp, kp).astype(F32)
   allowed_b1qk = mask.block(qs, st.block_q, ks, st.block_k)
   s_bhqk = jnp.where(allowed_b1qk, s_bhqk, MASK_VALUE)
   real_k = (ks + jnp.arange(st.block_k)) < st.n_k

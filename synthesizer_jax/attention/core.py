@@ -206,6 +206,14 @@ def gather_columns(table_bhql: jax.Array, pos_bk) -> jax.Array:
   return jnp.take_along_axis(table_bhql, idx_bhqk, axis=-1, mode="fill", fill_value=jnp.nan)
 
 
+def gather_bias(table_hll: jax.Array, pos_bq: jax.Array, pos_bk: jax.Array) -> jax.Array:
+  """out[b, h, q, k] = table[h, pos_q[b, q], pos_k[b, k]] (batch of the positions; NaN when
+  out of range): a `DotForm`'s bias read for a block of queries and keys."""
+  out_hbqk = table_hll.at[:, pos_bq[:, :, None], pos_bk[:, None, :]].get(
+      mode="fill", fill_value=jnp.nan)
+  return jnp.swapaxes(out_hbqk, 0, 1)
+
+
 def gather_rows(table_hlx: jax.Array, pos_bq) -> jax.Array:
   """out[b, h, q, :] = table[h, pos[b, q], :]; an int q means rows 0..q-1 (batch 1)."""
   if isinstance(pos_bq, int):

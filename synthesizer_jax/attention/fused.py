@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from synthesizer_jax.attention import pallas
 from synthesizer_jax.attention.blockwise import blockwise_attention
-from synthesizer_jax.attention.core import DotForm, Mask
+from synthesizer_jax.attention.core import DotForm, Mask, gather_bias
 
 IMPLS = ("auto", "materialized", "blockwise", "cudnn", "pallas")
 #: "auto" computes blockwise once the materialized float32 logits of one layer would exceed
@@ -87,22 +87,24 @@ def attend(impl: str, form: DotForm, v_bkhd: jax.Array, mask: Mask, pos_bq, pos_
     return blockwise_attention(form, v_bkhd, mask, pos_bq, pos_bk, q_len, block_q=block_size,
                                block_k=block_size)
   if impl == "cudnn":
-    platform = jax.devices()[0].platform
-    if platform != "gpu" and CUDNN_BACKEND == "cudnn":
-      raise ValueError(f"attention_impl='cudnn' needs an NVIDIA GPU, this process runs on "
-                       f"{platform!r}; use attention_impl='blockwise' or 'auto'")
+    _require_gpu("cudnn", "needs an NVIDIA GPU", emulated=CUDNN_BACKEND != "cudnn")
     return dot_product_attention(form, v_bkhd, mask, pos_bq, pos_bk, q_len,
                                  implementation=CUDNN_BACKEND)
   if impl == "pallas":
-    platform = jax.devices()[0].platform
-    if platform != "gpu" and not pallas.INTERPRET:
-      raise ValueError(f"attention_impl='pallas' wraps JAX's Pallas GPU flash kernel, and this "
-                       f"process runs on {platform!r}; use attention_impl='blockwise' or 'auto'")
+    _require_gpu("pallas", "wraps JAX's Pallas GPU flash kernel", emulated=pallas.INTERPRET)
     if pallas.supports(form, mask, q_len, v_bkhd.shape[1]):
       return pallas.mha(form, v_bkhd, mask)
     # Cross-attention and prefill: masks the kernel cannot express; same result blockwise.
     return attend("blockwise", form, v_bkhd, mask, pos_bq, pos_bk, q_len, block_size=block_size)
   raise ValueError(f"attend: {impl!r} is not a fused implementation")
+
+
+def _require_gpu(impl: str, what: str, emulated: bool) -> None:
+  """ValueError naming the platform and the alternative, unless on a GPU (or emulated)."""
+  platform = jax.devices()[0].platform
+  if platform != "gpu" and not emulated:
+    raise ValueError(f"attention_impl={impl!r} {what}, and this process runs on {platform!r}; "
+                     "use attention_impl='blockwise' or 'auto'")
 
 
 def _pad_last(x: jax.Array, size: int) -> jax.Array:
@@ -134,9 +136,7 @@ def dot_product_attention(form: DotForm, v_bkhd: jax.Array, mask: Mask, pos_bq, 
   if form.bias_hll is not None:
     as_pos = lambda p, n: jnp.arange(n)[None, :] if isinstance(p, int) else p
     qp, kp = as_pos(pos_bq, n_q), as_pos(pos_bk, n_k)
-    bias_hbqk = form.bias_hll.at[:, qp[:, :, None], kp[:, None, :]].get(
-        mode="fill", fill_value=jnp.nan)
-    bias = jnp.swapaxes(bias_hbqk, 0, 1).astype(dtype)
+    bias = gather_bias(jnp.asarray(form.bias_hll), qp, kp).astype(dtype)
   plain_causal = mask.causal and mask.is_plain
   dense = None
   if not mask.is_plain:
