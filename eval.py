@@ -30,13 +30,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  from synthesizer_jax import trainer
+  from synthesizer_jax import evaluation
 
   overrides = {k: v for k, v in (("data_dir", _DATA_DIR.value),
                                  ("eval_batches", _EVAL_BATCHES.value),
                                  ("predict_batches", _PREDICT_BATCHES.value)) if v is not None}
-  results = trainer.evaluate_checkpoint(_WORKDIR.value, step=_STEP.value, split=_SPLIT.value,
-                                        overrides=overrides)
+  results = evaluation.evaluate_checkpoint(_WORKDIR.value, step=_STEP.value,
+                                           split=_SPLIT.value, overrides=overrides)
   print(json.dumps(results, indent=2))
   return 0
 

@@ -32,19 +32,18 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save step at INFO
-  from synthesizer_jax import sharding
+  from synthesizer_jax import config, sharding
 
+  run_cfg = config.parse_config(_CONFIG.value.to_dict())  # every field checked first
   # Before anything touches the devices.
   sharding.maybe_initialize_distributed(_COORD.value, _NPROC.value, _PID.value)
-  from synthesizer_jax import trainer
+  from synthesizer_jax import loop
 
-  model_fields, train_cfg, mesh_cfg = trainer.from_config(_CONFIG.value.to_dict())
   if _PREPARE.value:
     from synthesizer_jax import data
 
-    data.prepare(train_cfg.data_dir, [train_cfg.task])
-  result = trainer.train_and_evaluate(model_fields, train_cfg, mesh_cfg, _WORKDIR.value,
-                                      stop_after=_STOP.value)
+    data.prepare(run_cfg.train.data_dir, [run_cfg.train.task])
+  result = loop.train_and_evaluate(run_cfg, _WORKDIR.value, stop_after=_STOP.value)
   # Preempted (SIGTERM / SIGINT): the step is saved; non-zero so schedulers rerun the job.
   return result.get("exit_code", 0)
 

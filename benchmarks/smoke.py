@@ -5,7 +5,7 @@
 
 For each of DecoderLM, EncoderDecoder and EncoderClassifier it trains a bfloat16 model on a
 synthetic task it can learn (LM: counting sequences; seq2seq: copy; classification: parity of
-the first token) with the project's own training step (`synthesizer_jax.training`: TrainState,
+the first token) with the project's own training step (`synthesizer_jax.steps`: TrainState,
 AdamW + warmup, clipping, jit with shardings and donation on a one-device mesh), prints the loss
 at the start and the end and the throughput (steps/s and tokens/s, compile excluded), and exits
 non-zero if a loss is not finite. Synthetic batches in the seqio feature format stand in for the
@@ -22,7 +22,9 @@ import jax
 import numpy as np
 
 import synthesizer_jax as sj
-from synthesizer_jax import sharding, training
+from synthesizer_jax import optim, shapes, sharding
+from synthesizer_jax import steps as step_fns
+from synthesizer_jax.config import TrainConfig
 
 SIZES = {  # d_model, heads, mlp, layers, vocab, length, batch
     "gpu": dict(d_model=512, num_heads=8, mlp_dim=2048, num_layers=6, vocab_size=32128,
@@ -32,7 +34,7 @@ SIZES = {  # d_model, heads, mlp, layers, vocab, length, batch
     "tiny": dict(d_model=16, num_heads=2, mlp_dim=32, num_layers=1, vocab_size=32,
                  length=8, batch=2),
 }
-SHAPES = training.SHAPES
+SHAPES = tuple(shapes.SHAPES)
 
 
 def synthetic_batch(shape: str, rng: np.random.Generator, batch: int, length: int, vocab: int):
@@ -58,17 +60,16 @@ def run_shape(shape: str, kind: str, size: dict, steps: int, seed: int = 0) -> d
                        num_heads=size["num_heads"], head_dim=size["d_model"] // size["num_heads"],
                        mlp_dim=size["mlp_dim"], num_layers=size["num_layers"], max_len=length,
                        dropout_rate=0.0, self_attention=kind, dtype="bfloat16")
-  model = {"lm": sj.DecoderLM(cfg), "encdec": sj.EncoderDecoder(cfg),
-           "classifier": sj.EncoderClassifier(cfg, num_classes=2)}[shape]
-  train_cfg = training.TrainConfig(task="smoke", batch_size=batch, inputs_length=length,
-                                   targets_length=length, num_train_steps=steps,
-                                   learning_rate=1e-3, warmup_steps=min(10, steps), seed=seed)
-  tx = training.make_optimizer(train_cfg)
+  model = shapes.get(shape).build(cfg, num_classes=2)
+  train_cfg = TrainConfig(task="smoke", batch_size=batch, inputs_length=length,
+                          targets_length=length, num_train_steps=steps,
+                          learning_rate=1e-3, warmup_steps=min(10, steps), seed=seed)
+  tx = optim.make_optimizer(train_cfg)
   mesh = sharding.make_mesh(sharding.MeshConfig(num_devices=1, rules="dp"))
   rules = sharding.RULE_SETS["dp"]
-  state, shardings = training.create_train_state(
-      model, shape, tx, train_cfg.feature_lengths(shape), mesh, rules, seed)
-  step = training.jit_train_step(model, shape, tx, train_cfg, mesh, rules, shardings)
+  state, shardings = step_fns.create_train_state(
+      model, shape, tx, shapes.get(shape).feature_lengths(train_cfg), mesh, rules, seed)
+  step = step_fns.jit_train_step(model, shape, tx, train_cfg, mesh, rules, shardings)
   rng = np.random.default_rng(seed)
   losses, start = [], 0.0
   for i in range(steps):

@@ -1,7 +1,7 @@
 """Issue 19: our `DecoderLM` (dot) side by side with a reference Transformer to flax's lm1b recipe.
 
 Both models (and every ablation variant of the reference) are trained by one loop on the same
-batches: AdamW via `synthesizer_jax.training.make_optimizer` (peak 3e-3, 100 linear warmup
+batches: AdamW via `synthesizer_jax.optim.make_optimizer` (peak 3e-3, 100 linear warmup
 steps, cosine decay to 0.1 x peak, weight decay 0.01 on matrices, b2 0.98, global-norm clip
 1.0), batch 64, 3000 steps; evaluated every 100 steps on a fixed held-out set. Run:
 
@@ -31,7 +31,8 @@ import optax
 import synthesizer_jax as sj
 from experiments import baseline_tasks as tasks
 from experiments.baseline_ref import OURS, RefConfig, RefLM, RefSwitches
-from synthesizer_jax.training import TrainConfig, make_optimizer
+from synthesizer_jax.config import TrainConfig
+from synthesizer_jax.optim import make_optimizer
 
 # Variant name -> None (our DecoderLM) or the reference's switches.
 _R = RefSwitches()

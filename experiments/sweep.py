@@ -3,7 +3,7 @@
     python -m experiments.sweep --tasks diagnostics,lm --kinds all --seeds 3 --size small \
         --out experiments/results/small
 
-Each run trains with `synthesizer_jax.trainer.train_and_evaluate` in its own workdir
+Each run trains with `synthesizer_jax.loop.train_and_evaluate` in its own workdir
 (`--workroot/<size>/<task>/<kind>/seed<k>`, checkpoints and logs) and appends one JSON
 record to `<out>/runs.jsonl`: task, kind, seed, parameter count, budget (steps, batch,
 lengths, tokens), the validation metrics, the validation curve, wall time. Runs already in
@@ -44,13 +44,15 @@ def param_count(run_model_fields: dict[str, Any], shape: str, vocab_size: int,
   import flax.linen as nn
   import jax
 
-  from synthesizer_jax import trainer, training
+  from synthesizer_jax import shapes
+  from synthesizer_jax.config import RunConfig, TrainConfig
 
-  cfg = trainer.model_config(run_model_fields, vocab_size)
-  model = trainer.build_model(shape, cfg, num_classes)
-  inputs = training.dummy_inputs(shape, lengths)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), *inputs))
-  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(nn.meta.unbox(shapes["params"]))))
+  cfg = RunConfig.build(run_model_fields, TrainConfig()).model_for(vocab_size)
+  model_shape = shapes.get(shape)
+  model = model_shape.build(cfg, num_classes)
+  inputs = model_shape.dummy_inputs(lengths)
+  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), *inputs))
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(nn.meta.unbox(abstract["params"]))))
 
 
 def curves(workdir: str, metric: str) -> dict[str, list]:
@@ -107,8 +109,9 @@ def run_one(task_name: str, kind: str, seed: int, size: str, *, workroot: str, d
   `train_override` replaces TrainConfig fields of the budget (say a longer run); the record
   keeps it under "train_override", and its "steps", "batch_size", "token_budget" follow it.
   """
+  from synthesizer_jax import loop, shapes
   from synthesizer_jax import sharding as shd
-  from synthesizer_jax import trainer, training
+  from synthesizer_jax.config import RunConfig, TrainConfig
 
   task = budgets.TASKS[task_name]
   model_fields, train_fields, extra = budgets.budget(task_name, size)
@@ -123,14 +126,14 @@ def run_one(task_name: str, kind: str, seed: int, size: str, *, workroot: str, d
     from synthesizer_jax import data as data_module
 
     data, run_data_dir = data_module, data_dir
-  cfg = training.TrainConfig(task=task.data_task, data_dir=run_data_dir, seed=seed,
-                             async_checkpoints=False, **train_fields)
+  cfg = TrainConfig(task=task.data_task, data_dir=run_data_dir, seed=seed,
+                    async_checkpoints=False, **train_fields)
   info = data.task_info(task.data_task, run_data_dir)
   vocab = data.get_vocabulary(task.data_task, run_data_dir)
-  lengths = cfg.feature_lengths(info.shape)
+  lengths = shapes.get(info.shape).feature_lengths(cfg)
   start = time.time()
-  result = trainer.train_and_evaluate(model_fields, cfg, mesh or shd.MeshConfig(), workdir,
-                                      data=data, progress=progress)
+  result = loop.train_and_evaluate(RunConfig.build(model_fields, cfg, mesh or shd.MeshConfig()),
+                                   workdir, data=data, progress=progress)
   train_s = time.time() - start
   if result.get("stopped"):
     raise RuntimeError(f"run {workdir} stopped early at step {result['step']}")
@@ -229,10 +232,9 @@ def main(argv=None):
   seeds = list(range(args.first_seed, args.first_seed + args.seeds))
   diag_spec = diagnostics.DiagSpec(**json.loads(args.diag_spec))
   train_override = json.loads(args.train_override)
-  from synthesizer_jax import training
+  from synthesizer_jax.config import TrainConfig
 
-  unknown = sorted(set(train_override) - {f.name for f in
-                                          dataclasses.fields(training.TrainConfig)})
+  unknown = sorted(set(train_override) - {f.name for f in dataclasses.fields(TrainConfig)})
   if unknown:
     p.error(f"--train_override: {unknown} are not TrainConfig fields")
   path = sweep(tasks, kinds, seeds, args.size, out, workroot=args.workroot,

@@ -239,17 +239,11 @@ def load_checkpoint(workdir_or_path: str, step: int | None = None):
 
   `config` is the saved run config dict (model, train, task, vocab_path, ...).
   """
+  from synthesizer_jax import shapes
   from synthesizer_jax.config import ModelConfig
-  from synthesizer_jax.transformer import DecoderLM, EncoderClassifier, EncoderDecoder
 
   state, config, _ = restore_source(workdir_or_path, step)
   model_cfg = ModelConfig.from_saved(config["model"])
-  shape = config["shape"]
-  if shape == "lm":
-    model = DecoderLM(model_cfg)
-  elif shape == "encdec":
-    model = EncoderDecoder(model_cfg)
-  else:
-    model = EncoderClassifier(model_cfg, num_classes=config["num_classes"])
+  model = shapes.get(config["shape"]).build(model_cfg, config.get("num_classes"))
   variables = {"params": state["params"], **(state.get("constants") or {})}
   return model, variables, config

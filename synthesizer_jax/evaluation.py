@@ -10,7 +10,9 @@ decoded strings (class ids for classifiers).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+import json
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
@@ -21,6 +23,7 @@ from synthesizer_jax import metrics as metrics_lib
 from synthesizer_jax import sharding as shd
 
 EOS_ID = 1
+RESULTS_FILE = "eval_results.json"
 
 
 def pad_batch(batch: dict[str, np.ndarray], rows: int) -> tuple[dict[str, np.ndarray], int]:
@@ -33,7 +36,7 @@ def pad_batch(batch: dict[str, np.ndarray], rows: int) -> tuple[dict[str, np.nda
                                         v.dtype)]) for k, v in batch.items()}, n
 
 
-def _local_rows(x) -> np.ndarray:
+def local_rows(x) -> np.ndarray:
   """All rows of a (possibly multi-host) global array as NumPy."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
@@ -43,7 +46,7 @@ def _local_rows(x) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _classify(model, variables, tokens_bl):
+def classify(model, variables, tokens_bl):
   return model.apply(variables, tokens_bl)
 
 
@@ -97,10 +100,7 @@ def teacher_forced(run, state, batches: Iterator[dict[str, np.ndarray]],
     totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
   if totals is None:
     raise ValueError(f"the {run.cfg.task!r} eval split gave no batches")
-  out = metrics_lib.lm_metrics(totals)
-  if run.shape == "classifier":
-    out = {"loss": out["loss"], "accuracy": out["token_accuracy"], "examples": out["tokens"]}
-  return out
+  return run.shape.eval_metrics(metrics_lib.lm_metrics(totals))
 
 
 def predictions(run, state, batches: Iterator[dict[str, np.ndarray]],
@@ -112,29 +112,18 @@ def predictions(run, state, batches: Iterator[dict[str, np.ndarray]],
     if i >= num_batches:
       break
     batch, n = pad_batch(batch, run.local_batch_size)
-    target_key = "targets" if run.shape == "classifier" else "decoder_target_tokens"
-    valid = np.arange(run.local_batch_size) < n
-    if run.shape == "classifier":
-      valid &= batch["targets"] >= 0  # -1: unlabelled (test splits)
+    valid = (np.arange(run.local_batch_size) < n) & run.shape.valid_rows(batch)
     # Global arrays; gathered back, every process sees all rows in the same order.
-    g = shd.global_batch({"enc": batch["encoder_input_tokens"], "tgt": batch[target_key],
-                          "valid": valid}, run.mesh)
-    src = _local_rows(g["enc"])
-    if run.shape == "classifier":
-      with shd.mesh_context(run.mesh, run.rules):
-        out = _local_rows(_classify(run.model, variables, g["enc"]))
-    else:  # every process decodes all rows (host arrays in, host arrays out)
-      out = predict_tokens(run.model, variables, src, run.cfg.decode_len, run.cfg.decode_method,
-                           run.cfg.num_beams, run.cfg.length_penalty)
-    keep = _local_rows(g["valid"])
-    src, tgt, out = src[keep], _local_rows(g["tgt"])[keep], out[keep]
-    inputs += [decode_ids(run.vocab, row) for row in src]
-    if run.shape == "classifier":
-      targets += tgt.tolist()
-      preds += (out[:, 0] if run.info.metric == "regression" else out.argmax(-1)).tolist()
-    else:
-      targets += [decode_ids(run.vocab, row) for row in tgt]
-      preds += [decode_ids(run.vocab, row) for row in out]
+    g = shd.global_batch({"enc": batch["encoder_input_tokens"],
+                          "tgt": batch[run.shape.target_feature], "valid": valid}, run.mesh)
+    src = local_rows(g["enc"])
+    out = run.shape.predict(run.model, variables, src, g["enc"], run)
+    keep = local_rows(g["valid"])
+    tgt, pred = run.shape.format(run.vocab, local_rows(g["tgt"])[keep], out[keep],
+                                 run.info.metric)
+    inputs += [decode_ids(run.vocab, row) for row in src[keep]]
+    targets += tgt
+    preds += pred
   return inputs, targets, preds
 
 
@@ -148,9 +137,68 @@ def evaluate(run, state, split: str = "validation", num_batches: int | None = No
     results.update(teacher_forced(run, state, run.eval_batches(split), num_batches))
   fns = metrics_lib.METRIC_FNS.get(run.info.metric)
   examples = []
-  if fns and predict_batches > 0 and run.shape in ("encdec", "classifier"):
+  if fns and predict_batches > 0 and run.shape.predicts:
     inputs, targets, preds = predictions(run, state, run.eval_batches(split), predict_batches)
     results.update(metrics_lib.compute(fns, targets, preds))
     examples = [{"input": i, "target": t, "prediction": p}
                 for i, t, p in list(zip(inputs, targets, preds, strict=False))[:5]]
   return {"metrics": results, "examples": examples}
+
+
+def final_results(run, state, split: str = "validation") -> dict[str, Any]:
+  """`evaluate`, plus the shape's text sample (an LM's greedy continuation of the prompt)."""
+  results = evaluate(run, state, split)
+  variables = {"params": state.params, **state.constants}
+  sample = run.shape.sample(run.model, variables, run.vocab, run.cfg)  # every process
+  if sample is not None:
+    results["sample"] = sample
+  return results
+
+
+def write_results(workdir: str, step: int, results: dict[str, Any], name: str = RESULTS_FILE):
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, name), "w") as f:
+      json.dump({"step": int(step), **results}, f, indent=2)
+
+
+def evaluate_checkpoint(workdir: str, *, step: int | None = None, split: str = "validation",
+                        overrides: Mapping[str, Any] | None = None, data=None,
+                        mesh_cfg=None) -> dict[str, Any]:
+  """Restores a train.py checkpoint onto this machine's devices and evaluates it.
+
+  Args:
+    workdir: the run's workdir.
+    step: checkpoint step (default: latest).
+    split: dataset split to score.
+    overrides: TrainConfig fields to change (data_dir, eval_batches, predict_batches, ...).
+    data: the data module (default `synthesizer_jax.data`).
+    mesh_cfg: a `MeshConfig` to restore onto (default: all local devices, the run's rule set).
+
+  Returns:
+    {"step", "metrics", "examples"}; also written to `<workdir>/eval_<split>_<step>.json`.
+  """
+  from synthesizer_jax import checkpointing
+  from synthesizer_jax.config import MeshConfig, ModelConfig, RunConfig, TrainConfig
+  from synthesizer_jax.run import config_differences, setup
+
+  ckpt = checkpointing.Checkpointer(workdir, read_only=True)
+  try:
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first with train.py")
+    saved = ckpt.config(step)
+    train = TrainConfig.from_dict({**saved["train"], **dict(overrides or {})})
+    mesh_cfg = mesh_cfg or MeshConfig(rules=saved["mesh"]["rules"])
+    run = setup(RunConfig(train=train, model=ModelConfig.from_saved(saved["model"]),
+                          mesh=mesh_cfg), data)
+    changed = [d for d in config_differences(saved, run.run_config())
+               if d.startswith("vocabulary")]
+    if changed:
+      raise ValueError(f"{ckpt.step_path(step)} cannot be evaluated with this vocabulary: "
+                       f"{changed[0]}. Point data_dir at the data the run was trained on.")
+    state, _ = ckpt.restore(run.abstract_state(), step)
+  finally:
+    ckpt.close()
+  results = final_results(run, state, split)
+  write_results(workdir, step, results, name=f"eval_{split}_{step}.json")
+  return {"step": step, **results}

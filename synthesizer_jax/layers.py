@@ -137,7 +137,7 @@ def check_token_ids(tokens, vocab_size: int, name: str = "tokens") -> None:
 
   A gather would otherwise wrap negative ids around and return NaN (or padding) for ids past
   the table, silently. Under jit `Embed` turns such ids into NaN embeddings instead, which
-  the trainer's non-finite guard reports; `training.check_batch` checks each batch on the host.
+  the trainer's non-finite guard reports; `steps.check_batch` checks each batch on the host.
   """
   if (isinstance(tokens, jax.core.Tracer) or not getattr(tokens, "is_fully_addressable", True)
       or np.size(tokens) == 0):

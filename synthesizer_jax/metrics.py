@@ -32,7 +32,7 @@ def perplexity(nll_sum: float, num_tokens: float) -> float:
 
 
 def lm_metrics(sums: dict[str, float]) -> Metrics:
-  """Loss, perplexity and token accuracy from `training.eval_step` sums (added over batches)."""
+  """Loss, perplexity and token accuracy from `steps.eval_step` sums (added over batches)."""
   weight = float(sums["weight"])
   return {"loss": float(sums["loss"]) / weight, "nll": float(sums["nll"]) / weight,
           "perplexity": perplexity(float(sums["nll"]), weight),

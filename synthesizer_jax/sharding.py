@@ -23,7 +23,6 @@ creation, sharding contexts) live here only.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -34,6 +33,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from synthesizer_jax.config import RULE_SET_NAMES, MeshConfig
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
@@ -52,38 +53,7 @@ RULE_SETS: dict[str, Rules] = {
         ("embed", "fsdp"), ("syn_len", "fsdp"), ("mlp", "fsdp"), ("vocab", "fsdp"),
     ),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class MeshConfig:
-  """Mesh shape: ICI (within a slice / host) and DCN (across slices / hosts) sizes.
-
-  The device mesh has axes (data, fsdp, tensor), each of size ici * dcn. One ICI
-  size may be -1: it takes the devices left over in each slice.
-  """
-
-  data: int = -1
-  fsdp: int = 1
-  tensor: int = 1
-  dcn_data: int = 1
-  dcn_fsdp: int = 1
-  dcn_tensor: int = 1
-  rules: str = "fsdp"
-  num_devices: int = 0  # use the first N devices only (0: all of them)
-
-  def __post_init__(self):
-    ici = (self.data, self.fsdp, self.tensor)
-    if sum(s == -1 for s in ici) > 1:
-      raise ValueError(f"MeshConfig: at most one of data/fsdp/tensor may be -1, got {ici}")
-    for name in ("data", "fsdp", "tensor"):
-      value = getattr(self, name)
-      if value != -1 and value < 1:
-        raise ValueError(f"MeshConfig.{name}={value}: must be a positive size or -1 (fill)")
-    for name in ("dcn_data", "dcn_fsdp", "dcn_tensor"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"MeshConfig.{name}={getattr(self, name)}: must be >= 1")
-    if self.rules not in RULE_SETS:
-      raise ValueError(f"MeshConfig.rules={self.rules!r}: must be one of {sorted(RULE_SETS)}")
+assert tuple(RULE_SETS) == RULE_SET_NAMES, "config.RULE_SET_NAMES must list RULE_SETS"
 
 
 def mesh_shapes(cfg: MeshConfig, num_devices: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -105,8 +75,9 @@ def mesh_shapes(cfg: MeshConfig, num_devices: int) -> tuple[tuple[int, ...], tup
   return tuple(ici), dcn
 
 
-def make_mesh(cfg: MeshConfig = MeshConfig(), devices: Sequence[Any] | None = None) -> Mesh:
+def make_mesh(cfg: MeshConfig | None = None, devices: Sequence[Any] | None = None) -> Mesh:
   """A Mesh with axes (data, fsdp, tensor) over `devices` (default: all, every process)."""
+  cfg = cfg or MeshConfig()
   if devices is None:
     devices = jax.devices()[:cfg.num_devices] if cfg.num_devices else jax.devices()
   devices = list(devices)

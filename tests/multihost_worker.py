@@ -15,13 +15,13 @@ MODEL = dict(d_model=16, num_heads=2, head_dim=8, mlp_dim=32, num_layers=1, max_
 
 
 def train_config(data_dir):
-  from synthesizer_jax import training
+  from synthesizer_jax.config import TrainConfig
 
-  return training.TrainConfig(task="fake_lm", data_dir=data_dir, batch_size=8,
-                              targets_length=16, num_train_steps=4, log_every=1,
-                              checkpoint_every=3, eval_every=100, eval_batches=0,
-                              predict_batches=0, sample_prompt="", learning_rate=1e-2,
-                              warmup_steps=1)
+  return TrainConfig(task="fake_lm", data_dir=data_dir, batch_size=8,
+                     targets_length=16, num_train_steps=4, log_every=1,
+                     checkpoint_every=3, eval_every=100, eval_batches=0,
+                     predict_batches=0, sample_prompt="", learning_rate=1e-2,
+                     warmup_steps=1)
 
 
 def main(pid, nproc, port, workdir, data_dir):
@@ -35,13 +35,14 @@ def main(pid, nproc, port, workdir, data_dir):
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import fake_data
 
-  from synthesizer_jax import trainer
+  from synthesizer_jax import loop
+  from synthesizer_jax.config import RunConfig
 
   assert jax.process_count() == nproc and jax.device_count() == 2 * nproc
   # DCN axis across the processes (hybrid mesh), FSDP within each.
   mesh = shd.MeshConfig(data=1, fsdp=2, dcn_data=nproc, rules="fsdp")
-  trainer.train_and_evaluate(MODEL, train_config(data_dir), mesh, workdir, data=fake_data,
-                             progress=False)
+  loop.train_and_evaluate(RunConfig.build(MODEL, train_config(data_dir), mesh), workdir,
+                          data=fake_data, progress=False)
   jax.distributed.shutdown()
 
 

@@ -23,7 +23,9 @@ jax.config.update("jax_default_matmul_precision", "highest")
 import fake_data  # noqa: E402
 from test_reliability import MODEL, ONE, train_cfg  # noqa: E402
 
-from synthesizer_jax import trainer  # noqa: E402
+from synthesizer_jax import loop  # noqa: E402
+from synthesizer_jax import run as run_lib  # noqa: E402
+from synthesizer_jax.config import RunConfig  # noqa: E402
 
 
 class WaitForSignal:
@@ -47,8 +49,8 @@ class WaitForSignal:
 
 def train(workdir, steps, wait_at):
   cfg = train_cfg(os.path.dirname(workdir), num_train_steps=int(steps), async_checkpoints=True)
-  result = trainer.train_and_evaluate(MODEL, cfg, ONE, workdir, data=WaitForSignal(int(wait_at)),
-                                      progress=False)
+  result = loop.train_and_evaluate(RunConfig.build(MODEL, cfg, ONE), workdir,
+                                   data=WaitForSignal(int(wait_at)), progress=False)
   return result.get("exit_code", 0)
 
 
@@ -57,8 +59,9 @@ def hang_in_save(workdir):
 
   from synthesizer_jax import checkpointing
 
-  run = trainer.setup(MODEL, train_cfg(os.path.dirname(workdir)), ONE, data=fake_data)
-  state = trainer.initial_state(run, log=lambda *_: None)
+  run = run_lib.setup(RunConfig.build(MODEL, train_cfg(os.path.dirname(workdir)), ONE),
+                      data=fake_data)
+  state = run_lib.initial_state(run, log=lambda *_: None)
   ckpt = checkpointing.Checkpointer(workdir, async_save=True)
   ckpt.save(1, state, run.run_config(), {"step": 1, "train_batches": 1})
   ckpt.wait()

@@ -12,7 +12,7 @@ from helpers import randomize, small_config, unbox
 import synthesizer_jax as sj
 from benchmarks import attention as bench
 from benchmarks import smoke, variants
-from synthesizer_jax import training, transformer
+from synthesizer_jax import steps, transformer
 
 
 @pytest.mark.parametrize("impl", [None, "xla"])
@@ -105,7 +105,7 @@ def test_benchmark_writes_results(tmp_path):
 @pytest.mark.parametrize("shape", smoke.SHAPES)
 def test_smoke_batches_have_the_training_features(shape):
   batch = smoke.synthetic_batch(shape, np.random.default_rng(0), 3, 8, 32)
-  training.check_batch(batch, shape, global_batch_size=3)
+  steps.check_batch(batch, shape, global_batch_size=3)
 
 
 def test_smoke_trains_in_bf16(capsys):

@@ -9,8 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from synthesizer_jax import checkpointing, trainer, training
+from synthesizer_jax import checkpointing, loop, optim, steps
+from synthesizer_jax import run as run_lib
 from synthesizer_jax import sharding as shd
+from synthesizer_jax.config import RunConfig, TrainConfig
 
 MODEL = dict(d_model=16, num_heads=2, head_dim=8, mlp_dim=32, num_layers=1, max_len=16,
              dropout_rate=0.1, self_attention="dense")
@@ -21,7 +23,7 @@ def train_cfg(data_dir, task="fake_lm", **kw):
               targets_length=16, num_train_steps=4, log_every=1, eval_every=100,
               checkpoint_every=2, eval_batches=0, predict_batches=0, learning_rate=1e-2,
               warmup_steps=1, sample_prompt="")
-  return training.TrainConfig(**{**base, **kw})
+  return TrainConfig(**{**base, **kw})
 
 
 def train_losses(workdir):
@@ -33,13 +35,13 @@ def test_resume_gives_same_next_step_loss(tmp_path):
   (tmp_path / "data").mkdir()
   cfg = train_cfg(tmp_path / "data")
   mesh = shd.MeshConfig(num_devices=1)
-  trainer.train_and_evaluate(MODEL, cfg, mesh, str(tmp_path / "a"), data=fake_data,
-                             progress=False)
-  stopped = trainer.train_and_evaluate(MODEL, cfg, mesh, str(tmp_path / "b"), data=fake_data,
-                                       stop_after=2, progress=False)
+  loop.train_and_evaluate(RunConfig.build(MODEL, cfg, mesh), str(tmp_path / "a"), data=fake_data,
+                          progress=False)
+  stopped = loop.train_and_evaluate(RunConfig.build(MODEL, cfg, mesh), str(tmp_path / "b"),
+                                    data=fake_data, stop_after=2, progress=False)
   assert stopped["stopped"] and stopped["step"] == 2
-  trainer.train_and_evaluate(MODEL, cfg, mesh, str(tmp_path / "b"), data=fake_data,
-                             progress=False)
+  loop.train_and_evaluate(RunConfig.build(MODEL, cfg, mesh), str(tmp_path / "b"), data=fake_data,
+                          progress=False)
   a, b = train_losses(tmp_path / "a"), train_losses(tmp_path / "b")
   assert sorted(b) == [1, 2, 3, 4]
   np.testing.assert_allclose([b[3], b[4]], [a[3], a[4]], rtol=1e-6)
@@ -56,9 +58,9 @@ def _state(mesh, seed=0):
   model = sj.DecoderLM(sj.ModelConfig(vocab_size=32, d_model=16, num_heads=2, head_dim=8,
                                       mlp_dim=32, num_layers=1, max_len=16,
                                       self_attention="factorized_random+dot"))
-  tx = training.make_optimizer(training.TrainConfig())
+  tx = optim.make_optimizer(TrainConfig())
   rules = shd.RULE_SETS["fsdp_tp"]
-  state, sh = training.create_train_state(model, "lm", tx, {"targets": 16}, mesh, rules, seed)
+  state, sh = steps.create_train_state(model, "lm", tx, {"targets": 16}, mesh, rules, seed)
   return model, tx, state, sh
 
 
@@ -72,9 +74,9 @@ def test_restore_onto_another_mesh(tmp_path, src, dst):
   ckpt = checkpointing.Checkpointer(str(tmp_path))
   ckpt.save(7, state, {"x": 1}, {"train_batches": 7})
   ckpt.wait()
-  target_sh = training.state_shardings(model, "lm", tx, {"targets": 16}, mesh_of(dst),
+  target_sh = steps.state_shardings(model, "lm", tx, {"targets": 16}, mesh_of(dst),
                                        shd.RULE_SETS["fsdp_tp"])
-  restored, meta = ckpt.restore(training.abstract_state(model, "lm", tx, {"targets": 16},
+  restored, meta = ckpt.restore(steps.abstract_state(model, "lm", tx, {"targets": 16},
                                                         target_sh))
   ckpt.close()
   assert meta["train_batches"] == 7
@@ -86,16 +88,16 @@ def test_restore_onto_another_mesh(tmp_path, src, dst):
 
 def test_fine_tune_from_encoder_decoder(tmp_path):
   (tmp_path / "data").mkdir()
-  pre = trainer.setup(MODEL, train_cfg(tmp_path / "data", task="fake_encdec"),
-                      shd.MeshConfig(num_devices=1), data=fake_data)
+  pre = run_lib.setup(RunConfig.build(MODEL, train_cfg(tmp_path / "data", task="fake_encdec"),
+                                      shd.MeshConfig(num_devices=1)), data=fake_data)
   ckpt = checkpointing.Checkpointer(str(tmp_path / "pre"))
-  ckpt.save(2, trainer.initial_state(pre), pre.run_config(), {"train_batches": 2})
+  ckpt.save(2, run_lib.initial_state(pre), pre.run_config(), {"train_batches": 2})
   ckpt.close()
   source, _, _ = checkpointing.restore_source(str(tmp_path / "pre"))
   ft = train_cfg(tmp_path / "data", task="fake_classify", init_from=str(tmp_path / "pre"),
                  init_params=("embed", "encoder"))
-  run = trainer.setup(MODEL, ft, shd.MeshConfig(num_devices=1), data=fake_data)
-  state = trainer.initial_state(run, log=lambda *_: None)
+  run = run_lib.setup(RunConfig.build(MODEL, ft, shd.MeshConfig(num_devices=1)), data=fake_data)
+  state = run_lib.initial_state(run, log=lambda *_: None)
   flat = checkpointing._flat(state.params)
   src = checkpointing._flat(source["params"])
   assert any(k.startswith("encoder/") for k in flat)
@@ -106,9 +108,9 @@ def test_fine_tune_from_encoder_decoder(tmp_path):
       assert key.startswith("head/")
   # A parameter of another shape is an error that names it.
   bad = train_cfg(tmp_path / "data", task="fake_classify", init_from=str(tmp_path / "pre"))
-  run = trainer.setup({**MODEL, "mlp_dim": 48}, bad, shd.MeshConfig(num_devices=1),
-                      data=fake_data)
+  run = run_lib.setup(RunConfig.build({**MODEL, "mlp_dim": 48}, bad,
+                                      shd.MeshConfig(num_devices=1)), data=fake_data)
   with pytest.raises(ValueError, match=r"mlp/wi/kernel: shape \(16, 32\)"):
-    trainer.initial_state(run, log=lambda *_: None)
+    run_lib.initial_state(run, log=lambda *_: None)
   with pytest.raises(ValueError, match="matches no parameter"):
     checkpointing.merge_params(state.params, source["params"], ("decoder",))

@@ -12,8 +12,10 @@ import sys
 import fake_data
 import pytest
 
-from synthesizer_jax import data, trainer, training
+from synthesizer_jax import data
+from synthesizer_jax import run as run_lib
 from synthesizer_jax import sharding as shd
+from synthesizer_jax.config import RunConfig, TrainConfig, parse_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = dict(d_model=16, num_heads=2, head_dim=8, mlp_dim=32, num_layers=1, max_len=16,
@@ -35,10 +37,10 @@ def load_config(path):
                          ids=os.path.basename)
 def test_every_config_converts_and_names_a_task(path):
   config = load_config(path)
-  model_fields, cfg, mesh_cfg = trainer.from_config(config.to_dict())
-  assert cfg.task in data.TASKS
-  assert trainer.model_config(model_fields, 100).vocab_size == 100
-  assert isinstance(mesh_cfg, shd.MeshConfig)
+  run_cfg = parse_config(config.to_dict())
+  assert run_cfg.train.task in data.TASKS
+  assert run_cfg.model_for(100).vocab_size == 100
+  assert isinstance(run_cfg.mesh, shd.MeshConfig)
   if not path.endswith("base.py"):
     assert "python train.py --config configs/" in load_doc(path)
 
@@ -71,33 +73,33 @@ def test_experiment_helper_sets_size_schedule_and_refuses_unknown_fields():
 def test_override_sets_attention_kind():
   config = load_config(os.path.join(REPO, "configs", "offline_lm.py"))
   config.model.self_attention = "random"
-  assert trainer.from_config(config.to_dict())[0]["self_attention"] == "random"
+  assert parse_config(config.to_dict()).model.self_attention == "random"
 
 
 def test_unknown_fields_and_bad_values_fail_clearly(tmp_path):
   with pytest.raises(ValueError, match=r"unknown mesh config fields \['tensors'\]"):
-    trainer.from_config({"mesh": {"tensors": 2}})
+    parse_config({"mesh": {"tensors": 2}})
   with pytest.raises(ValueError, match=r"unknown model config fields \['d_modle'\]"):
-    trainer.model_config({"d_modle": 8}, 10)
+    parse_config({"model": {"d_modle": 8}})
   with pytest.raises(ValueError, match="MeshConfig.rules"):
     shd.MeshConfig(rules="zero")
   with pytest.raises(ValueError, match="ModelConfig.num_heads"):
-    trainer.model_config({**MODEL, "num_heads": 3}, 10)
-  cfg = training.TrainConfig(task="fake_lm", data_dir=str(tmp_path), targets_length=32)
+    parse_config({"model": {**MODEL, "num_heads": 3}})
+  cfg = TrainConfig(task="fake_lm", data_dir=str(tmp_path), targets_length=32)
   with pytest.raises(ValueError, match="exceed model.max_len=16"):
-    trainer.setup(MODEL, cfg, data=fake_data)
+    run_lib.setup(RunConfig.build(MODEL, cfg), data=fake_data)
 
 
 def test_unknown_task_lists_known_ones(tmp_path):
-  cfg = training.TrainConfig(task="offline_lmm", data_dir=str(tmp_path))
+  cfg = TrainConfig(task="offline_lmm", data_dir=str(tmp_path))
   with pytest.raises(ValueError, match="unknown task 'offline_lmm'; known tasks: .*offline_lm"):
-    trainer.setup(MODEL, cfg)
+    run_lib.setup(RunConfig.build(MODEL, cfg))
 
 
 def test_missing_data_dir_says_how_to_prepare(tmp_path):
-  cfg = training.TrainConfig(task="offline_lm", data_dir=str(tmp_path / "nope"))
+  cfg = TrainConfig(task="offline_lm", data_dir=str(tmp_path / "nope"))
   with pytest.raises(FileNotFoundError, match="synthesizer_jax.data.prepare --data_dir"):
-    trainer.setup(MODEL, cfg)
+    run_lib.setup(RunConfig.build(MODEL, cfg))
 
 
 def _prepared_data_dir():

@@ -32,9 +32,9 @@ def test_predict_tokens_is_greedy_argmax_of_full_forward():
 
 def test_predict_tokens_defaults_to_beam_search():
   """Seq2seq metrics decode with beam search (beam 4, alpha 0.6) unless told otherwise."""
-  from synthesizer_jax import training
+  from synthesizer_jax.config import TrainConfig
 
-  cfg = training.TrainConfig()
+  cfg = TrainConfig()
   assert (cfg.decode_method, cfg.num_beams, cfg.length_penalty) == ("beam", 4, 0.6)
   model_cfg = sj.ModelConfig(vocab_size=16, d_model=16, num_heads=2, head_dim=8, mlp_dim=32,
                              num_layers=1, max_len=8, dropout_rate=0.0, self_attention="dense")

@@ -12,8 +12,10 @@ import jax
 import multihost_worker
 import numpy as np
 
-from synthesizer_jax import checkpointing, trainer
+from synthesizer_jax import checkpointing
+from synthesizer_jax import run as run_lib
 from synthesizer_jax import sharding as shd
+from synthesizer_jax.config import RunConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -40,8 +42,8 @@ def test_two_processes_then_restore_on_one(tmp_path):
 
   # One process, 8 devices, another mesh and rule set.
   cfg = multihost_worker.train_config(data_dir)
-  run = trainer.setup(multihost_worker.MODEL, cfg,
-                      shd.MeshConfig(data=2, fsdp=2, tensor=2, rules="fsdp_tp"), data=fake_data)
+  mesh = shd.MeshConfig(data=2, fsdp=2, tensor=2, rules="fsdp_tp")
+  run = run_lib.setup(RunConfig.build(multihost_worker.MODEL, cfg, mesh), data=fake_data)
   ckpt = checkpointing.Checkpointer(work, read_only=True)
   assert ckpt.all_steps() == [3, 4]
   state3, meta = ckpt.restore(run.abstract_state(), 3)

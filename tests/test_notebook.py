@@ -7,8 +7,9 @@ import types
 import fake_data
 import pytest
 
+from synthesizer_jax import loop
 from synthesizer_jax import sharding as shd
-from synthesizer_jax import trainer, training
+from synthesizer_jax.config import RunConfig, TrainConfig
 
 NOTEBOOK = os.path.join(os.path.dirname(__file__), "..", "notebooks", "quickstart.ipynb")
 
@@ -35,15 +36,15 @@ def test_quickstart_notebook_executes(tmp_path, kind):
       get_vocabulary=fake_data.get_vocabulary,
       task_info=lambda name, data_dir=None: dataclasses.replace(
           fake_data.task_info(name, data_dir), vocab_path=vocab_path))
-  cfg = training.TrainConfig(task="fake_lm", data_dir=str(tmp_path), batch_size=8,
-                             targets_length=32, num_train_steps=4, log_every=1, eval_every=4,
-                             checkpoint_every=4, eval_batches=1, predict_batches=0,
-                             sample_prompt="")
+  cfg = TrainConfig(task="fake_lm", data_dir=str(tmp_path), batch_size=8,
+                    targets_length=32, num_train_steps=4, log_every=1, eval_every=4,
+                    checkpoint_every=4, eval_batches=1, predict_batches=0,
+                    sample_prompt="")
   model = dict(d_model=16, num_heads=2, head_dim=8, mlp_dim=32, num_layers=2, max_len=48,
                dropout_rate=0.0, self_attention=kind)
   workdir = str(tmp_path / "run")
-  trainer.train_and_evaluate(model, cfg, shd.MeshConfig(num_devices=1), workdir, data=data,
-                             progress=False)
+  loop.train_and_evaluate(RunConfig.build(model, cfg, shd.MeshConfig(num_devices=1)), workdir,
+                          data=data, progress=False)
   nb = nbformat.read(NOTEBOOK, as_version=4)
   os.environ["SJ_WORKDIR"] = workdir
   try:

@@ -9,13 +9,15 @@ import fake_data
 import pytest
 from test_reliability import MODEL, ONE, train_cfg
 
-from synthesizer_jax import checkpointing, trainer
+from synthesizer_jax import checkpointing, evaluation, loop
+from synthesizer_jax import run as run_lib
+from synthesizer_jax.config import RunConfig
 
 
 def saved_workdir(tmp_path, steps=(1, 2), model=MODEL):
   """A workdir with checkpoints of a fresh state at `steps` (no training, so it is quick)."""
-  run = trainer.setup(model, train_cfg(tmp_path), ONE, data=fake_data)
-  state = trainer.initial_state(run, log=lambda *_: None)
+  run = run_lib.setup(RunConfig.build(model, train_cfg(tmp_path), ONE), data=fake_data)
+  state = run_lib.initial_state(run, log=lambda *_: None)
   work = str(tmp_path / "run")
   ckpt = checkpointing.Checkpointer(work, async_save=False)
   for step in steps:
@@ -44,11 +46,11 @@ def test_truncated_checkpoint_names_step_and_path_or_falls_back(tmp_path, capsys
   step_dir = os.path.join(work, "checkpoints", "2")
   with pytest.raises(checkpointing.CheckpointError,
                      match=f"checkpoint step 2 at {step_dir} cannot be restored"):
-    trainer.train_and_evaluate(MODEL, train_cfg(tmp_path, num_train_steps=2), ONE, work,
-                               data=fake_data, progress=False)
+    loop.train_and_evaluate(RunConfig.build(MODEL, train_cfg(tmp_path, num_train_steps=2), ONE),
+                            work, data=fake_data, progress=False)
   assert os.path.isdir(step_dir)  # nothing moved or deleted unless asked
   cfg = train_cfg(tmp_path, num_train_steps=2, restore_fallback=True)
-  trainer.train_and_evaluate(MODEL, cfg, ONE, work, data=fake_data, progress=False)
+  loop.train_and_evaluate(RunConfig.build(MODEL, cfg, ONE), work, data=fake_data, progress=False)
   out = capsys.readouterr().out
   assert "warning: checkpoint step 2 at" in out and "resumed from" in out and "step 1 " in out
   assert len(glob.glob(os.path.join(work, "corrupt_checkpoints", "2-*"))) == 1
@@ -75,8 +77,8 @@ def test_workdir_of_another_model_config_is_refused_and_untouched(tmp_path, chan
   work = saved_workdir(tmp_path, steps=(1,))
   before = snapshot(work)
   with pytest.raises(ValueError, match=f"(?s)saved by a different run config.*{pattern}"):
-    trainer.train_and_evaluate({**MODEL, **change}, train_cfg(tmp_path), ONE, work,
-                               data=fake_data, progress=False)
+    loop.train_and_evaluate(RunConfig.build({**MODEL, **change}, train_cfg(tmp_path), ONE), work,
+                            data=fake_data, progress=False)
   assert snapshot(work) == before
 
 
@@ -88,10 +90,10 @@ def test_changed_vocabulary_is_refused(tmp_path):
   vocab.write_bytes(b"pieces v2, retrained")
   with pytest.raises(ValueError, match=r"(?s)different run config.*vocabulary: .*fake.model had "
                                        r"sha256 \w+\.\.\. when saved"):
-    trainer.train_and_evaluate(MODEL, train_cfg(tmp_path), ONE, work, data=fake_data,
-                               progress=False)
+    loop.train_and_evaluate(RunConfig.build(MODEL, train_cfg(tmp_path), ONE), work, data=fake_data,
+                            progress=False)
   with pytest.raises(ValueError, match="cannot be evaluated with this vocabulary"):
-    trainer.evaluate_checkpoint(work, data=fake_data, mesh_cfg=ONE)
+    evaluation.evaluate_checkpoint(work, data=fake_data, mesh_cfg=ONE)
 
 
 def test_how_fields_may_change_and_older_configs_compare_by_their_legacy_values():
@@ -104,11 +106,11 @@ def test_how_fields_may_change_and_older_configs_compare_by_their_legacy_values(
   old_model = {k: v for k, v in legacy.to_dict().items() if k not in LEGACY_VALUES}
   assert ModelConfig.from_saved(old_model) == legacy
   now = {"task": "t", "model": legacy.replace(attention_impl="blockwise").to_dict()}
-  assert trainer.config_differences({"task": "t", "model": old_model}, now) == []
+  assert run_lib.config_differences({"task": "t", "model": old_model}, now) == []
   new_defaults = {"task": "t", "model": ModelConfig().to_dict()}
-  assert trainer.config_differences({"task": "t", "model": old_model}, new_defaults) == [
+  assert run_lib.config_differences({"task": "t", "model": old_model}, new_defaults) == [
       "model.norm: 'rmsnorm' in the checkpoint, 'layernorm' now"]
   changed = dict(now["model"], d_model=64, attention_block_size=128)
-  diffs = trainer.config_differences({"task": "t", "model": changed}, now)
+  diffs = run_lib.config_differences({"task": "t", "model": changed}, now)
   assert diffs == ["model.d_model: 64 in the checkpoint, 128 now"]
   assert set(HOW_FIELDS) <= set(LEGACY_VALUES)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from test_reliability import MODEL, ONE, train_cfg
 
-from synthesizer_jax import checkpointing, trainer
+from synthesizer_jax import checkpointing, loop, preemption
+from synthesizer_jax.config import RunConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "reliability_worker.py")
@@ -54,10 +55,10 @@ def test_sigterm_saves_current_step_and_resume_equals_uninterrupted(tmp_path):
   assert params_of(tmp_path / "run")[0] == 3
   # The next run with the same workdir resumes at step 3 and finishes.
   cfg = train_cfg(tmp_path, num_train_steps=total)
-  trainer.train_and_evaluate(MODEL, cfg, ONE, str(tmp_path / "run"), data=fake_data,
-                             progress=False)
-  trainer.train_and_evaluate(MODEL, cfg, ONE, str(tmp_path / "ref"), data=fake_data,
-                             progress=False)
+  loop.train_and_evaluate(RunConfig.build(MODEL, cfg, ONE), str(tmp_path / "run"), data=fake_data,
+                          progress=False)
+  loop.train_and_evaluate(RunConfig.build(MODEL, cfg, ONE), str(tmp_path / "ref"), data=fake_data,
+                          progress=False)
   (step, got), (_, want) = params_of(tmp_path / "run"), params_of(tmp_path / "ref")
   assert step == total
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
@@ -65,7 +66,7 @@ def test_sigterm_saves_current_step_and_resume_equals_uninterrupted(tmp_path):
 
 
 def test_sigint_is_a_preemption_and_a_second_signal_stops_at_once():
-  preempt = trainer._Preemption()
+  preempt = preemption.Preemption()
   try:
     os.kill(os.getpid(), signal.SIGINT)
     assert preempt.requested and preempt.name == "SIGINT" and preempt.agreed()
@@ -94,5 +95,6 @@ def test_sigkill_during_async_save_never_exposes_a_half_written_step(tmp_path):
     ckpt.close()
   # A restarted run resumes from step 1 and writes step 2 for real.
   cfg = train_cfg(tmp_path, num_train_steps=2, checkpoint_every=1)
-  trainer.train_and_evaluate(MODEL, cfg, ONE, str(work), data=fake_data, progress=False)
+  loop.train_and_evaluate(RunConfig.build(MODEL, cfg, ONE), str(work), data=fake_data,
+                          progress=False)
   assert params_of(work)[0] == 2

@@ -10,8 +10,9 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 import synthesizer_jax as sj
+from synthesizer_jax import optim, shapes, steps
 from synthesizer_jax import sharding as shd
-from synthesizer_jax import training
+from synthesizer_jax.config import TrainConfig
 
 LENGTHS = {"inputs": 16, "targets": 16}
 MESHES = {
@@ -43,17 +44,17 @@ def make_model(kind, shape):
   return sj.EncoderClassifier(cfg, num_classes=2)
 
 
-def train(model, shape, mesh_cfg, steps=2):
-  cfg = training.TrainConfig(batch_size=8, inputs_length=16, targets_length=16,
-                             learning_rate=1e-2, warmup_steps=1, grad_accum_steps=2)
+def train(model, shape, mesh_cfg, num_steps=2):
+  cfg = TrainConfig(batch_size=8, inputs_length=16, targets_length=16,
+                    learning_rate=1e-2, warmup_steps=1, grad_accum_steps=2)
   mesh = shd.make_mesh(mesh_cfg)
   rules = shd.RULE_SETS[mesh_cfg.rules]
-  tx = training.make_optimizer(cfg)
-  state, shardings = training.create_train_state(model, shape, tx, cfg.feature_lengths(shape),
-                                                 mesh, rules)
-  step = training.jit_train_step(model, shape, tx, cfg, mesh, rules, shardings)
+  tx = optim.make_optimizer(cfg)
+  state, shardings = steps.create_train_state(model, shape, tx,
+                                              shapes.get(shape).feature_lengths(cfg), mesh, rules)
+  step = steps.jit_train_step(model, shape, tx, cfg, mesh, rules, shardings)
   losses = []
-  for i in range(steps):
+  for i in range(num_steps):
     batch = fake_data.make_batch(TASK[shape], np.random.default_rng(i), 8, LENGTHS,
                                  pack=shape != "classifier")
     state, metrics = step(state, shd.global_batch(batch, mesh))
@@ -82,8 +83,8 @@ def test_sharded_training_equals_one_device(kind, shape, rules, mesh_name):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-4, atol=2e-6)
 
   # Leaf by leaf: each parameter has the spec its logical names give under the rules ...
-  boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), *training.dummy_inputs(
-      shape, LENGTHS)))
+  boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), *shapes.get(shape).dummy_inputs(
+      LENGTHS)))
   rule_set = shd.RULE_SETS[rules]
   flat_boxed = jax.tree_util.tree_flatten_with_path(
       boxed["params"], is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))[0]

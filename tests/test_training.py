@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import synthesizer_jax as sj
+from synthesizer_jax import optim, shapes, steps
 from synthesizer_jax import sharding as shd
-from synthesizer_jax import training
+from synthesizer_jax.config import TrainConfig
 
 LENGTHS = {"inputs": 16, "targets": 16}
 
@@ -35,17 +36,18 @@ def one_device_mesh():
   return shd.make_mesh(shd.MeshConfig(data=1), devices=shd.jax.devices()[:1])
 
 
-def run_steps(shape, cfg, model=None, steps=8, mesh=None, rules_name="fsdp", batch=None):
+def run_steps(shape, cfg, model=None, num_steps=8, mesh=None, rules_name="fsdp", batch=None):
   model = model or tiny_model(shape)
   mesh = mesh or one_device_mesh()
   rules = shd.RULE_SETS[rules_name]
-  tx = training.make_optimizer(cfg)
-  state, shardings = training.create_train_state(model, shape, tx, cfg.feature_lengths(shape),
+  tx = optim.make_optimizer(cfg)
+  state, shardings = steps.create_train_state(model, shape, tx,
+                                              shapes.get(shape).feature_lengths(cfg),
                                                  mesh, rules, seed=cfg.seed)
-  step = training.jit_train_step(model, shape, tx, cfg, mesh, rules, shardings)
+  step = steps.jit_train_step(model, shape, tx, cfg, mesh, rules, shardings)
   batch = batch_for(shape) if batch is None else batch
   losses = []
-  for _ in range(steps):
+  for _ in range(num_steps):
     state, metrics = step(state, shd.global_batch(batch, mesh))
     losses.append(float(metrics["loss"]))
   return state, losses
@@ -54,7 +56,7 @@ def run_steps(shape, cfg, model=None, steps=8, mesh=None, rules_name="fsdp", bat
 def config(**kw):
   base = dict(batch_size=8, inputs_length=16, targets_length=16, learning_rate=1e-2,
               warmup_steps=1, num_train_steps=100)
-  return training.TrainConfig(**{**base, **kw})
+  return TrainConfig(**{**base, **kw})
 
 
 @pytest.mark.parametrize("shape", ["lm", "encdec", "classifier"])
@@ -69,13 +71,13 @@ def test_adafactor_label_smoothing_z_loss_reduce_loss():
 
 
 def test_bfloat16_compute_trains():
-  _, losses = run_steps("lm", config(), model=tiny_model("lm", dtype="bfloat16"), steps=6)
+  _, losses = run_steps("lm", config(), model=tiny_model("lm", dtype="bfloat16"), num_steps=6)
   assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
 
 
 def test_grad_accumulation_equals_full_batch():
-  full, _ = run_steps("lm", config(), steps=2)
-  accum, _ = run_steps("lm", config(grad_accum_steps=4), steps=2)
+  full, _ = run_steps("lm", config(), num_steps=2)
+  accum, _ = run_steps("lm", config(grad_accum_steps=4), num_steps=2)
   for a, b in zip(shd.jax.tree.leaves(full.params), shd.jax.tree.leaves(accum.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
 
@@ -86,7 +88,7 @@ def test_loss_sums_match_numpy():
   targets = rng.integers(0, 5, (2, 3))
   weights = np.array([[1, 1, 0], [1, 0, 0]], np.float32)
   ls, zl = 0.2, 0.01
-  out = training.loss_sums(logits, targets, weights, ls, zl)
+  out = steps.loss_sums(logits, targets, weights, ls, zl)
   log_z = np.log(np.exp(logits).sum(-1))
   log_p = logits - log_z[..., None]
   q = np.full((2, 3, 5), ls / 4)
@@ -104,7 +106,7 @@ def test_loss_sums_match_numpy():
 def test_schedule_warms_up_then_decays(decay):
   cfg = config(learning_rate=1.0, warmup_steps=10, num_train_steps=110, decay=decay,
                min_learning_rate_fraction=0.1)
-  lr = training.learning_rate_schedule(cfg)
+  lr = optim.learning_rate_schedule(cfg)
   np.testing.assert_allclose([float(lr(0)), float(lr(4))], [0.1, 0.5], rtol=1e-6)
   np.testing.assert_allclose(float(lr(10)), 1.0, rtol=1e-6)
   end = {"rsqrt": np.sqrt(10 / 110), "cosine": 0.1, "linear": 0.1, "constant": 1.0}[decay]
@@ -113,7 +115,7 @@ def test_schedule_warms_up_then_decays(decay):
 
 def test_weight_decay_skips_vectors():
   cfg = config(weight_decay=0.5, learning_rate=1e-3, clip_norm=0.0)
-  tx = training.make_optimizer(cfg)
+  tx = optim.make_optimizer(cfg)
   params = {"w": np.ones((2, 2), np.float32), "scale": np.ones((2,), np.float32)}
   zeros = shd.jax.tree.map(np.zeros_like, params)
   updates, _ = tx.update(zeros, tx.init(params), params)
@@ -135,17 +137,17 @@ def test_bad_train_config_values(field, value, match):
 
 def test_unknown_config_field():
   with pytest.raises(ValueError, match="unknown TrainConfig fields"):
-    training.TrainConfig.from_dict({"learning_rte": 1.0})
+    TrainConfig.from_dict({"learning_rte": 1.0})
 
 
 def test_check_batch_names_missing_features():
   with pytest.raises(ValueError, match="decoder_loss_weights"):
-    training.check_batch({"decoder_input_tokens": 0, "decoder_target_tokens": 0}, "lm")
+    steps.check_batch({"decoder_input_tokens": 0, "decoder_target_tokens": 0}, "lm")
 
 
 def test_fixed_random_constants_carried_not_trained():
   model = tiny_model("lm", self_attention="fixed_random")
-  state, _ = run_steps("lm", config(), model=model, steps=2)
+  state, _ = run_steps("lm", config(), model=model, num_steps=2)
   assert shd.jax.tree.leaves(state.constants)
   leaves = shd.jax.tree.leaves(state.opt_state)
   n_const = sum(x.size for x in shd.jax.tree.leaves(state.constants))
@@ -156,9 +158,9 @@ def test_fixed_random_constants_carried_not_trained():
 def test_batch_tokens_counts_what_each_shape_learns_from():
   """Classifier: its non-padding inputs (a label 0 example counts); LM: scored targets."""
   cls = {"encoder_input_tokens": np.array([[5, 6, 0], [7, 0, 0]]), "targets": np.array([0, 0])}
-  assert training.batch_tokens(cls, "classifier") == 3
+  assert shapes.get("classifier").batch_tokens(cls) == 3
   lm = {"decoder_loss_weights": np.array([[1, 1, 0], [1, 0, 0]])}
-  assert training.batch_tokens(lm, "lm") == 3
+  assert shapes.get("lm").batch_tokens(lm) == 3
 
 
 def test_check_batch_refuses_token_ids_outside_the_vocabulary():
@@ -166,5 +168,5 @@ def test_check_batch_refuses_token_ids_outside_the_vocabulary():
            "decoder_target_tokens": np.ones((1, 3), np.int32),
            "decoder_loss_weights": np.ones((1, 3), np.float32)}
   with pytest.raises(ValueError, match="'decoder_input_tokens' holds token id 60.*vocab_size=50"):
-    training.check_batch(batch, "lm", vocab_size=50)
-  training.check_batch(batch, "lm", vocab_size=61)
+    steps.check_batch(batch, "lm", vocab_size=50)
+  steps.check_batch(batch, "lm", vocab_size=61)

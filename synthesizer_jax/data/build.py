@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 
+from synthesizer_jax import shapes
 from synthesizer_jax.data import corpora, debian, personachat, registry
 from synthesizer_jax.data.registry import OFFLINE_TASKS, DataError, spec
 from synthesizer_jax.data.tasks import META, is_prepared, split_file
@@ -82,7 +83,7 @@ def _write_splits(name: str, data_dir: str, splits: dict[str, list[tuple]]) -> d
 
 def _vocab_text(name: str, train_rows: Sequence[tuple]) -> Iterable[str]:
   """Training-split text for the vocabulary (every text field; not the class labels)."""
-  first = 2 if spec(name).shape == "classifier" else 1
+  first = 2 if "label" in shapes.get(spec(name).shape).offline_columns else 1
   for row in train_rows:
     yield from row[first:]
 
@@ -146,7 +147,7 @@ def prepare_task(name: str, data_dir: str, max_vocab_examples: int = 200_000,
   stats = _write_splits(name, data_dir, splits)
   on_stage(STAGES[2])
   if not os.path.exists(vpath):
-    coverage = 1.0 if spec(name).shape == "lm" else 0.9999
+    coverage = 1.0 if shapes.get(spec(name).shape).chunked else 0.9999
     train_vocab(_vocab_text(name, splits["train"]), vpath, s.vocab_size,
                 character_coverage=coverage)
   source, licence = SOURCES[name]

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from synthesizer_jax import shapes
 from synthesizer_jax.data import registry, tasks
 from synthesizer_jax.data.registry import DataError, task_info
 from synthesizer_jax.data.tfenv import import_seqio, import_tf
@@ -30,15 +31,6 @@ def classifier_features(ds, feature_lengths: Mapping[str, int]):
     return {"encoder_input_tokens": tokens, "targets": tf.cast(ex["label"], tf.int32)}
 
   return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def _converter(shape: str, pack: bool):
-  seqio = import_seqio()
-  if shape == "lm":
-    return seqio.DecoderFeatureConverter(pack=pack)
-  if shape == "encdec":
-    return seqio.EncDecFeatureConverter(pack=pack)
-  return classifier_features
 
 
 class Batches:
@@ -118,7 +110,8 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
   ds = task.get_dataset(sequence_length=lengths, split=split, shuffle=shuffle, seed=seed,
                         shard_info=shard, num_epochs=None if repeat else 1,
                         try_in_mem_cache=False, shuffle_buffer_size=shuffle_buffer_size)
-  ds = _converter(info.shape, pack and info.shape != "classifier")(ds, lengths)
+  shape = shapes.get(info.shape)
+  ds = shape.converter(pack and shape.packable)(ds, lengths)
   ds = ds.batch(batch_size, drop_remainder=repeat)
   if start_batch:
     ds = ds.skip(start_batch)

@@ -11,7 +11,6 @@ import os
 
 ENV_DATA_DIR = "SYNTHESIZER_DATA_DIR"
 SPLITS = ("train", "validation", "test")
-SHAPES = ("lm", "encdec", "classifier")
 PREPARE_CMD = "python -m synthesizer_jax.data.prepare --data_dir {data_dir} --tasks {task}"
 
 
@@ -34,7 +33,8 @@ class TaskInfo:
 
   Attributes:
     name: the task name, a key of `TASKS`.
-    shape: "lm" (DecoderLM), "encdec" (EncoderDecoder) or "classifier" (EncoderClassifier).
+    shape: a `synthesizer_jax.shapes` name: "lm" (DecoderLM), "encdec" (EncoderDecoder) or
+      "classifier" (EncoderClassifier).
     metric: "perplexity", "bleu", "rouge" or "glue" (accuracy / F1 / correlation).
     vocab_path: the SentencePiece model file this task uses (built by `prepare`).
     vocab_family: tasks of one family share a vocabulary (e.g. all GLUE and SuperGLUE tasks).
@@ -196,11 +196,12 @@ def tfds_dir(data_dir: str | None = None) -> str:
 
 def task_info(name: str, data_dir: str | None = None) -> TaskInfo:
   """Describes task `name` (see `TaskInfo`); vocab_path is resolved under `data_dir`."""
+  from synthesizer_jax import shapes
+
   s = spec(name)
-  keys = {"lm": ("targets",), "encdec": ("inputs", "targets"), "classifier": ("inputs",)}
+  shape = shapes.get(s.shape)
   return TaskInfo(
       name=name, shape=s.shape, metric=s.metric, vocab_path=vocab_path(name, data_dir),
-      vocab_family=s.family,
-      num_classes=len(s.label_names) if s.shape == "classifier" else None,
-      label_names=s.label_names, source=s.source, feature_keys=keys[s.shape],
+      vocab_family=s.family, num_classes=shape.num_classes(s.label_names),
+      label_names=s.label_names, source=s.source, feature_keys=tuple(shape.task_features),
       description=s.description)

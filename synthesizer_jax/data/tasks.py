@@ -30,6 +30,12 @@ LM_SHUFFLE_BUFFER = 1_000
 META = "meta.json"
 
 
+def _shape(name: str):
+  from synthesizer_jax import shapes
+
+  return shapes.get(spec(name).shape)
+
+
 def registered_name(name: str, data_dir: str) -> str:
   """The seqio registry name of task `name` over `data_dir`."""
   digest = hashlib.md5(os.path.abspath(data_dir).encode()).hexdigest()[:8]
@@ -38,7 +44,7 @@ def registered_name(name: str, data_dir: str) -> str:
 
 def split_file(name: str, split: str, data_dir: str) -> str:
   """Path of a prepared split file of an offline/local task."""
-  ext = "txt" if spec(name).shape == "lm" else "tsv"
+  ext = "txt" if _shape(name).chunked else "tsv"
   return os.path.join(registry.task_dir(name, data_dir), f"{split}.{ext}")
 
 
@@ -166,22 +172,20 @@ def _source(name: str, data_dir: str):
 
 def _preprocessors(name: str):
   seqio = import_seqio()
-  s = spec(name)
+  s, shape = spec(name), _shape(name)
   tokenize = [seqio.preprocessors.tokenize]
   eos = [seqio.preprocessors.append_eos]
   if s.source in ("offline", "local"):
-    if s.shape == "lm":
+    if shape.chunked:
       return [lambda ds: ds.map(lambda line: {"targets": line}), *tokenize, chunk_targets]
-    if s.shape == "classifier":
-      return [functools.partial(_parse_tsv, keys=("label", "inputs")), _to_label,
-              *tokenize, *eos]
-    return [functools.partial(_parse_tsv, keys=("inputs", "targets")), *tokenize, *eos]
-  if s.shape == "lm":
+    labels = [_to_label] if "label" in shape.offline_columns else []
+    return [functools.partial(_parse_tsv, keys=shape.offline_columns), *labels, *tokenize, *eos]
+  if shape.chunked:
     return [functools.partial(_select, inputs_key="", targets_key=s.targets_key), *tokenize,
             chunk_targets]
   if s.family == "glue":
     fmt = functools.partial(_glue_format, prefix=s.prefix, fields=s.fields,
-                            label_names=s.label_names, text_targets=s.shape == "encdec",
+                            label_names=s.label_names, text_targets=shape.text_targets,
                             bucket_scores=name.startswith("glue_stsb"))
     return [fmt, *tokenize, *eos]
   return [functools.partial(_select, inputs_key=s.inputs_key, targets_key=s.targets_key),
@@ -195,21 +199,15 @@ def seqio_task(name: str, data_dir: str | None = None):
     DataError: unknown name, or the task/vocabulary is not prepared under `data_dir`.
   """
   seqio = import_seqio()
-  s = spec(name)
   data_dir = os.path.abspath(data_dir or registry.default_data_dir())
   check_prepared(name, data_dir)
   reg = registered_name(name, data_dir)
   if reg in seqio.TaskRegistry.names():
     return seqio.TaskRegistry.get(reg)
   vocab = get_vocabulary(name, data_dir)
-  if s.shape == "lm":
-    features = {"targets": seqio.Feature(vocab, add_eos=False)}
-  elif s.shape == "classifier":
-    features = {"inputs": seqio.Feature(vocab, add_eos=True)}
-  else:
-    features = {"inputs": seqio.Feature(vocab, add_eos=True),
-                "targets": seqio.Feature(vocab, add_eos=True)}
+  shape = _shape(name)
+  features = {key: seqio.Feature(vocab, add_eos=eos) for key, eos in shape.task_features.items()}
   return seqio.TaskRegistry.add(reg, source=_source(name, data_dir),
                                 preprocessors=_preprocessors(name), output_features=features,
-                                shuffle_buffer_size=LM_SHUFFLE_BUFFER if s.shape == "lm"
+                                shuffle_buffer_size=LM_SHUFFLE_BUFFER if shape.chunked
                                 else SHUFFLE_BUFFER)

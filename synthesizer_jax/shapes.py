@@ -1,0 +1,258 @@
+"""Model shapes: what a decoder LM, an encoder-decoder and a classifier each need from the
+training, evaluation, checkpoint and data code, owned in one place per shape.
+
+    shape = shapes.get("lm")                   # or a task's TaskInfo.shape
+    model = shape.build(model_cfg)
+    logits, targets, weights = shape.forward(model, variables, batch, deterministic=True)
+
+No other module compares shape names. A new shape (a prefix LM, say) is one subclass of
+`ModelShape` plus `register(...)`; tests/test_shapes.py defines one to prove it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from synthesizer_jax import attention as kinds_registry
+from synthesizer_jax.config import ModelConfig, TrainConfig
+from synthesizer_jax.transformer import DecoderLM, EncoderClassifier, EncoderDecoder
+
+_DECODER = ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights")
+
+
+class ModelShape:
+  """One model shape. Subclasses set the class attributes and override what differs.
+
+  Attributes:
+    name: the registry key, stored in run configs and TaskInfo.shape.
+    model_class: the Flax module class `build` returns.
+    task_features: seqio task features -> whether each ends with EOS.
+    batch_features: features every batch of this shape has (the feature converter's output).
+    target_feature: the batch feature holding what the model predicts.
+    packable: several examples may share a row (seqio packing).
+    predicts: evaluation decodes predictions and scores them with the task's metric.
+    chunked: the targets are pieces of a long text, cut to the target length (an LM
+      corpus; offline files hold one text per line).
+    offline_columns: TSV columns of an offline task's files (when not `chunked`).
+    text_targets: GLUE-style labels become text targets (text-to-text).
+  """
+
+  name: str = ""
+  model_class: type[nn.Module] = nn.Module
+  task_features: Mapping[str, bool] = {}
+  batch_features: tuple[str, ...] = ()
+  target_feature: str = "decoder_target_tokens"
+  packable: bool = True
+  predicts: bool = True
+  chunked: bool = False
+  offline_columns: tuple[str, ...] = ()
+  text_targets: bool = False
+
+  def __repr__(self) -> str:
+    return f"<model shape {self.name!r}>"
+
+  def build(self, cfg: ModelConfig, num_classes: int | None = None) -> nn.Module:
+    return self.model_class(cfg)
+
+  def check_model(self, model: nn.Module) -> None:
+    """TypeError when `model` is not this shape's model (e.g. an EncoderDecoder for "lm")."""
+    if not isinstance(model, self.model_class):
+      raise TypeError(f"the {self.name!r} shape's model must be a {self.model_class.__name__}, got "
+                      f"{type(model).__name__}; build it with shapes.get({self.name!r}).build")
+
+  def attention_kinds(self, cfg: ModelConfig) -> list[str]:
+    return [cfg.self_attention]
+
+  def num_classes(self, label_names: tuple[str, ...]) -> int | None:
+    """The model's number of output classes for a task with these labels (None: no head)."""
+    return None
+
+  def feature_lengths(self, cfg: TrainConfig) -> dict[str, int]:
+    """seqio task feature lengths (`TrainConfig.inputs_length` / `targets_length`)."""
+    lengths = {"inputs": cfg.inputs_length, "targets": cfg.targets_length}
+    return {k: lengths[k] for k in self.task_features}
+
+  def dummy_inputs(self, lengths: Mapping[str, int], batch: int = 1) -> tuple[jnp.ndarray, ...]:
+    """Model inputs of the right shapes for `init`."""
+    return tuple(jnp.ones((batch, lengths[k]), jnp.int32) for k in self.task_features)
+
+  def forward(self, model, variables, batch, *, deterministic: bool, rngs=None):
+    """(logits, targets, weights): [b, l, V], [b, l], [b, l] (or [b, C], [b], [b])."""
+    raise NotImplementedError
+
+  def batch_tokens(self, batch: Mapping[str, Any], pad_id: int = 0) -> int:
+    """Tokens a training step learns from: the scored target tokens."""
+    return int(np.sum(np.asarray(batch["decoder_loss_weights"]) > 0))
+
+  def converter(self, pack: bool):
+    """The feature converter: (tf.data.Dataset, lengths) -> Dataset of `batch_features`."""
+    raise NotImplementedError
+
+  def eval_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+    """Names the teacher-forced metrics of `metrics.lm_metrics` for this shape."""
+    return metrics
+
+  def valid_rows(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[b] bool: rows whose prediction is scored."""
+    return np.ones(len(batch[self.target_feature]), bool)
+
+  def predict(self, model, variables, src_bs: np.ndarray, enc_global, run) -> np.ndarray:
+    """Model outputs for the rows of one batch (`src_bs` on the host, `enc_global` sharded)."""
+    raise NotImplementedError
+
+  def format(self, vocab, targets: np.ndarray, outputs: np.ndarray, metric: str):
+    """(targets, predictions) as the task's metric functions take them."""
+    from synthesizer_jax.evaluation import decode_ids
+
+    return ([decode_ids(vocab, row) for row in targets],
+            [decode_ids(vocab, row) for row in outputs])
+
+  def sample(self, model, variables, vocab, cfg: TrainConfig) -> str | None:
+    """A text sample shown after training (None: this shape shows none)."""
+    return None
+
+
+class LanguageModel(ModelShape):
+  name = "lm"
+  model_class = DecoderLM
+  task_features = {"targets": False}
+  batch_features = _DECODER
+  predicts = False
+  chunked = True
+
+  def forward(self, model, variables, batch, *, deterministic: bool, rngs=None):
+    logits = model.apply(variables, batch["decoder_input_tokens"],
+                         batch.get("decoder_positions"), batch.get("decoder_segment_ids"),
+                         deterministic=deterministic, rngs=rngs)
+    return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+
+  def converter(self, pack: bool):
+    from synthesizer_jax.data.tfenv import import_seqio
+
+    return import_seqio().DecoderFeatureConverter(pack=pack)
+
+  def sample(self, model, variables, vocab, cfg: TrainConfig) -> str | None:
+    from synthesizer_jax.evaluation import sample_lm
+
+    if not cfg.sample_prompt:
+      return None
+    return sample_lm(model, variables, vocab, cfg.sample_prompt, cfg.targets_length)
+
+
+class EncoderDecoderShape(ModelShape):
+  name = "encdec"
+  model_class = EncoderDecoder
+  task_features = {"inputs": True, "targets": True}
+  batch_features = ("encoder_input_tokens",) + _DECODER
+  offline_columns = ("inputs", "targets")
+  text_targets = True
+
+  def attention_kinds(self, cfg: ModelConfig) -> list[str]:
+    return [cfg.self_attention, cfg.cross_attention]
+
+  def forward(self, model, variables, batch, *, deterministic: bool, rngs=None):
+    logits = model.apply(variables, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
+                         batch.get("encoder_positions"), batch.get("decoder_positions"),
+                         batch.get("encoder_segment_ids"), batch.get("decoder_segment_ids"),
+                         deterministic=deterministic, rngs=rngs)
+    return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+
+  def converter(self, pack: bool):
+    from synthesizer_jax.data.tfenv import import_seqio
+
+    return import_seqio().EncDecFeatureConverter(pack=pack)
+
+  def predict(self, model, variables, src_bs, enc_global, run) -> np.ndarray:
+    from synthesizer_jax.evaluation import predict_tokens
+
+    c = run.cfg  # every process decodes all rows (host arrays in, host arrays out)
+    return predict_tokens(model, variables, src_bs, c.decode_len, c.decode_method, c.num_beams,
+                          c.length_penalty)
+
+
+class Classifier(ModelShape):
+  name = "classifier"
+  model_class = EncoderClassifier
+  task_features = {"inputs": True}
+  batch_features = ("encoder_input_tokens", "targets")
+  target_feature = "targets"
+  packable = False
+  offline_columns = ("label", "inputs")
+
+  def build(self, cfg: ModelConfig, num_classes: int | None = None) -> nn.Module:
+    return EncoderClassifier(cfg, num_classes=num_classes)
+
+  def num_classes(self, label_names: tuple[str, ...]) -> int | None:
+    return len(label_names)
+
+  def forward(self, model, variables, batch, *, deterministic: bool, rngs=None):
+    logits = model.apply(variables, batch["encoder_input_tokens"], deterministic=deterministic,
+                         rngs=rngs)
+    targets = batch["targets"]
+    # -1 marks an unlabelled example (a test split); padded eval rows carry weight 0 too.
+    weights = (targets >= 0).astype(jnp.float32)
+    if "example_weights" in batch:
+      weights = weights * batch["example_weights"]
+    return logits, jnp.maximum(targets, 0), weights
+
+  def batch_tokens(self, batch: Mapping[str, Any], pad_id: int = 0) -> int:
+    """The non-padding input tokens (the targets are class labels, 0 included)."""
+    return int(np.sum(np.asarray(batch["encoder_input_tokens"]) != pad_id))
+
+  def converter(self, pack: bool):
+    from synthesizer_jax.data.pipeline import classifier_features
+
+    return classifier_features
+
+  def eval_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+    return {"loss": metrics["loss"], "accuracy": metrics["token_accuracy"],
+            "examples": metrics["tokens"]}
+
+  def valid_rows(self, batch: Mapping[str, np.ndarray]) -> np.ndarray:
+    return np.asarray(batch["targets"]) >= 0  # -1: unlabelled (test splits)
+
+  def predict(self, model, variables, src_bs, enc_global, run) -> np.ndarray:
+    from synthesizer_jax import sharding as shd
+    from synthesizer_jax.evaluation import classify, local_rows
+
+    with shd.mesh_context(run.mesh, run.rules):
+      return local_rows(classify(model, variables, enc_global))
+
+  def format(self, vocab, targets: np.ndarray, outputs: np.ndarray, metric: str):
+    preds = outputs[:, 0] if metric == "regression" else outputs.argmax(-1)
+    return targets.tolist(), preds.tolist()
+
+
+SHAPES: dict[str, ModelShape] = {}
+
+
+def register(shape: ModelShape) -> ModelShape:
+  """Adds `shape` to the registry under `shape.name` (a name may be registered once)."""
+  if not shape.name or shape.name in SHAPES:
+    raise ValueError(f"model shape name {shape.name!r} is empty or already registered")
+  SHAPES[shape.name] = shape
+  return shape
+
+
+def get(shape: str | ModelShape) -> ModelShape:
+  """The registered shape called `shape` (a ModelShape is returned as is)."""
+  if isinstance(shape, ModelShape):
+    return shape
+  try:
+    return SHAPES[shape]
+  except (KeyError, TypeError):
+    raise ValueError(f"unknown model shape {shape!r}; expected one of {tuple(SHAPES)}") from None
+
+
+def uses_positions(shape: ModelShape, cfg: ModelConfig) -> bool:
+  """Whether any attention kind of the model is built for positions < cfg.max_len."""
+  return any(kinds_registry.uses_positions(k) for k in shape.attention_kinds(cfg))
+
+
+for _shape in (LanguageModel(), EncoderDecoderShape(), Classifier()):
+  register(_shape)
