@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any
@@ -117,7 +118,14 @@ def render(payload: dict[str, Any]) -> str:
   return "\n".join(out) + "\n"
 
 
-if __name__ == "__main__":
-  for name in sys.argv[1:]:
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("results", nargs="+", help="benchmark result JSON files (benchmarks/results)")
+  for name in parser.parse_args(argv).results:
     with open(name) as f:
       print(render(json.load(f)))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -77,6 +77,14 @@ class Checkpointer:
   def step_path(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
 
+  def require_step(self, step: int) -> None:
+    """FileNotFoundError listing the steps there are, when `step` is not one of them."""
+    steps = sorted(self.all_steps())
+    if step not in steps:
+      there = f"the steps there are {steps}" if steps else "it holds no checkpoint yet"
+      raise FileNotFoundError(f"no checkpoint step {step} in {self.directory}; {there}. Pass "
+                              "one of them, or no step for the latest")
+
   def restore(self, target, step: int | None = None, *, fallback: bool = False,
               log=print) -> tuple[Any, dict[str, Any]]:
     """(state, meta) of `step` (default: latest), placed like the abstract `target`.
@@ -86,6 +94,8 @@ class Checkpointer:
     `<workdir>/corrupt_checkpoints/` (never deleted) and the newest readable step is
     restored; meta["step"] says which.
     """
+    if step is not None:
+      self.require_step(step)
     steps = sorted(self.all_steps(), reverse=True) if step is None else [step]
     if not steps:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
@@ -123,6 +133,7 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    self.require_step(step)
     try:
       return dict(self.manager.restore(step, args=ocp.args.Composite(
           config=ocp.args.JsonRestore())).config)
@@ -170,6 +181,7 @@ def restore_source(path: str, step: int | None = None):
     step = ckpt.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"no checkpoint steps in {ckpt.directory}")
+    ckpt.require_step(step)
     try:
       meta = ckpt.manager.item_metadata(step)
       device = jax.local_devices()[0]
@@ -244,6 +256,33 @@ def load_checkpoint(workdir_or_path: str, step: int | None = None):
 
   state, config, _ = restore_source(workdir_or_path, step)
   model_cfg = ModelConfig.from_saved(config["model"])
-  model = shapes.get(config["shape"]).build(model_cfg, config.get("num_classes"))
+  shape = shapes.get(config["shape"])
+  model = shape.build(model_cfg, config.get("num_classes"))
   variables = {"params": state["params"], **(state.get("constants") or {})}
+  check_matches_config(model, shape, variables, workdir_or_path)
   return model, variables, config
+
+
+def check_matches_config(model, shape, variables, source: str) -> None:
+  """ValueError when the saved arrays are not those of the model the saved config describes
+  (an edited config.json, or arrays from another run): both sides of each difference named."""
+  lengths = {k: min(8, model.cfg.max_len) for k in shape.task_features}
+  expected = jax.eval_shape(lambda: model.init(jax.random.key(0), *shape.dummy_inputs(lengths)))
+  want = {k: tuple(v.shape) for k, v in _flat(_unbox(expected)).items()}
+  have = {k: tuple(np.shape(v)) for k, v in _flat(variables).items()}
+  diffs = [f"{k}: {have.get(k, 'absent')} in the checkpoint, {want.get(k, 'absent')} for the "
+           "model its config describes" for k in sorted(set(want) | set(have))
+           if want.get(k) != have.get(k)]
+  if diffs:
+    raise ValueError(
+        f"{source}: the saved parameters do not match the saved model config "
+        f"(self_attention={model.cfg.self_attention!r}, d_model={model.cfg.d_model}, ...); "
+        f"{len(diffs)} differences, first: " + "; ".join(diffs[:4]) + ". Was config.json "
+        "edited, or the arrays copied from another run? Load the checkpoint with the config "
+        "it was saved with.")
+
+
+def _unbox(tree):
+  import flax.linen as nn
+
+  return nn.meta.unbox(tree)

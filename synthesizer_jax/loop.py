@@ -9,11 +9,13 @@ host never waits on the step it has just launched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
 
 import jax
+import numpy as np
 
 from synthesizer_jax import checkpointing, evaluation, logging_utils
 from synthesizer_jax import sharding as shd
@@ -21,6 +23,7 @@ from synthesizer_jax import steps as steps_lib
 from synthesizer_jax.config import RunConfig, TrainConfig
 from synthesizer_jax.preemption import Preemption
 from synthesizer_jax.run import Run, check_resumable, initial_state, setup
+from synthesizer_jax.workdir_lock import WorkdirInUseError, WorkdirLock
 
 
 class NonFiniteError(FloatingPointError):
@@ -98,10 +101,40 @@ def train_and_evaluate(config: RunConfig, workdir: str, *, data=None,
     (see TrainConfig.on_nonfinite).
   """
   run = setup(config, data)
-  cfg = run.cfg
   lead = jax.process_index() == 0
   log = print if lead else (lambda *a, **k: None)
   os.makedirs(workdir, exist_ok=True)
+  with hold_workdir(workdir, log):
+    return _train_and_evaluate(run, workdir, log, stop_after, progress)
+
+
+@contextlib.contextmanager
+def hold_workdir(workdir: str, log):
+  """The workdir lock, taken by process 0 for every process of the run (all refuse together)."""
+  lock = WorkdirLock(workdir, enabled=jax.process_index() == 0, log=log)
+  error = None
+  try:
+    lock.acquire()
+  except WorkdirInUseError as e:
+    error = e
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    refused = multihost_utils.broadcast_one_to_all(np.int32(error is not None))
+    if refused and error is None:
+      error = WorkdirInUseError(f"process 0 could not lock {workdir}; see its log")
+  if error is not None:
+    raise error
+  try:
+    yield lock
+  finally:
+    lock.release()
+
+
+def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None,
+                        progress: bool) -> dict[str, Any]:
+  cfg, config = run.cfg, run.config
+  lead = jax.process_index() == 0
   ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_checkpoints,
                                     async_save=cfg.async_checkpoints)
   try:

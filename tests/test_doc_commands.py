@@ -1,0 +1,87 @@
+"""Every command the README and docs show runs as written: each flag of `python train.py`,
+`python eval.py` and `python -m <module>` exists (and `--config.x.y` overrides name real
+config fields)."""
+
+import functools
+import glob
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+from test_cli import load_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = ["README.md", *sorted(glob.glob("docs/*.md", root_dir=REPO)), "benchmarks/README.md"]
+COMMAND = re.compile(r"^(?:taskset -c \d+ )?python (train\.py|eval\.py|-m [\w.]+)(.*)$")
+
+
+def doc_commands():
+  """(doc, command line) for each python command in a fenced code block, continuations joined."""
+  found = []
+  for doc in DOCS:
+    with open(os.path.join(REPO, doc)) as f:
+      blocks = re.findall(r"```[a-z]*\n(.*?)```", f.read(), re.S)
+    for block in blocks:
+      for line in block.replace("\\\n", " ").splitlines():
+        line = line.split("  #")[0].strip()
+        if COMMAND.match(line):
+          found.append((doc, line))
+  return found
+
+
+def _absl_flags(script: str) -> set[str]:
+  with open(os.path.join(REPO, script)) as f:
+    return set(re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", f.read()))
+
+
+@functools.cache
+def _module_help(module: str) -> str:
+  out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert out.returncode == 0, f"python -m {module} --help failed:\n{out.stderr[-2000:]}"
+  return out.stdout
+
+
+def _config_path_exists(config, dotted: str) -> bool:
+  node = config
+  for part in dotted.split("."):
+    if part not in node:
+      return False
+    node = node[part]
+  return True
+
+
+COMMANDS = doc_commands()
+
+
+def test_the_docs_show_commands():
+  assert len(COMMANDS) > 20
+  assert any("python eval.py" in c for _, c in COMMANDS)
+
+
+@pytest.mark.parametrize("doc,line", COMMANDS, ids=[f"{d}:{c[:60]}" for d, c in COMMANDS])
+def test_each_flag_of_each_documented_command_exists(doc, line):
+  program, rest = COMMAND.match(line).groups()
+  args = [a for a in shlex.split(rest.replace("...", "")) if a.startswith("--")]
+  flags = {a[2:].split("=")[0] for a in args}
+  if program in ("train.py", "eval.py"):
+    known = _absl_flags(program)
+    config_file = next((a.split("=", 1)[1] if "=" in a else rest.split()[
+        rest.split().index(a) + 1] for a in args if a.split("=")[0] == "--config"), None)
+    for flag in sorted(flags):
+      if flag.startswith("config."):
+        assert config_file, f"{doc}: {line!r} overrides {flag} without --config"
+        config = load_config(os.path.join(REPO, config_file.split(":")[0]))
+        assert _config_path_exists(config, flag[len("config."):]), (
+            f"{doc}: {line!r}: {flag} is not a field of {config_file}")
+      else:
+        name = flag[2:] if flag.startswith("no") and flag[2:] in known else flag
+        assert name in known, f"{doc}: {line!r}: {program} has no flag --{flag}"
+  else:
+    text = _module_help(program.split()[1])
+    for flag in sorted(flags):
+      assert re.search(rf"--{re.escape(flag)}\b", text), (
+          f"{doc}: {line!r}: {program} has no flag --{flag}")

@@ -1,0 +1,99 @@
+"""A workdir belongs to one run (a lock naming the process; stale locks taken over), and a
+checkpoint is loaded only as what it is: a missing step lists the steps there are, and
+parameters that disagree with their saved config are refused naming both."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import fake_data
+import pytest
+from test_reliability import MODEL, ONE, train_cfg
+from test_reliability_checkpoints import saved_workdir
+
+import synthesizer_jax as sj
+from synthesizer_jax import checkpointing, evaluation, loop
+from synthesizer_jax import run as run_lib
+from synthesizer_jax.config import RunConfig
+from synthesizer_jax.workdir_lock import LOCK_FILE, WorkdirInUseError, WorkdirLock
+
+
+def write_lock(work, pid, host=None):
+  os.makedirs(work, exist_ok=True)
+  with open(os.path.join(work, LOCK_FILE), "w") as f:
+    json.dump({"pid": pid, "host": host or socket.gethostname(), "since": 0}, f)
+
+
+def test_a_workdir_in_use_is_refused_naming_the_process(tmp_path):
+  work = str(tmp_path / "run")
+  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  try:
+    write_lock(work, holder.pid)
+    with pytest.raises(WorkdirInUseError, match=rf"in use by another training process \(pid "
+                       rf"{holder.pid} on {socket.gethostname()}"):
+      loop.train_and_evaluate(RunConfig.build(MODEL, train_cfg(tmp_path), ONE), work,
+                              data=fake_data, progress=False)
+    assert os.listdir(work) == [LOCK_FILE]  # nothing written
+  finally:
+    holder.kill()
+    holder.wait()
+
+
+def test_the_lock_is_held_while_training_and_released_after(tmp_path):
+  work = str(tmp_path / "run")
+  os.makedirs(work)
+  with WorkdirLock(work):
+    with pytest.raises(WorkdirInUseError, match=f"pid {os.getpid()}"):
+      WorkdirLock(work).acquire()
+  assert not os.path.exists(os.path.join(work, LOCK_FILE))
+  loop.train_and_evaluate(RunConfig.build(MODEL, train_cfg(tmp_path, num_train_steps=2), ONE),
+                          work, data=fake_data, progress=False)
+  assert not os.path.exists(os.path.join(work, LOCK_FILE))
+
+
+def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, capsys):
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  work = str(tmp_path / "run")
+  write_lock(work, dead.pid)
+  result = loop.train_and_evaluate(RunConfig.build(MODEL, train_cfg(tmp_path,
+                                                                    num_train_steps=2), ONE),
+                                   work, data=fake_data, progress=False)
+  assert result["step"] == 2
+  assert f"taking over {os.path.join(work, LOCK_FILE)}, left by pid {dead.pid}" in (
+      capsys.readouterr().out)
+
+
+def test_a_lock_from_another_host_is_refused_with_how_to_clear_it(tmp_path):
+  work = str(tmp_path / "run")
+  write_lock(work, 1234, host="other-host-xyz")
+  with pytest.raises(WorkdirInUseError, match=r"held by pid 1234 on host other-host-xyz.*delete "
+                     r".*run.lock"):
+    WorkdirLock(work).acquire()
+
+
+def test_a_missing_step_lists_the_steps_there_are(tmp_path):
+  work = saved_workdir(tmp_path, steps=(1, 2))
+  pattern = r"no checkpoint step 7 in .*checkpoints; the steps there are \[1, 2\]"
+  with pytest.raises(FileNotFoundError, match=pattern):
+    sj.load_checkpoint(work, step=7)
+  with pytest.raises(FileNotFoundError, match=pattern):
+    evaluation.evaluate_checkpoint(work, step=7, data=fake_data, mesh_cfg=ONE)
+  model, _, _ = sj.load_checkpoint(work, step=2)
+  assert model.cfg.d_model == MODEL["d_model"]
+
+
+def test_parameters_that_disagree_with_their_config_are_refused(tmp_path):
+  run = run_lib.setup(RunConfig.build(MODEL, train_cfg(tmp_path), ONE), data=fake_data)
+  # Another model config saved next to these arrays (as an edited config.json would be).
+  config = run.run_config()
+  config["model"]["mlp_dim"] = 48
+  work = str(tmp_path / "bad")
+  ckpt = checkpointing.Checkpointer(work, async_save=False)
+  ckpt.save(1, run_lib.initial_state(run, log=lambda *_: None), config, {"train_batches": 1})
+  ckpt.close()
+  with pytest.raises(ValueError, match=r"do not match the saved model config .*mlp.*: \(16, "
+                     r"32\) in the checkpoint, \(16, 48\) for the model its config describes"):
+    sj.load_checkpoint(work)
