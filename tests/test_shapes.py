@@ -97,7 +97,7 @@ def test_a_test_only_shape_trains_evaluates_and_loads(prefix_lm, tmp_path):
 def test_a_model_of_another_shape_is_refused():
   model = sj.EncoderDecoder(sj.ModelConfig(vocab_size=32, **MODEL))
   tx = optim.make_optimizer(TrainConfig())
-  with pytest.raises(TypeError, match="the 'lm' shape's model must be a DecoderLM, got EncoderDecoder"):
+  with pytest.raises(TypeError, match="'lm' shape's model must be a DecoderLM, got EncoderDecoder"):
     steps.create_train_state(model, "lm", tx, {"targets": 8}, shd.make_mesh(
         shd.MeshConfig(num_devices=1)), shd.RULE_SETS["dp"])
   with pytest.raises(ValueError, match="unknown model shape 'lm2'; expected one of"):
