@@ -39,6 +39,12 @@ class NonFiniteGuard:
     self.skipped = 0
 
   def check(self, step: int, metrics: dict[str, float]) -> None:
+    bad_ids = int(metrics.get("bad_token_ids", 0))
+    if bad_ids:
+      raise ValueError(
+          f"step {step}: the batch held {bad_ids} token ids outside [0, vocab_size); the update "
+          "was dropped and training stopped. The data and the model's vocabulary disagree: "
+          "encode with the model's vocabulary, or set ModelConfig.vocab_size to cover it.")
     if not int(metrics["nonfinite"]):
       self.in_a_row = 0
       return

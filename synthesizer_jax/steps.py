@@ -178,15 +178,27 @@ def train_step(state: TrainState, batch, *, model, shape: ModelShape, tx, cfg: T
   # A NaN/Inf anywhere in the loss or gradients shows in these two scalars; such an update is
   # dropped on device (the step counter still advances with the data), and the host decides
   # from the `nonfinite` metric whether to stop or go on (TrainConfig.on_nonfinite).
-  finite = jnp.isfinite(sums["loss"]) & jnp.isfinite(grad_norm)
+  bad_ids = _bad_token_ids(batch, model.cfg.vocab_size)
+  finite = jnp.isfinite(sums["loss"]) & jnp.isfinite(grad_norm) & (bad_ids == 0)
   params, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
                                    (params, opt_state), (state.params, state.opt_state))
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   metrics = {k: sums[k] / denom for k in ("loss", "nll", "z_loss")}
   metrics.update(accuracy=sums["correct"] / denom, tokens=sums["weight"], grad_norm=grad_norm,
                  learning_rate=learning_rate_schedule(cfg)(state.step),
-                 nonfinite=(~finite).astype(jnp.int32))
+                 nonfinite=(~finite).astype(jnp.int32), bad_token_ids=bad_ids)
   return new_state, metrics
+
+
+def _bad_token_ids(batch, vocab_size: int) -> jax.Array:
+  """How many token ids of the batch lie outside [0, vocab_size) (an int32 scalar).
+
+  The on-device twin of `check_batch`: under jit such ids embed as NaN, and the step that
+  met them is dropped like a non-finite one, with this count saying why.
+  """
+  counts = [jnp.sum((x < 0) | (x >= vocab_size)) for k, x in batch.items()
+            if k.endswith("_tokens")]
+  return sum(counts, jnp.zeros((), jnp.int32)).astype(jnp.int32)
 
 
 def eval_step(state: TrainState, batch, *, model, shape: ModelShape, cfg: TrainConfig):

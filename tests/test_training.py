@@ -2,6 +2,7 @@
 NumPy, schedules, bf16, and bad configs fail clearly."""
 
 import fake_data
+import jax
 import numpy as np
 import pytest
 
@@ -43,7 +44,7 @@ def run_steps(shape, cfg, model=None, num_steps=8, mesh=None, rules_name="fsdp",
   tx = optim.make_optimizer(cfg)
   state, shardings = steps.create_train_state(model, shape, tx,
                                               shapes.get(shape).feature_lengths(cfg),
-                                                 mesh, rules, seed=cfg.seed)
+                                              mesh, rules, seed=cfg.seed)
   step = steps.jit_train_step(model, shape, tx, cfg, mesh, rules, shardings)
   batch = batch_for(shape) if batch is None else batch
   losses = []
@@ -170,3 +171,23 @@ def test_check_batch_refuses_token_ids_outside_the_vocabulary():
   with pytest.raises(ValueError, match="'decoder_input_tokens' holds token id 60.*vocab_size=50"):
     steps.check_batch(batch, "lm", vocab_size=50)
   steps.check_batch(batch, "lm", vocab_size=61)
+
+
+def test_jitted_step_counts_out_of_vocabulary_ids_and_drops_the_update():
+  """Under jit no host check runs: the step reports the bad ids and leaves the state as it was."""
+  model = tiny_model("lm")
+  cfg = config()
+  mesh = one_device_mesh()
+  rules = shd.RULE_SETS["fsdp"]
+  tx = optim.make_optimizer(cfg)
+  state, shardings = steps.create_train_state(model, "lm", tx, {"targets": 16}, mesh, rules)
+  before = jax.tree.map(np.asarray, state.params)
+  step = steps.jit_train_step(model, "lm", tx, cfg, mesh, rules, shardings)
+  batch = dict(batch_for("lm"))
+  tokens = np.array(batch["decoder_input_tokens"])
+  tokens[0, 3], tokens[1, 5] = model.cfg.vocab_size, -1
+  state, metrics = step(state, shd.global_batch({**batch, "decoder_input_tokens": tokens}, mesh))
+  assert int(metrics["bad_token_ids"]) == 2 and int(metrics["nonfinite"]) == 1
+  jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray, state.params))
+  _, metrics = step(state, shd.global_batch(batch, mesh))
+  assert int(metrics["bad_token_ids"]) == 0 and int(metrics["nonfinite"]) == 0
