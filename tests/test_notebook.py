@@ -39,7 +39,7 @@ def test_quickstart_notebook_executes(tmp_path, kind):
   cfg = TrainConfig(task="fake_lm", data_dir=str(tmp_path), batch_size=8,
                     targets_length=32, num_train_steps=4, log_every=1, eval_every=4,
                     checkpoint_every=4, eval_batches=1, predict_batches=0,
-                    sample_prompt="")
+                    sample_prompt="", warmup_steps=1)
   model = dict(d_model=16, num_heads=2, head_dim=8, mlp_dim=32, num_layers=2, max_len=48,
                dropout_rate=0.0, self_attention=kind)
   workdir = str(tmp_path / "run")
