@@ -54,6 +54,13 @@ VARIANTS = {
     "ref_as_ours+ln_nobias": dataclasses.replace(OURS, norm="layer_nobias"),
     "ref_as_ours+mlp_bias": dataclasses.replace(OURS, mlp_bias=True),
     "ref_as_ours+xavier": dataclasses.replace(OURS, init="xavier"),
+    # The library now (fixed fan-in, LayerNorm; = ref_as_ours+lecun_qkv_init+layernorm) with one
+    # remaining choice of the reference's (issue 19, the recall median steps). Their switches
+    # equal ref+lecun and ref+no_mlp_bias: kept as names of the question they answer.
+    "ref_as_ours+lecun_qkv_init+layernorm+mlp_bias": dataclasses.replace(
+        OURS, small_qkv_init=False, norm="layer", mlp_bias=True),
+    "ref_as_ours+lecun_qkv_init+layernorm+xavier": dataclasses.replace(
+        OURS, small_qkv_init=False, norm="layer", init="xavier"),
 }
 
 

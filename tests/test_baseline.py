@@ -80,3 +80,14 @@ def test_two_steps_end_to_end(tmp_path):
   lines = (tmp_path / "runs.jsonl").read_text().splitlines()
   assert len(lines) == 2
   assert "| ours | 2 |" in (tmp_path / "tables.md").read_text()
+
+
+def test_stats_midranks_and_mann_whitney():
+  from experiments import baseline_stats
+  np.testing.assert_allclose(baseline_stats.midranks(np.array([300., np.inf, 300., 100.])),
+                             [2.5, 4, 2.5, 1])
+  a, b = np.array([100., 200., 300.]), np.array([400., 500., np.inf])
+  u, p_faster, p = baseline_stats.mann_whitney(a, b, perms=2000)
+  assert u == 0 and p_faster == 1.0 and 0.05 < p < 0.15  # exact: 2 / C(6, 3) = 0.1
+  assert baseline.VARIANTS["ref_as_ours+lecun_qkv_init+layernorm+mlp_bias"] == \
+      dataclasses.replace(baseline.VARIANTS[NOW], mlp_bias=True)
