@@ -8,6 +8,9 @@ Fine-tune from a pre-trained run with --config.init_from=WORKDIR
 --config.init_params='("embed","encoder")'. Needs TFDS glue under <data_dir>/tfds and
 `python -m synthesizer_jax.data.prepare --data_dir data --tasks glue_sst2`. Metrics:
 accuracy, F1, Matthews correlation (STS-B: bucketed to 26 classes as T5 does).
+
+Expected result: not measured here (TFDS glue cannot be downloaded on the project's
+machines); compare with Table 5 of the paper.
 """
 
 from configs import base

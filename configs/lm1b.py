@@ -6,6 +6,9 @@
 Needs the TFDS lm1b data under <data_dir>/tfds (or $TFDS_DATA_DIR) and its vocabulary:
 python -m synthesizer_jax.data.prepare --data_dir data --tasks lm1b. Offline stand-in with
 the same model: configs/offline_lm.py. Metric: perplexity.
+
+Expected result: not measured here (TFDS lm1b cannot be downloaded on the project's
+machines, and the base size needs an accelerator); compare with Table 3 of the paper.
 """
 
 from configs import base

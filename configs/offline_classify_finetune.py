@@ -10,6 +10,8 @@ other). With tasks of one vocabulary family add "embed" to init_params.
 
 The model fields must match the pre-trained run's (d_model, heads, mlp_dim, max_len, kind);
 a mismatch stops with the offending parameter and both shapes.
+
+Expected result: not yet measured (it needs a configs/offline_translate.py run first).
 """
 
 from configs import offline_classify

@@ -7,6 +7,9 @@ the target is the label name, scored by accuracy / F1 / MCC of the decoded strin
 
 Any GLUE task works too (--config.task=glue_mnli_t2t). Needs TFDS super_glue under
 <data_dir>/tfds and `python -m synthesizer_jax.data.prepare --data_dir data --tasks TASK`.
+
+Expected result: not measured here (TFDS super_glue cannot be downloaded on the
+project's machines); compare with Table 6 of the paper.
 """
 
 from configs import base

@@ -43,6 +43,7 @@ def test_every_config_converts_and_names_a_task(path):
   assert isinstance(run_cfg.mesh, shd.MeshConfig)
   if not path.endswith("base.py"):
     assert "python train.py --config configs/" in load_doc(path)
+    assert "Expected result" in load_doc(path)  # measured, or why not (big_vision's habit)
 
 
 def load_doc(path):
