@@ -20,6 +20,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from synthesizer_jax.checksums import mismatches, tree_checksums
+
 CHECKPOINT_DIR = "checkpoints"
 SET_ASIDE_DIR = "corrupt_checkpoints"  # unreadable steps are moved here on a fallback restore
 
@@ -37,6 +39,22 @@ def _unreadable(step: int, path: str, error: Exception) -> CheckpointError:
       f"one and move this one to {SET_ASIDE_DIR}/), or delete it.")
 
 
+def verify_checksums(state, meta: dict[str, Any], step: int, path: str) -> int:
+  """CheckpointError naming the arrays whose bits differ from what was saved; returns how many
+  arrays were checked (0 for checkpoints saved before checksums were recorded)."""
+  expected = meta.get("checksums")
+  if not expected:
+    return 0
+  bad = mismatches(state, expected)
+  if bad:
+    raise CheckpointError(
+        f"checkpoint step {step} at {path} decodes, but {len(bad)} arrays differ from what was "
+        f"saved (a flipped bit on disk or in a copy): {', '.join(bad[:3])}. Restore an earlier "
+        f"step (step=..., or TrainConfig.restore_fallback=True to take the newest good one and "
+        f"move this one to {SET_ASIDE_DIR}/), or delete it.")
+  return len(expected)
+
+
 def abstract_like(tree, shardings):
   """ShapeDtypeStructs of `tree` carrying `shardings` (the restore target)."""
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
@@ -51,7 +69,8 @@ class Checkpointer:
   """Saves and restores `TrainState`s of one workdir (async saves, keep the newest N)."""
 
   def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True,
-               read_only: bool = False):
+               read_only: bool = False, verify: bool = True):
+    self.verify = verify
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else keep, enable_async_checkpointing=async_save,
         create=not read_only)
@@ -68,7 +87,12 @@ class Checkpointer:
 
   def save(self, step: int, state, config: dict[str, Any], meta: dict[str, Any],
            force: bool = True) -> bool:
-    """Starts an (async) save of `state` with the run config and data position beside it."""
+    """Starts an (async) save of `state` with the run config and data position beside it.
+
+    `meta` also records a checksum of every array (`checksums.tree_checksums`, computed on
+    device), which `restore` verifies.
+    """
+    meta = {**meta, "checksums": tree_checksums(state)}
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               config=ocp.args.JsonSave(config),
                               meta=ocp.args.JsonSave(meta))
@@ -89,7 +113,8 @@ class Checkpointer:
               log=print) -> tuple[Any, dict[str, Any]]:
     """(state, meta) of `step` (default: latest), placed like the abstract `target`.
 
-    An unreadable step raises CheckpointError naming the step and its path. With
+    An unreadable step, or one whose arrays do not match the checksums saved with them
+    (checked unless `verify=False`), raises CheckpointError naming the step and its path. With
     `fallback` (and no explicit `step`), unreadable steps are instead moved to
     `<workdir>/corrupt_checkpoints/` (never deleted) and the newest readable step is
     restored; meta["step"] says which.
@@ -103,8 +128,11 @@ class Checkpointer:
       try:
         out = self.manager.restore(candidate, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+        if self.verify:
+          verify_checksums(out.state, dict(out.meta), candidate, self.step_path(candidate))
       except Exception as e:  # Orbax / TensorStore raise many types for bad files
-        error = _unreadable(candidate, self.step_path(candidate), e)
+        error = e if isinstance(e, CheckpointError) else _unreadable(
+            candidate, self.step_path(candidate), e)
         if not fallback or step is not None:
           raise error from e
         log(f"warning: {error}")
@@ -168,11 +196,12 @@ def _flat(tree) -> dict[str, Any]:
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def restore_source(path: str, step: int | None = None):
+def restore_source(path: str, step: int | None = None, *, verify: bool = True):
   """(state tree as plain dicts / lists of NumPy arrays, config, step) of any checkpoint.
 
   Needs no knowledge of the source run's optimizer: the target is built from the
-  checkpoint's own metadata and placed on one local device.
+  checkpoint's own metadata and placed on one local device. The arrays are checked
+  against the checksums saved with them (`verify`).
   """
   workdir, located_step = _locate(path)
   ckpt = Checkpointer(workdir, read_only=True)
@@ -189,9 +218,12 @@ def restore_source(path: str, step: int | None = None):
       target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=single),
                             meta.state.tree if hasattr(meta.state, "tree") else meta.state)
       out = ckpt.manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(target), config=ocp.args.JsonRestore()))
+          state=ocp.args.StandardRestore(target), config=ocp.args.JsonRestore(),
+          meta=ocp.args.JsonRestore()))
     except Exception as e:  # Orbax / TensorStore raise many types for bad files
       raise _unreadable(step, ckpt.step_path(step), e) from e
+    if verify:
+      verify_checksums(out.state, dict(out.meta), step, ckpt.step_path(step))
     return jax.tree.map(np.asarray, out.state), dict(out.config), step
   finally:
     ckpt.close()
@@ -286,3 +318,41 @@ def _unbox(tree):
   import flax.linen as nn
 
   return nn.meta.unbox(tree)
+
+
+def verify_workdir(workdir: str, log=print) -> int:
+  """Restores and checks every step of `workdir`; returns the number of bad steps."""
+  ckpt = Checkpointer(workdir, read_only=True)
+  steps = sorted(ckpt.all_steps())
+  ckpt.close()
+  if not steps:
+    raise FileNotFoundError(f"no checkpoint steps in {checkpoint_root(workdir)}")
+  bad = 0
+  for step in steps:
+    try:
+      restore_source(workdir, step)
+    except CheckpointError as e:
+      bad += 1
+      log(f"step {step}: BAD: {e}")
+    else:
+      log(f"step {step}: ok")
+  return bad
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """`python -m synthesizer_jax.checkpointing verify WORKDIR`: exit 1 if any step is bad."""
+  import argparse
+
+  parser = argparse.ArgumentParser(prog="python -m synthesizer_jax.checkpointing",
+                                   description="Check every checkpoint step of a workdir: "
+                                   "readable, and every array equal to its saved checksum.")
+  parser.add_argument("command", choices=["verify"])
+  parser.add_argument("workdir")
+  args = parser.parse_args(argv)
+  return 1 if verify_workdir(args.workdir) else 0
+
+
+if __name__ == "__main__":
+  import sys
+
+  sys.exit(main())

@@ -216,6 +216,9 @@ class TrainConfig:
   # Resume from the newest readable checkpoint when the latest one is corrupted (it is moved
   # to <workdir>/corrupt_checkpoints/); False raises CheckpointError naming the step instead.
   restore_fallback: bool = knob(False, boolean())
+  # Check every restored array against the checksum saved with it (a flipped bit that still
+  # decodes is refused like a truncated file); False skips the check for speed.
+  verify_checkpoints: bool = knob(True, boolean())
 
   def __post_init__(self):
     check_fields(self)

@@ -142,7 +142,8 @@ def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None,
   cfg, config = run.cfg, run.config
   lead = jax.process_index() == 0
   ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_checkpoints,
-                                    async_save=cfg.async_checkpoints)
+                                    async_save=cfg.async_checkpoints,
+                                    verify=cfg.verify_checkpoints)
   try:
     state, start = _restore_or_init(run, ckpt, log)
   except BaseException:
