@@ -11,7 +11,7 @@ import pytest
 from helpers import small_config
 
 import synthesizer_jax as sj
-from synthesizer_jax import text
+from synthesizer_jax import logging_utils, text, viz
 
 PROMPT = np.array([[5, 6, 7], [8, 9, 0]], np.int32)
 SRC = np.array([[3, 4, 5, 1], [6, 7, 1, 0]], np.int32)
@@ -213,3 +213,56 @@ def test_encoder_decoder_inputs_name_their_side(encdec):
     model.apply(variables, encoded[:1], SRC, PROMPT, method="decode")
   with pytest.raises(TypeError, match="encoder_tokens is None"):
     model.apply(variables, encoded, None, PROMPT, method="decode")
+
+
+W = np.full((2, 3, 3), 1 / 3, np.float32)  # [heads, q, k]
+
+
+def test_plot_attention_names_the_argument_and_the_expected_shape(tmp_path):
+  out, w = str(tmp_path / "x.png"), W
+  assert viz.plot_attention({"a": w}, out) == out
+  with pytest.raises(ValueError, match=r"maps\['a'\] has shape \(3, 3\) .* expected a non-empty "
+                                       r"numeric \[batch, heads, q, k\] or \[heads, q, k\]"):
+    viz.plot_attention({"a": w[0]}, out)
+  with pytest.raises(TypeError, match=r"maps must be a dict .* got ndarray"):
+    viz.plot_attention(w, out)
+  with pytest.raises(ValueError, match=r"example=2 must be in \[0, 0\] .*batch=1"):
+    viz.plot_attention({"a": w[None]}, out, example=2)
+  with pytest.raises(ValueError, match="max_heads=0 must be >= 1"):
+    viz.plot_attention({"a": w}, out, max_heads=0)
+
+
+def test_plot_kinds_names_the_argument_and_the_expected_shape(tmp_path):
+  out, w = str(tmp_path / "x.png"), W
+  assert viz.plot_kinds({"dense": w, "dot": w[0]}, out) == out
+  with pytest.raises(ValueError, match=r"maps_by_kind\['dot'\] has shape \(1, 1, 2, 3, 3\)"):
+    viz.plot_kinds({"dot": w[None, None]}, out)
+  with pytest.raises(ValueError, match=r"maps_by_kind\['dot'\] has shape \(3,\)"):
+    viz.plot_kinds({"dot": w[0, 0]}, out)
+  with pytest.raises(ValueError, match=r"maps_by_kind\['dot'\] has shape \(3, 3\) and dtype <U1"):
+    viz.plot_kinds({"dot": np.full((3, 3), "a")}, out)
+  with pytest.raises(ValueError, match=r"head=-1 must be in \[0, 1\]"):  # was the last head
+    viz.plot_kinds({"dense": w}, out, head=-1)
+  with pytest.raises(ValueError, match="maps_by_kind is empty"):
+    viz.plot_kinds({}, out)
+  with pytest.raises(TypeError, match="path=3 must be a file name"):
+    viz.plot_kinds({"dense": w}, 3)
+
+
+def test_curve_plots_refuse_missing_keys_and_non_records(tmp_path):
+  out = str(tmp_path / "x.png")
+  records = [{"step": s, "loss": 1.0 / s, "note": "x"} for s in (1, 2)]
+  assert viz.plot_curves(records, out, keys="loss") == out
+  with pytest.raises(ValueError, match=r"keys \['los'\] have no numeric value .* plottable "
+                                       r"keys: \['loss'\]"):
+    viz.plot_curves(records, out, keys=["los"])
+  with pytest.raises(ValueError, match=r"keys \['note'\]"):  # text would plot as categories
+    viz.plot_curves(records, out, keys=["note"])
+  with pytest.raises(TypeError, match=r"records\[0\] is a list, not a dict"):
+    viz.plot_curves([[1, 2]], out)
+  with pytest.raises(TypeError, match="records must be a list of dicts"):
+    viz.plot_curves("metrics.jsonl", out)
+  with pytest.raises(ValueError, match="out_name='sub/x.png': must be a file name"):
+    logging_utils.plot_loss_curve(str(tmp_path), "sub/x.png")
+  with pytest.raises(TypeError, match="workdir=None must be a directory path"):
+    logging_utils.plot_loss_curve(None)
