@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from synthesizer_jax import attention as registry
+from synthesizer_jax import checks
 from synthesizer_jax.layers import check_token_ids
 from synthesizer_jax.transformer import DecoderLM, EncoderDecoder
 
@@ -98,6 +99,42 @@ def _filter_logits(logits_bv, temperature, top_k, top_p):
   return logits_bv
 
 
+def _sampling_options(temperature, top_k, top_p, rng, vocab_size: int):
+  """Checked (temperature, top_k, top_p) of method='sample'."""
+  if rng is None:
+    raise ValueError("method='sample' needs rng=jax.random.key(...)")
+  if not (isinstance(rng, jax.Array) and (jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key)
+                                          or (rng.shape == (2,) and rng.dtype == jnp.uint32))):
+    raise TypeError(f"rng={rng!r:.60} is not a PRNG key: pass rng=jax.random.key(seed)")
+  temperature = checks.real(temperature, "temperature", 0.0, low_open=True,
+                            fix=" (use method='greedy' for argmax)")
+  top_k = checks.integer(top_k, "top_k", 0, vocab_size, " (0 = no top-k filtering)")
+  top_p = checks.real(top_p, "top_p", 0.0, low_open=True, high=1.0,
+                      fix=" (the probability mass kept; 1.0 = no nucleus filtering)")
+  return temperature, top_k, top_p
+
+
+def _encoder_tokens(encoder_tokens, prompt_bp, cfg, uses_positions: bool) -> np.ndarray:
+  """Checked encoder_tokens [batch, src_len] of an EncoderDecoder's generate."""
+  if encoder_tokens is None:
+    raise ValueError("generate with an EncoderDecoder needs encoder_tokens [batch, src_len] "
+                     "(the source sequences)")
+  encoder_tokens = np.asarray(checks.int_array(encoder_tokens, "encoder_tokens"))
+  check_token_ids(encoder_tokens, cfg.vocab_size, "encoder_tokens")
+  if encoder_tokens.shape[0] != prompt_bp.shape[0]:
+    raise ValueError(f"encoder_tokens has shape {encoder_tokens.shape} but prompt has shape "
+                     f"{prompt_bp.shape}: the batch sizes must match (one prompt row per source "
+                     "row; [[pad_id]] * batch starts every row from scratch)")
+  if uses_positions and encoder_tokens.shape[1] > cfg.max_len:
+    raise ValueError(f"encoder_tokens has length {encoder_tokens.shape[1]}, more than "
+                     f"max_len={cfg.max_len} of the synthetic attention: truncate the source")
+  empty = np.flatnonzero(~(encoder_tokens != cfg.pad_id).any(1))
+  if empty.size:
+    raise ValueError(f"encoder_tokens rows {empty.tolist()} hold only pad_id={cfg.pad_id}: "
+                     "every source row needs at least one token (end it with EOS)")
+  return encoder_tokens
+
+
 def length_penalty(length, alpha: float):
   """GNMT length normalisation ((5 + length) / 6) ** alpha."""
   return ((5.0 + length) / 6.0) ** alpha
@@ -144,47 +181,64 @@ def generate(model: nn.Module, variables: Any, prompt, *, max_new_tokens: int,
       the decoder prompt; use `[[pad_id]] * batch` (T5's start token) to start from scratch.
     max_new_tokens: number of tokens to produce at most.
     method: "greedy", "sample" (temperature / top_k / top_p) or "beam" (num_beams, alpha).
-    encoder_tokens: [batch, src_len] source tokens (EncoderDecoder only).
+    encoder_tokens: [batch, src_len] source tokens (EncoderDecoder only; refused for a
+      DecoderLM), one row per prompt row.
     eos_id: stop a row after this token (None: never stop early).
     pad_id: padding id (default: the model's cfg.pad_id); written after EOS.
-    rng: PRNG key for sampling.
+    temperature: "sample" only; finite, > 0.
+    top_k: "sample" only; keep the k most likely tokens, 0 <= k <= vocab_size (0: all).
+    top_p: "sample" only; keep the smallest set of tokens holding this much probability,
+      0 < top_p <= 1 (1: all).
+    num_beams: "beam" only; >= 1.
+    alpha: "beam" only; exponent of the length penalty, finite, >= 0 (0: none).
+    rng: PRNG key for sampling (`jax.random.key(seed)`).
+
+  Options are checked before any work: a bad value raises a TypeError or ValueError that
+  names it (docs/reliability.md). Options of another method are ignored.
 
   Returns:
     Generation(tokens [batch, max_new_tokens], scores [batch]): sum of token log-probs
     (beam: divided by the length penalty).
   """
   cfg = model.cfg
-  pad_id = cfg.pad_id if pad_id is None else pad_id
-  if method not in ("greedy", "sample", "beam"):
-    raise ValueError(f"method={method!r}: must be 'greedy', 'sample' or 'beam'")
-  if max_new_tokens < 1:
-    raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
   encdec = isinstance(model, EncoderDecoder)
   if not encdec and not isinstance(model, DecoderLM):
     raise ValueError(f"generate needs a DecoderLM or EncoderDecoder, got {type(model).__name__}")
+  if method not in ("greedy", "sample", "beam"):
+    raise ValueError(f"method={method!r}: must be 'greedy', 'sample' or 'beam'")
+  max_new_tokens = checks.integer(max_new_tokens, "max_new_tokens", 1)
+  eos_id = checks.token_id(eos_id, "eos_id", cfg.vocab_size, "; None never stops early")
+  pad_id = checks.token_id(pad_id, "pad_id", cfg.vocab_size, "; None takes the model's pad_id")
+  pad_id = cfg.pad_id if pad_id is None else pad_id
+  if method == "sample":
+    temperature, top_k, top_p = _sampling_options(temperature, top_k, top_p, rng, cfg.vocab_size)
+  if method == "beam":
+    num_beams = checks.integer(num_beams, "num_beams", 1)
+    alpha = checks.real(alpha, "alpha", 0.0, low_open=False,
+                        fix=" (the length penalty's exponent; 0 = no length normalisation)")
+  prompt = checks.int_array(prompt, "prompt")
   check_token_ids(prompt, cfg.vocab_size, "prompt")
+  kinds = [cfg.self_attention] + ([cfg.cross_attention] if encdec else [])
+  uses_positions = any(registry.uses_positions(k) for k in kinds)
   if encdec:
     prompt = np.asarray(prompt)
+    if prompt.shape[1] == 0:
+      raise ValueError(f"prompt has shape {prompt.shape}: it must be non-empty; [[pad_id]] * "
+                       "batch (T5's start token) starts every row from scratch")
     tokens_bp = prompt
     positions_bp = np.broadcast_to(np.arange(prompt.shape[1]), prompt.shape)
-    if encoder_tokens is None:
-      raise ValueError("EncoderDecoder.generate needs encoder_tokens")
-    encoder_tokens = np.asarray(encoder_tokens)
-    check_token_ids(encoder_tokens, cfg.vocab_size, "encoder_tokens")
+    encoder_tokens = _encoder_tokens(encoder_tokens, prompt, cfg, uses_positions)
   else:
+    if encoder_tokens is not None:
+      raise ValueError("encoder_tokens is for an EncoderDecoder; a DecoderLM only continues its "
+                       "prompt: pass encoder_tokens=None (put the source text in the prompt)")
     tokens_bp, positions_bp, _ = left_align(prompt, pad_id)
   total = tokens_bp.shape[1] + max_new_tokens
-  if registry.uses_positions(cfg.self_attention) and total > cfg.max_len:
+  if uses_positions and total > cfg.max_len:
     raise ValueError(
         f"prompt length {tokens_bp.shape[1]} + max_new_tokens {max_new_tokens} = {total} exceeds "
-        f"max_len={cfg.max_len} of the '{cfg.self_attention}' attention: shorten the prompt or "
-        "max_new_tokens")
-  if method == "sample" and rng is None:
-    raise ValueError("method='sample' needs rng=jax.random.key(...)")
-  if method == "sample" and temperature <= 0:
-    raise ValueError(f"temperature={temperature} must be > 0 (use method='greedy' for argmax)")
-  if method == "beam" and num_beams < 1:
-    raise ValueError(f"num_beams={num_beams} must be >= 1")
+        f"max_len={cfg.max_len} of the '{'/'.join(dict.fromkeys(kinds))}' attention: shorten the "
+        "prompt or max_new_tokens")
   variables = {k: v for k, v in variables.items() if k not in ("cache", "intermediates")}
   args = (model, variables, jnp.asarray(tokens_bp), jnp.asarray(positions_bp), encoder_tokens)
   static = dict(n_new=max_new_tokens, eos=-1 if eos_id is None else eos_id, pad_id=pad_id)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from synthesizer_jax import checks
 from synthesizer_jax.decoding import generate
 from synthesizer_jax.transformer import EncoderDecoder
 
@@ -40,6 +41,12 @@ class SentencePieceVocab:
     ids = [int(i) for i in ids]
     if self.eos_id in ids:
       ids = ids[:ids.index(self.eos_id)]
+    bad = [i for i in ids if not 0 <= i < self.vocab_size]
+    if bad:
+      raise ValueError(
+          f"token id {bad[0]} is outside this vocabulary [0, {self.vocab_size}) ({self.path}): "
+          "a model whose vocab_size is larger than its vocabulary's produced an id no piece has; "
+          "decode with the vocabulary the model was trained with")
     return self._sp.decode([i for i in ids if i > 2])
 
 
@@ -56,6 +63,27 @@ def _pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> np.ndarray:
   return out
 
 
+def _check_texts(texts) -> None:
+  if not isinstance(texts, Sequence) or not texts:
+    raise TypeError(f"texts must be a string or a non-empty list of strings, got {texts!r:.60}")
+  bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+  if bad:
+    raise TypeError(f"texts[{bad[0]}]={texts[bad[0]]!r:.60} is not a string: generate_text "
+                    "takes text (token ids go to sj.generate)")
+
+
+def _check_vocab(vocab, model_vocab_size: int) -> None:
+  size = getattr(vocab, "vocab_size", None)
+  if not all(hasattr(vocab, a) for a in ("encode", "decode", "eos_id")) or size is None:
+    raise TypeError(f"vocab must be a vocabulary (encode, decode, eos_id, vocab_size), such as "
+                    f"sj.load_vocabulary(path), got {type(vocab).__name__}")
+  if size > model_vocab_size:
+    raise ValueError(
+        f"the vocabulary has {size} pieces but the model's vocab_size is {model_vocab_size}: "
+        "it encodes ids the model has no embedding for, so it is not the vocabulary the model "
+        "was trained with; load the checkpoint's vocabulary (its config's vocab_path)")
+
+
 def generate_text(model, variables, vocab, texts: Sequence[str], *, max_new_tokens: int = 32,
                   method: str = "greedy", max_input_len: int | None = None,
                   start_token: bool = True, **kwargs) -> list:
@@ -64,16 +92,26 @@ def generate_text(model, variables, vocab, texts: Sequence[str], *, max_new_toke
   Inputs longer than `max_input_len` (default: the model's max_len, minus max_new_tokens
   for a DecoderLM) are truncated from the left for a DecoderLM and from the right for an
   EncoderDecoder. With `start_token`, a DecoderLM prompt starts with pad_id, as the
-  seqio-trained language models' inputs do. Other keyword arguments go to `sj.generate`.
+  seqio-trained language models' inputs do. Other keyword arguments go to `sj.generate`,
+  which checks them. A vocabulary larger than the model's vocab_size is refused (a smaller
+  one is fine: models may pad their vocab_size), and so is a max_input_len < 1 (< 2 for an
+  EncoderDecoder, whose source ends with EOS).
   """
   if isinstance(texts, str):
     texts = [texts]
   cfg = model.cfg
+  _check_texts(texts)
+  _check_vocab(vocab, cfg.vocab_size)
+  encdec = isinstance(model, EncoderDecoder)
+  if max_input_len is not None:
+    # An EncoderDecoder's source ends with EOS, so it needs room for one text token more.
+    checks.integer(max_input_len, "max_input_len", 1 + encdec,
+                   fix="; None truncates to what the model's max_len allows")
   encoded = [vocab.encode(t) for t in texts]
   if any(not e for e in encoded):
     raise ValueError("every text must encode to at least one token (got an empty text)")
   pad = cfg.pad_id
-  if isinstance(model, EncoderDecoder):
+  if encdec:
     limit = max_input_len or cfg.max_len
     src = _pad_rows([e[:limit - 1] + [vocab.eos_id] for e in encoded], pad)
     out = generate(model, variables, np.full((len(texts), 1), pad, np.int32), encoder_tokens=src,

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from synthesizer_jax import attention as registry
+from synthesizer_jax import checks
 from synthesizer_jax.attention import Attention
 from synthesizer_jax.attention.core import Mask, check_positions
 from synthesizer_jax.attention.layer import check_mode
@@ -57,6 +58,22 @@ class _Inputs:
       else:
         positions_bl = self.attend = segment_positions(segment_ids_bl)
     self.positions = positions_bl
+
+
+def _checked(cfg: ModelConfig, tokens, positions, segment_ids, prefix: str, kinds,
+             mode: str = "train"):
+  """(tokens, positions, segment_ids) checked against the model (see `checks.model_inputs`)."""
+  return checks.model_inputs(tokens, positions, segment_ids, prefix, max_len=cfg.max_len,
+                             uses_positions=any(registry.uses_positions(k) for k in kinds),
+                             mode=mode)
+
+
+def _same_batch(encoder_tokens, decoder_tokens) -> None:
+  if encoder_tokens.shape[0] != decoder_tokens.shape[0]:
+    raise ValueError(
+        f"encoder_tokens has shape {tuple(encoder_tokens.shape)} but decoder_tokens has shape "
+        f"{tuple(decoder_tokens.shape)}: the batch sizes must match (one source row per "
+        "target row)")
 
 
 def _cached_inputs(tokens_bl, positions_bl, segment_ids_bl, mode: str) -> jax.Array:
@@ -178,6 +195,9 @@ class DecoderLM(_Model):
                mode: str = "train"):
     """Logits [b, l, vocab]. mode "prefill"/"decode" read and extend the "cache" collection
     (see `synthesizer_jax.decoding`); positions < 0 then mark left padding."""
+    check_mode(mode)
+    tokens, positions, segment_ids = _checked(self.cfg, tokens, positions, segment_ids, "",
+                                              [self.cfg.self_attention], mode)
     if mode == "train":
       inp = _Inputs(tokens, positions, segment_ids, self.cfg, [self.cfg.self_attention])
       x = self.embed_tokens(tokens, inp.positions, deterministic)
@@ -206,6 +226,11 @@ class EncoderDecoder(_Model):
   def encode(self, encoder_tokens, encoder_positions=None, encoder_segment_ids=None, *,
              deterministic: bool = True):
     """Encoder outputs [b, s, embed]."""
+    enc = _checked(self.cfg, encoder_tokens, encoder_positions, encoder_segment_ids, "encoder_",
+                   [self.cfg.self_attention])
+    return self._encode(*enc, deterministic=deterministic)
+
+  def _encode(self, encoder_tokens, encoder_positions, encoder_segment_ids, *, deterministic):
     cfg = self.cfg
     inp = _Inputs(encoder_tokens, encoder_positions, encoder_segment_ids, cfg, [cfg.self_attention])
     x = self.embed_tokens(encoder_tokens, inp.positions, deterministic)
@@ -219,6 +244,28 @@ class EncoderDecoder(_Model):
     mode "prefill" caches the encoder's keys/values and the decoder prompt; "decode" extends
     the cache by the new decoder tokens and needs no encoder inputs (pass None).
     """
+    cfg = self.cfg
+    check_mode(mode)
+    kinds = [cfg.self_attention, cfg.cross_attention]
+    decoder_tokens, decoder_positions, decoder_segment_ids = _checked(
+        cfg, decoder_tokens, decoder_positions, decoder_segment_ids, "decoder_", kinds, mode)
+    if mode != "decode":  # the encoder's side is read in train and prefill modes only
+      encoder_tokens, encoder_positions, encoder_segment_ids = _checked(
+          cfg, encoder_tokens, encoder_positions, encoder_segment_ids, "encoder_",
+          [cfg.cross_attention])
+      _same_batch(encoder_tokens, decoder_tokens)
+      if encoded is None or tuple(encoded.shape[:2]) != tuple(encoder_tokens.shape):
+        raise ValueError(
+            f"encoded has shape {None if encoded is None else tuple(encoded.shape)}, "
+            f"encoder_tokens {tuple(encoder_tokens.shape)}: pass encoded = "
+            "model.encode(encoder_tokens, ...) of these encoder_tokens ([batch, length, embed])")
+    return self._decode(encoded, encoder_tokens, decoder_tokens, encoder_positions,
+                        decoder_positions, encoder_segment_ids, decoder_segment_ids,
+                        deterministic=deterministic, mode=mode)
+
+  def _decode(self, encoded, encoder_tokens, decoder_tokens, encoder_positions,
+              decoder_positions, encoder_segment_ids, decoder_segment_ids, *, deterministic,
+              mode):
     cfg = self.cfg
     if mode != "train":
       positions = _cached_inputs(decoder_tokens, decoder_positions, decoder_segment_ids, mode)
@@ -248,11 +295,15 @@ class EncoderDecoder(_Model):
   def __call__(self, encoder_tokens, decoder_tokens, encoder_positions=None,
                decoder_positions=None, encoder_segment_ids=None, decoder_segment_ids=None, *,
                deterministic: bool = True):
-    encoded = self.encode(encoder_tokens, encoder_positions, encoder_segment_ids,
-                          deterministic=deterministic)
-    return self.decode(encoded, encoder_tokens, decoder_tokens, encoder_positions,
-                       decoder_positions, encoder_segment_ids, decoder_segment_ids,
-                       deterministic=deterministic)
+    kinds = [self.cfg.self_attention, self.cfg.cross_attention]
+    enc = _checked(self.cfg, encoder_tokens, encoder_positions, encoder_segment_ids, "encoder_",
+                   kinds)
+    dec = _checked(self.cfg, decoder_tokens, decoder_positions, decoder_segment_ids, "decoder_",
+                   kinds)
+    _same_batch(enc[0], dec[0])
+    encoded = self._encode(*enc, deterministic=deterministic)
+    return self._decode(encoded, enc[0], dec[0], enc[1], dec[1], enc[2], dec[2],
+                        deterministic=deterministic, mode="train")
 
 
 class EncoderClassifier(_Model):
@@ -274,6 +325,8 @@ class EncoderClassifier(_Model):
 
   def __call__(self, tokens, positions=None, segment_ids=None, *, deterministic: bool = True):
     cfg = self.cfg
+    tokens, positions, segment_ids = _checked(cfg, tokens, positions, segment_ids, "",
+                                              [cfg.self_attention])
     inp = _Inputs(tokens, positions, segment_ids, cfg, [cfg.self_attention])
     x = self.embed_tokens(tokens, inp.positions, deterministic)
     x = self.encoder(x, _padding_mask(inp), inp.attend, deterministic)
