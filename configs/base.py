@@ -50,6 +50,9 @@ def get_config():
   c.inputs_length = 128
   c.targets_length = 128
   c.pack = True
+  # "auto": train from the task's cache (python -m synthesizer_jax.data.cache) when it has
+  # one (Grain, no TensorFlow), else through seqio; or "seqio" / "grain".
+  c.data_pipeline = "auto"
   c.num_train_steps = 1000
   c.optimizer = "adamw"  # or "adafactor"
   c.learning_rate = 1e-3

@@ -161,6 +161,7 @@ OPTIMIZERS = ("adamw", "adafactor")
 DECAYS = ("rsqrt", "cosine", "linear", "constant")
 NONFINITE_ACTIONS = ("stop", "skip")
 DECODE_METHODS = ("beam", "greedy")
+DATA_PIPELINES = ("auto", "seqio", "grain")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +178,9 @@ class TrainConfig:
   inputs_length: int = knob(128, integer(ge=1))
   targets_length: int = knob(128, integer(ge=1))
   pack: bool = knob(True, boolean())
+  # "seqio": tf.data at train time; "grain": the task's ArrayRecord cache (python -m
+  # synthesizer_jax.data.cache), no TensorFlow; "auto": grain for a split with a cache.
+  data_pipeline: str = knob("auto", one_of(*DATA_PIPELINES))
   num_train_steps: int = knob(1000, integer(ge=1))
   optimizer: str = knob("adamw", one_of(*OPTIMIZERS))
   learning_rate: float = knob(1e-3, real(gt=0))

@@ -7,8 +7,12 @@
                                batch_size=16, pack=True, shuffle=True, seed=0, data_dir="data")
     next(batches)["decoder_input_tokens"].shape   # (16, 128)
 
-Importing this package does not import TensorFlow; `get_dataset`, `get_vocabulary` and
-`seqio_task` do, on first use (CPU only).
+    data.cache_task("offline_lm", "data")         # or: python -m synthesizer_jax.data.cache
+    batches = data.get_cached_dataset(...)        # same arguments and batches, no TensorFlow
+
+Importing this package does not import TensorFlow; `get_dataset`, `cache_task` and
+`seqio_task` do, on first use (CPU only), and so does `get_vocabulary` where seqio is
+installed. `get_cached_dataset` (Grain over the ArrayRecord cache) never does.
 """
 
 from synthesizer_jax.data.registry import (
@@ -27,6 +31,27 @@ def get_dataset(*args, **kwargs):
   from synthesizer_jax.data.pipeline import get_dataset as impl
 
   return impl(*args, **kwargs)
+
+
+def get_cached_dataset(*args, **kwargs):
+  """See `synthesizer_jax.data.grain_pipeline.get_dataset`."""
+  from synthesizer_jax.data.grain_pipeline import get_dataset as impl
+
+  return impl(*args, **kwargs)
+
+
+def has_cache(name, data_dir=None, split="train"):
+  """See `synthesizer_jax.data.records.has_cache`."""
+  from synthesizer_jax.data.records import has_cache as impl
+
+  return impl(name, data_dir, split)
+
+
+def cache_task(name, data_dir=None, splits=None, *, rebuild=False, log=print):
+  """See `synthesizer_jax.data.cache.cache_task`."""
+  from synthesizer_jax.data.cache import cache_task as impl
+
+  return impl(name, data_dir, splits, rebuild=rebuild, log=log)
 
 
 def get_vocabulary(name, data_dir=None):
@@ -50,5 +75,6 @@ def seqio_task(name, data_dir=None):
   return impl(name, data_dir)
 
 
-__all__ = ["ENV_DATA_DIR", "OFFLINE_TASKS", "TASKS", "DataError", "TaskInfo", "default_data_dir",
-           "get_dataset", "get_vocabulary", "prepare", "seqio_task", "task_info"]
+__all__ = ["ENV_DATA_DIR", "OFFLINE_TASKS", "TASKS", "DataError", "TaskInfo", "cache_task",
+           "default_data_dir", "get_cached_dataset", "get_dataset", "get_vocabulary",
+           "has_cache", "prepare", "seqio_task", "task_info"]

@@ -75,8 +75,39 @@ def train_vocab(texts: Iterable[str], path: str, vocab_size: int, *,
   return path
 
 
+class SentencePieceVocabulary:
+  """seqio's SentencePieceVocabulary without TensorFlow: the same ids, encode and decode.
+
+  What `get_vocabulary` returns where seqio is not installed (training from a cache).
+  """
+
+  pad_id, eos_id, unk_id, extra_ids = 0, 1, 2, 0
+
+  def __init__(self, path: str):
+    import sentencepiece as spm
+
+    self.path = path
+    self.tokenizer = spm.SentencePieceProcessor(model_file=path)
+
+  @property
+  def vocab_size(self) -> int:
+    return self.tokenizer.get_piece_size()
+
+  def encode(self, s: str) -> list[int]:
+    """Token ids of `s`, without EOS."""
+    return self.tokenizer.encode_as_ids(s)
+
+  def decode(self, ids) -> str:
+    """The text of `ids` up through the first EOS; ids beyond the vocabulary read as UNK."""
+    ids = [self.unk_id if int(i) >= self.vocab_size else int(i) for i in ids]
+    if self.eos_id in ids:
+      ids = ids[:ids.index(self.eos_id) + 1]
+    return self.tokenizer.decode_ids(ids)
+
+
 def get_vocabulary(name: str, data_dir: str | None = None):
-  """The seqio.SentencePieceVocabulary of task `name` (encode, decode, vocab_size, eos_id).
+  """The seqio.SentencePieceVocabulary of task `name` (encode, decode, vocab_size, eos_id);
+  without seqio installed, the `SentencePieceVocabulary` here (same ids and text).
 
   Raises:
     DataError: the vocabulary was not built yet; the message gives the prepare command.
@@ -89,4 +120,8 @@ def get_vocabulary(name: str, data_dir: str | None = None):
                     f"{path}. Build it with:\n  "
                     + PREPARE_CMD.format(data_dir=os.path.dirname(os.path.dirname(path)),
                                          task=name))
-  return import_seqio().SentencePieceVocabulary(path)
+  try:
+    seqio = import_seqio()
+  except ImportError:
+    return SentencePieceVocabulary(path)
+  return seqio.SentencePieceVocabulary(path)

@@ -1,0 +1,184 @@
+"""Caches a task's preprocessed examples as ArrayRecord, for training without TensorFlow.
+
+    python -m synthesizer_jax.data.cache --task offline_lm --data_dir data [--rebuild]
+
+or `synthesizer_jax.data.cache_task("offline_lm", "data")`. Runs the task's seqio source and
+preprocessors once (tokenize, task preprocessors, EOS; no truncation, no packing: lengths
+and packing are chosen at train time) and writes every split in the format of `records.py`.
+An up-to-date cache is kept as is; one built from another vocabulary or another corpus
+(the prepared split file's sha256, or the TFDS name and version) is refused until
+`--rebuild` is given. Needs TensorFlow and seqio (`pip install '.[data]'`); reading the
+cache (`grain_pipeline.py`) needs neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from synthesizer_jax.data import records, registry, tasks
+from synthesizer_jax.data.registry import DataError, spec
+
+RECORDS_PER_SHARD = 50_000
+
+
+def fingerprint(name: str, split: str, data_dir: str) -> dict:
+  """What the cached examples of a split depend on: the vocabulary and the source corpus."""
+  vpath = registry.vocab_path(name, data_dir)
+  vocab = {"path": os.path.relpath(vpath, data_dir), "sha256": records.file_sha256(vpath)}
+  s = spec(name)
+  if s.source == "tfds":
+    corpus = {"tfds_name": s.tfds_name, "tfds_split": dict(s.split_map)[split]}
+  else:
+    meta = tasks.read_meta(name, data_dir)
+    path = tasks.split_file(name, split, data_dir)
+    # prepare's meta.json names the source packages but not their versions; the split
+    # file's hash pins the text that went in.
+    corpus = {"source": meta.get("source"), "build_version": meta.get("version"),
+              "file": os.path.relpath(path, data_dir), "sha256": records.file_sha256(path)}
+  return {"vocabulary": vocab, "corpus": corpus}
+
+
+def stale_reasons(manifest: dict, current: dict) -> list[str]:
+  """How a cached split differs from what it would be built from now ([] = up to date)."""
+  out = []
+  if manifest.get("format") != records.FORMAT:
+    out.append(f"record format {manifest.get('format')!r}, this version writes {records.FORMAT}")
+  if manifest.get("vocabulary", {}).get("sha256") != current["vocabulary"]["sha256"]:
+    out.append(f"vocabulary {current['vocabulary']['path']} changed (sha256 "
+               f"{manifest.get('vocabulary', {}).get('sha256', '?')[:12]}... cached, "
+               f"{current['vocabulary']['sha256'][:12]}... now)")
+  if manifest.get("corpus") != current["corpus"]:
+    out.append(f"corpus changed: {manifest.get('corpus')} cached, {current['corpus']} now")
+  return out
+
+
+def _write_split(name: str, split: str, data_dir: str, task, out_dir: str,
+                 records_per_shard: int) -> dict:
+  """Writes the shards and lengths of one split into `out_dir`; returns the manifest body."""
+  from array_record.python.array_record_module import ArrayRecordWriter
+
+  ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1,
+                        try_in_mem_cache=False)
+  # Token ids and labels; seqio's "*_pretokenized" strings stay behind.
+  names = sorted(n for n, v in ds.element_spec.items() if v.dtype.name != "string")
+  specs = {n: ds.element_spec[n] for n in names}
+  bad = {n: str(v.dtype.name) for n, v in specs.items() if not v.dtype.is_integer}
+  if bad or set(task.output_features) - set(names):
+    raise DataError(f"Task {name!r} gives features {dict(ds.element_spec)}; only integer token "
+                    f"ids and labels, including {sorted(task.output_features)}, can be cached.")
+  shards, lengths, writer = [], [], None
+  tokens = dict.fromkeys(names, 0)
+  for i, ex in enumerate(ds.as_numpy_iterator()):
+    if i % records_per_shard == 0:
+      if writer:
+        writer.close()
+      shards.append({"file": f"records-{len(shards):05d}.array_record"})
+      writer = ArrayRecordWriter(os.path.join(out_dir, shards[-1]["file"]), "group_size:1")
+    writer.write(records.encode(ex, names))
+    row = [int(np.size(ex[n])) for n in names]
+    lengths.append(row)
+    for n, k in zip(names, row, strict=True):
+      tokens[n] += k if specs[n].shape.rank else 0
+  if writer:
+    writer.close()
+  if not lengths:
+    raise DataError(f"Split {split!r} of task {name!r} is empty; nothing to cache.")
+  lengths = np.asarray(lengths, np.int32)
+  np.save(os.path.join(out_dir, records.LENGTHS), lengths)
+  for j, shard in enumerate(shards):
+    shard["num_records"] = int(min(records_per_shard, len(lengths) - j * records_per_shard))
+    shard["bytes"] = os.path.getsize(os.path.join(out_dir, shard["file"]))
+  return {"num_examples": len(lengths),
+          "num_tokens": {n: t for n, t in tokens.items() if specs[n].shape.rank},
+          "features": {n: {"dtype": "int32", "rank": specs[n].shape.rank} for n in names},
+          "shards": shards}
+
+
+def cache_split(name: str, split: str, data_dir: str | None = None, *, rebuild: bool = False,
+                records_per_shard: int = RECORDS_PER_SHARD, log=print) -> dict:
+  """Caches one split of task `name` (see the module docstring); returns its manifest.
+
+  Raises:
+    DataError: the task is not prepared, or the cache is stale and `rebuild` is False.
+  """
+  import synthesizer_jax
+
+  data_dir = os.path.abspath(data_dir or registry.default_data_dir())
+  task = tasks.seqio_task(name, data_dir)
+  if split not in task.splits:
+    raise DataError(f"Task {name!r} has no split {split!r}; it has {list(task.splits)}.")
+  current = fingerprint(name, split, data_dir)
+  path = records.manifest_path(name, split, data_dir)
+  if os.path.isfile(path) and not rebuild:
+    with open(path) as f:
+      manifest = json.load(f)
+    reasons = stale_reasons(manifest, current)
+    if not reasons:
+      log(f"{name}/{split}: cache up to date ({manifest['num_examples']:,} examples)")
+      return manifest
+    raise DataError(f"The cache {os.path.dirname(path)} is stale: " + "; ".join(reasons)
+                    + ". Rebuild it with:\n  " + records.rebuild_cmd(name, data_dir))
+  final = records.split_dir(name, split, data_dir)
+  partial = final + ".partial"
+  shutil.rmtree(partial, ignore_errors=True)
+  os.makedirs(partial)
+  body = _write_split(name, split, data_dir, task, partial, records_per_shard)
+  s = spec(name)
+  manifest = {"format": records.FORMAT, "task": name, "split": split, "shape": s.shape,
+              **current, **body, "library_version": synthesizer_jax.__version__,
+              "record_layout": "int32 LE: F feature lengths, then each feature's tokens"}
+  with open(os.path.join(partial, records.MANIFEST), "w") as f:
+    json.dump(manifest, f, indent=1)
+  # Swap in the finished directory; a crash before this leaves the old cache (or none).
+  old = final + ".old"
+  shutil.rmtree(old, ignore_errors=True)
+  if os.path.isdir(final):
+    os.replace(final, old)
+  os.replace(partial, final)
+  shutil.rmtree(old, ignore_errors=True)
+  total = sum(manifest["num_tokens"].values())
+  log(f"{name}/{split}: cached {manifest['num_examples']:,} examples, {total:,} tokens in "
+      f"{len(manifest['shards'])} shard(s) under {final}")
+  return manifest
+
+
+def cache_task(name: str, data_dir: str | None = None, splits: Sequence[str] | None = None, *,
+               rebuild: bool = False, records_per_shard: int = RECORDS_PER_SHARD,
+               log=print) -> dict[str, dict]:
+  """Caches `splits` (default: every split) of task `name`; returns {split: manifest}."""
+  data_dir = os.path.abspath(data_dir or registry.default_data_dir())
+  names = list(splits) if splits else list(tasks.seqio_task(name, data_dir).splits)
+  return {split: cache_split(name, split, data_dir, rebuild=rebuild,
+                             records_per_shard=records_per_shard, log=log) for split in names}
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--task", nargs="+", required=True, help="task name(s) to cache")
+  parser.add_argument("--data_dir", default=registry.default_data_dir(),
+                      help=f"the prepared data directory (default: ${registry.ENV_DATA_DIR} or "
+                           "./data); the cache goes to DATA_DIR/records")
+  parser.add_argument("--splits", nargs="*", default=None, help="default: every split")
+  parser.add_argument("--rebuild", action="store_true",
+                      help="rebuild caches that exist (needed when a cache is stale)")
+  parser.add_argument("--records_per_shard", type=int, default=RECORDS_PER_SHARD)
+  args = parser.parse_args(argv)
+  try:
+    for name in args.task:
+      cache_task(name, args.data_dir, args.splits, rebuild=args.rebuild,
+                 records_per_shard=args.records_per_shard)
+  except DataError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,177 @@
+"""`get_dataset` over a task cache (`cache.py`) with Grain: no TensorFlow, no seqio.
+
+Same arguments and the same batch dict (names, dtypes, shapes) as `pipeline.get_dataset`,
+so models and steps do not change. Every batch is computed from its index alone:
+
+1. This shard's records: the contiguous block [i * N // S, (i + 1) * N // S) of the split's
+   N records for shard i of S (one shard per JAX process in training). The shards of a
+   split are disjoint and their union is the split.
+2. Its examples at the requested lengths: one per record, or for a chunked task (an LM
+   corpus) one per L-token piece, exactly as seqio cuts them.
+3. Rows: with `pack`, examples in a seeded order (`shuffle`) are packed greedily
+   (`features.pack`: first fit over the 8 newest open rows) once per (seed, lengths,
+   shard); without, each example is a row. Rows are fixed across epochs.
+4. The row stream: epoch e visits all R rows in a permutation seeded by (seed, e)
+   (identity without `shuffle`); batch k is rows k * B ... k * B + B - 1 of that stream.
+
+So starting at `start_batch` costs the same at every step (steps 1-3 read only the
+cached lengths), and a resumed run reads exactly the batches an uninterrupted run reads:
+the loop's checkpoint already stores the number of batches read (`train_batches`).
+Grain runs the per-batch reads and feature conversion in threads (or worker processes).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from synthesizer_jax import shapes
+from synthesizer_jax.data import features, records, registry
+from synthesizer_jax.data.registry import DataError, spec
+
+
+class CachedSplit:
+  """The batches of one cached split for one shard, lengths, seed and batch size."""
+
+  def __init__(self, name: str, split: str, data_dir: str, *, feature_lengths: Mapping[str, int],
+               batch_size: int, pack: bool, shuffle: bool, seed: int, shard_index: int,
+               num_shards: int, repeat: bool):
+    import grain
+
+    self.manifest, paths, lengths = records.open_split(name, split, data_dir)
+    self.names = list(self.manifest["features"])
+    self.ranks = [self.manifest["features"][n]["rank"] for n in self.names]
+    self.shape = shapes.get(spec(name).shape)
+    self.lengths = dict(feature_lengths)
+    self.batch_size, self.shuffle, self.seed, self.repeat = batch_size, shuffle, seed, repeat
+    self.packed = pack
+    self.where = f"{split!r} of task {name!r}"
+    self.rebuild = records.rebuild_cmd(name, data_dir)
+    self.source = grain.sources.ArrayRecordDataSource(paths)
+    n = len(lengths)
+    lo, hi = shard_index * n // num_shards, (shard_index + 1) * n // num_shards
+    record, start, sizes = features.example_lengths(lengths[lo:hi], self.names, self.lengths,
+                                                    self.shape.chunked)
+    self.record, self.start, self.sizes = record + lo, start, sizes
+    order = np.arange(len(record))
+    if shuffle:
+      order = np.random.default_rng((seed, 0)).permutation(order)
+    if pack:
+      self.offsets, self.items = features.pack(order, sizes, list(self.lengths.values()))
+    else:
+      self.offsets, self.items = np.arange(len(order) + 1), order
+    self.num_rows = len(self.offsets) - 1
+    if not self.num_rows:
+      raise DataError(f"Shard {shard_index} of {num_shards} of split {self.where} is empty "
+                      f"(the split has {n} examples).")
+
+  def __len__(self) -> int:
+    """Batches in one pass (repeat=False; the last may be short); huge when repeating."""
+    return 2**62 if self.repeat else -(-self.num_rows // self.batch_size)
+
+  @functools.lru_cache(maxsize=4)  # noqa: B019 (one CachedSplit per pipeline)
+  def _epoch_order(self, epoch: int) -> np.ndarray:
+    if not self.shuffle:
+      return np.arange(self.num_rows)
+    return np.random.default_rng((self.seed, 1, epoch)).permutation(self.num_rows)
+
+  def rows_of(self, index: int) -> np.ndarray:
+    """The row ids of batch `index` (computed from the index alone)."""
+    first = index * self.batch_size
+    stop = first + self.batch_size
+    if not self.repeat:
+      stop = min(stop, self.num_rows)
+    at = np.arange(first, stop)
+    epochs, within = np.divmod(at, self.num_rows)
+    return np.array([self._epoch_order(int(e))[w] for e, w in zip(epochs, within, strict=True)])
+
+  def _read(self, record_ids: list[int]) -> dict[int, dict[str, np.ndarray]]:
+    try:
+      raw = self.source.__getitems__(record_ids)
+      return {r: records.decode(b, self.names, self.ranks)
+              for r, b in zip(record_ids, raw, strict=True)}
+    except (OSError, RuntimeError, ValueError) as e:
+      raise DataError(f"Reading records {record_ids[:5]}... of the cache of {self.where} from "
+                      f"{self.source.paths} failed ({e}). Rebuild the cache with:\n  "
+                      f"{self.rebuild}") from None
+
+  def batch(self, index: int) -> dict[str, np.ndarray]:
+    """Batch `index` of the stream, as `pipeline.get_dataset` would give it."""
+    rows = [self.items[self.offsets[r]:self.offsets[r + 1]] for r in self.rows_of(index)]
+    examples = sorted({int(e) for row in rows for e in row})
+    data = self._read(sorted({int(self.record[e]) for e in examples}))
+    cut = {e: self._example(e, data[int(self.record[e])]) for e in examples}
+    return features.convert([[cut[int(e)] for e in row] for row in rows],
+                            self.shape.batch_features, self.lengths, self.packed)
+
+  def _example(self, e: int, rec: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {k: v for k, v in rec.items() if k not in self.lengths}
+    for j, key in enumerate(self.lengths):
+      start = int(self.start[e])
+      out[key] = rec[key][start:start + int(self.sizes[e, j])]
+    return out
+
+
+class GrainBatches:
+  """An iterator of batch dicts over a Grain dataset; `close()` stops its workers."""
+
+  def __init__(self, dataset):
+    self._it = iter(dataset)
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    return next(self._it)
+
+  def close(self) -> None:
+    close = getattr(self._it, "close", None)
+    if close:
+      close()
+
+
+def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], batch_size: int,
+                pack: bool = True, shuffle: bool = True, seed: int = 0,
+                data_dir: str | None = None, shard_index: int = 0, num_shards: int = 1,
+                start_batch: int = 0, repeat: bool = True, shuffle_buffer_size: int | None = None,
+                num_threads: int = 4, num_workers: int = 0) -> GrainBatches:
+  """Batches of task `name` read from its cache (`python -m synthesizer_jax.data.cache`).
+
+  Args are those of `pipeline.get_dataset` (see the module docstring for how shuffling,
+  packing, sharding and `start_batch` work here), plus:
+    shuffle_buffer_size: ignored (the shuffle here is global).
+    num_threads: threads that read and convert batches ahead of the consumer.
+    num_workers: worker processes instead (0: threads only).
+
+  Returns:
+    An iterator of {feature: int32 array}: the features of `pipeline.get_dataset`.
+
+  Raises:
+    DataError: unknown task, no cache (the message gives the command that builds it), a
+      stale or corrupt cache (the message names the file and the rebuild command), bad
+      arguments, or an empty shard.
+  """
+  import grain
+
+  del shuffle_buffer_size
+  shape = shapes.get(spec(name).shape)
+  data_dir = os.path.abspath(data_dir or registry.default_data_dir())
+  missing = [k for k in shape.task_features if k not in feature_lengths]
+  if missing:
+    raise DataError(f"Task {name!r} ({shape.name}) needs feature_lengths for "
+                    f"{list(shape.task_features)}; missing {missing}.")
+  if batch_size < 1 or not 0 <= shard_index < num_shards or start_batch < 0:
+    raise DataError(f"Bad batching: batch_size={batch_size} (>= 1), shard_index={shard_index} "
+                    f"(in [0, num_shards={num_shards})), start_batch={start_batch} (>= 0).")
+  lengths = {k: int(feature_lengths[k]) for k in shape.task_features}
+  split_data = CachedSplit(name, split, data_dir, feature_lengths=lengths, batch_size=batch_size,
+                           pack=pack and shape.packable, shuffle=shuffle, seed=seed,
+                           shard_index=shard_index, num_shards=num_shards, repeat=repeat)
+  ds = grain.MapDataset.range(start_batch, max(start_batch, len(split_data))).map(split_data.batch)
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=8))
+  if num_workers:
+    it = ds.to_iter_dataset().mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+  return GrainBatches(it)
