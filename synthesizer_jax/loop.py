@@ -20,6 +20,7 @@ import numpy as np
 from synthesizer_jax import checkpointing, evaluation, logging_utils
 from synthesizer_jax import sharding as shd
 from synthesizer_jax import steps as steps_lib
+from synthesizer_jax.agreement import check_processes_agree
 from synthesizer_jax.config import RunConfig, TrainConfig
 from synthesizer_jax.preemption import Preemption
 from synthesizer_jax.run import Run, check_resumable, initial_state, setup
@@ -107,6 +108,7 @@ def train_and_evaluate(config: RunConfig, workdir: str, *, data=None,
     (see TrainConfig.on_nonfinite).
   """
   run = setup(config, data)
+  check_processes_agree(run.run_config())
   lead = jax.process_index() == 0
   log = print if lead else (lambda *a, **k: None)
   os.makedirs(workdir, exist_ok=True)
@@ -161,6 +163,8 @@ def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None,
   batches = run.dataset("train", train=True, start_batch=start)
   bar = logging_utils.Progress(start, cfg.num_train_steps, enabled=lead and progress)
   preempt = Preemption()
+  if jax.process_count() > 1:
+    log(f"preemption agreed by {preempt.mode} across {jax.process_count()} processes")
   guard = NonFiniteGuard(cfg, ckpt, log)
   end = cfg.num_train_steps if stop_after is None else min(cfg.num_train_steps, start + stop_after)
   step = last_saved = last_logged = start
@@ -191,7 +195,7 @@ def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None,
         writer.write(step, results["metrics"], prefix="eval")
         bar.write(f"step {step}: eval " + ", ".join(
             f"{k} {v:.4g}" for k, v in results["metrics"].items()))
-      stop = preempt.agreed()
+      stop = preempt.agreed(step)
       if step % cfg.checkpoint_every == 0 or stop:
         settle(prev)  # never save a step that is not known to be finite
         prev = None

@@ -1,6 +1,9 @@
 """One process of the two-process CPU run in test_multihost.py (not a test itself).
 
-    python tests/multihost_worker.py PROCESS_ID NUM_PROCESSES PORT WORKDIR DATA_DIR
+    python tests/multihost_worker.py PROCESS_ID NUM_PROCESSES PORT WORKDIR DATA_DIR [OPTIONS]
+
+OPTIONS is a JSON object: "train" (TrainConfig fields to change), "sleep" (seconds each batch
+takes to arrive, to leave time for a signal). The exit code is the run's (143 after SIGTERM).
 
 Each process has 2 CPU devices, joins the others through jax.distributed (gloo
 collectives), reads its own shard of the batches, trains, and writes its part of the
@@ -14,17 +17,34 @@ MODEL = dict(d_model=16, num_heads=2, head_dim=8, mlp_dim=32, num_layers=1, max_
              dropout_rate=0.1, self_attention="dense+dot")
 
 
-def train_config(data_dir):
+def train_config(data_dir, **changes):
   from synthesizer_jax.config import TrainConfig
 
-  return TrainConfig(task="fake_lm", data_dir=data_dir, batch_size=8,
-                     targets_length=16, num_train_steps=4, log_every=1,
-                     checkpoint_every=3, eval_every=100, eval_batches=0,
-                     predict_batches=0, sample_prompt="", learning_rate=1e-2,
-                     warmup_steps=1)
+  return TrainConfig(**{**dict(task="fake_lm", data_dir=data_dir, batch_size=8,
+                               targets_length=16, num_train_steps=4, log_every=1,
+                               checkpoint_every=3, eval_every=100, eval_batches=0,
+                               predict_batches=0, sample_prompt="", learning_rate=1e-2,
+                               warmup_steps=1), **changes})
 
 
-def main(pid, nproc, port, workdir, data_dir):
+class SlowData:
+  """fake_data whose training batches each take `sleep` seconds to arrive."""
+
+  def __init__(self, data, sleep):
+    self.data, self.sleep = data, sleep
+    self.TASKS, self.task_info = data.TASKS, data.task_info
+    self.get_vocabulary = data.get_vocabulary
+
+  def get_dataset(self, *args, **kw):
+    import time
+
+    for batch in self.data.get_dataset(*args, **kw):
+      time.sleep(self.sleep)
+      yield batch
+
+
+def main(pid, nproc, port, workdir, data_dir, options=None):
+  options = options or {}
   os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
   os.environ["JAX_PLATFORMS"] = "cpu"
   from synthesizer_jax import sharding as shd
@@ -41,10 +61,17 @@ def main(pid, nproc, port, workdir, data_dir):
   assert jax.process_count() == nproc and jax.device_count() == 2 * nproc
   # DCN axis across the processes (hybrid mesh), FSDP within each.
   mesh = shd.MeshConfig(data=1, fsdp=2, dcn_data=nproc, rules="fsdp")
-  loop.train_and_evaluate(RunConfig.build(MODEL, train_config(data_dir), mesh), workdir,
-                          data=fake_data, progress=False)
+  data = SlowData(fake_data, options["sleep"]) if options.get("sleep") else fake_data
+  cfg = train_config(data_dir, **options.get("train", {}))
+  result = loop.train_and_evaluate(RunConfig.build(MODEL, cfg, mesh), workdir, data=data,
+                                   progress=False)
   jax.distributed.shutdown()
+  return result.get("exit_code", 0)
 
 
 if __name__ == "__main__":
-  main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])
+  import json
+
+  opts = json.loads(sys.argv[6]) if len(sys.argv) > 6 else None
+  sys.exit(main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5],
+                opts))

@@ -69,7 +69,7 @@ def test_sigint_is_a_preemption_and_a_second_signal_stops_at_once():
   preempt = preemption.Preemption()
   try:
     os.kill(os.getpid(), signal.SIGINT)
-    assert preempt.requested and preempt.name == "SIGINT" and preempt.agreed()
+    assert preempt.requested and preempt.name == "SIGINT" and preempt.agreed(1)
     with pytest.raises(KeyboardInterrupt, match="second SIGTERM: stopped without saving"):
       os.kill(os.getpid(), signal.SIGTERM)
   finally:

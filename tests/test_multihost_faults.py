@@ -1,0 +1,101 @@
+"""Two processes (2 CPU devices each, gloo): SIGTERM to one process only makes both save the
+same step through JAX's coordination service and exit 143, and the restarted run ends bitwise
+equal to an uninterrupted one; processes started with different configs refuse to train."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+from test_multihost import HERE, free_port
+
+from synthesizer_jax import checkpointing
+
+STEPS = 30
+
+
+def start(work, data_dir, options=None, per_process=None):
+  """The two worker processes; `per_process[i]` replaces process i's options."""
+  port = free_port()
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  procs = []
+  for i in range(2):
+    opts = (per_process or {}).get(i, options or {})
+    procs.append(subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "multihost_worker.py"), str(i), "2", str(port), work,
+         data_dir, json.dumps(opts)], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True))
+  return procs
+
+
+def finish(procs, timeout=400):
+  outs = [p.communicate(timeout=timeout)[0] for p in procs]
+  return [p.returncode for p in procs], outs
+
+
+def steps_logged(work):
+  path = os.path.join(work, "metrics.jsonl")
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    return sum(1 for line in f if '"train"' in line)
+
+
+def final_params(work):
+  state, _, step = checkpointing.restore_source(work)
+  assert step == STEPS
+  return state["params"]
+
+
+def test_sigterm_to_one_process_saves_the_same_step_on_both_and_resumes_bitwise(tmp_path):
+  data_dir = str(tmp_path / "data")
+  os.makedirs(data_dir)
+  train = {"num_train_steps": STEPS, "checkpoint_every": 1000}
+  ref = str(tmp_path / "ref")
+  codes, outs = finish(start(ref, data_dir, {"train": train}))
+  assert codes == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+
+  work = str(tmp_path / "run")
+  procs = start(work, data_dir, {"train": train, "sleep": 0.3})
+  deadline = time.time() + 300
+  while steps_logged(work) < 3 and time.time() < deadline:
+    time.sleep(0.2)
+  procs[1].send_signal(signal.SIGTERM)  # process 1 only
+  codes, outs = finish(procs)
+  assert codes == [143, 143], outs[0][-3000:] + outs[1][-3000:]
+  ckpt = checkpointing.Checkpointer(work, read_only=True)
+  saved = ckpt.all_steps()
+  ckpt.close()
+  assert len(saved) == 1 and 3 <= saved[0] < STEPS, saved
+  assert f"SIGTERM received: checkpoint of step {saved[0]} saved" in outs[0]
+  assert "preemption agreed by sync_point across 2 processes" in outs[0]
+
+  codes, outs = finish(start(work, data_dir, {"train": train}))
+  assert codes == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+  assert f"resumed from {os.path.join(work, 'checkpoints')} step {saved[0]}" in outs[0]
+  got, want = _leaves(final_params(work)), _leaves(final_params(ref))
+  assert [p for p, _ in got] == [p for p, _ in want]
+  for (path, g), (_, w) in zip(got, want, strict=True):
+    np.testing.assert_array_equal(g, w, err_msg=path)
+
+
+def _leaves(tree, prefix=""):
+  if isinstance(tree, dict):
+    return [x for k in sorted(tree) for x in _leaves(tree[k], f"{prefix}/{k}")]
+  return [(prefix, np.asarray(tree))]
+
+
+def test_processes_with_different_configs_refuse_to_train(tmp_path):
+  data_dir = str(tmp_path / "data")
+  os.makedirs(data_dir)
+  work = str(tmp_path / "run")
+  procs = start(work, data_dir, per_process={0: {}, 1: {"train": {"learning_rate": 0.02}}})
+  codes, outs = finish(procs)
+  assert codes[0] != 0 and codes[1] != 0
+  for out in outs:
+    assert "train.learning_rate" in out and "process 1" in out, out[-3000:]
+  assert not os.path.exists(os.path.join(work, "checkpoints")) or not os.listdir(
+      os.path.join(work, "checkpoints"))
