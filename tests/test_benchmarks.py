@@ -113,3 +113,17 @@ def test_smoke_trains_in_bf16(capsys):
   exercised by tests/test_training.py and cost a compile each here."""
   assert smoke.main(["--size", "tiny", "--steps", "2", "--shapes", "encdec"]) == 0
   assert "encdec" in capsys.readouterr().out
+
+
+def test_preemption_benchmark_runs_both_modes_on_two_processes(tmp_path):
+  """Both agreement modes run on 2 processes and report their figures (no speed asserted)."""
+  import json
+
+  from benchmarks import preemption
+
+  out = tmp_path / "p.json"
+  assert preemption.main(["--steps", "3", "--size", "32", "--out", str(out)]) == 0
+  rows = json.loads(out.read_text())["rows"]
+  assert [r["mode"] for r in rows] == ["allgather", "sync_point"]
+  for r in rows:
+    assert r["steps"] == 3 and r["device_ms_per_step"] >= r["host_ms_per_step"] > 0
