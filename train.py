@@ -26,6 +26,8 @@ _COORD = flags.DEFINE_string("coordinator_address", "", "host:port of process 0,
 _NPROC = flags.DEFINE_integer("num_processes", 0, "number of processes (multi-host)")
 _PID = flags.DEFINE_integer("process_id", -1, "this process's index (multi-host)")
 _STOP = flags.DEFINE_integer("stop_after", None, "stop after this many steps (with a checkpoint)")
+_HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout", 100, "multi-host: seconds after which a "
+                                  "silent process counts as lost and the others stop")
 
 
 def main(argv):
@@ -36,14 +38,22 @@ def main(argv):
 
   run_cfg = config.parse_config(_CONFIG.value.to_dict())  # every field checked first
   # Before anything touches the devices.
-  sharding.maybe_initialize_distributed(_COORD.value, _NPROC.value, _PID.value)
+  sharding.maybe_initialize_distributed(_COORD.value, _NPROC.value, _PID.value,
+                                        heartbeat_timeout=_HEARTBEAT.value)
   from synthesizer_jax import loop
 
   if _PREPARE.value:
     from synthesizer_jax import data
 
     data.prepare(run_cfg.train.data_dir, [run_cfg.train.task])
-  result = loop.train_and_evaluate(run_cfg, _WORKDIR.value, stop_after=_STOP.value)
+  from synthesizer_jax.agreement import LostProcessError
+
+  try:
+    result = loop.train_and_evaluate(run_cfg, _WORKDIR.value, stop_after=_STOP.value)
+  except LostProcessError as e:
+    # Exit now: JAX's shutdown would wait in a barrier for the process that is gone.
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    os._exit(75)
   # Preempted (SIGTERM / SIGINT): the step is saved; non-zero so schedulers rerun the job.
   return result.get("exit_code", 0)
 

@@ -1,4 +1,5 @@
-"""All processes of a run must run the same code on the same config and data.
+"""All processes of a run must run the same code on the same config and data, and a lost one
+must be named rather than waited for.
 
 `check_processes_agree(run_config)` hashes every field of the run config (model, train and
 mesh configs, task, vocabulary sha256) and the library's source, and compares them with
@@ -79,3 +80,29 @@ def check_processes_agree(run_config: dict[str, Any]) -> None:
         f"the processes of this run were started with different settings: {which}. Every "
         "process must get the same config flags, code and vocabulary; fix the launch command "
         "and start them all again.")
+
+
+class LostProcessError(RuntimeError):
+  """A process of a multi-process run is gone; the others stop instead of waiting forever."""
+
+
+def lost_process_error(error: Exception, last_checkpoint: str) -> LostProcessError | None:
+  """The error to raise when a step fails on a multi-process run because a process is gone:
+  names the processes the coordination service no longer sees (it knows within its heartbeat
+  timeout) and the last complete checkpoint to resume from. None when every process is there
+  (the error is then the run's own)."""
+  try:
+    from jax._src import distributed
+
+    live = distributed.global_state.client.get_live_nodes(list(range(jax.process_count())))
+    lost = sorted(set(range(jax.process_count())) - set(live))
+    if not lost:
+      return None
+    who = f"process(es) {lost} stopped answering the coordination service"
+  except Exception as e:  # the coordinator itself (process 0) may be the one that is gone
+    who = f"the coordination service is unreachable ({type(e).__name__}): process 0 may be gone"
+  first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+  return LostProcessError(
+      f"process {jax.process_index()}: a collective failed ({first}); {who}. Last complete "
+      f"checkpoint: {last_checkpoint}. Restart every process with the same command to resume "
+      "from it.")

@@ -20,7 +20,7 @@ import numpy as np
 from synthesizer_jax import checkpointing, evaluation, logging_utils
 from synthesizer_jax import sharding as shd
 from synthesizer_jax import steps as steps_lib
-from synthesizer_jax.agreement import check_processes_agree
+from synthesizer_jax.agreement import check_processes_agree, lost_process_error
 from synthesizer_jax.config import RunConfig, TrainConfig
 from synthesizer_jax.preemption import Preemption
 from synthesizer_jax.run import Run, check_resumable, initial_state, setup
@@ -66,6 +66,14 @@ class NonFiniteGuard:
         f"{what} and training stopped ({reason}). Last good checkpoint: {kept}; a rerun resumes "
         "there. Fixes: lower learning_rate, longer warmup_steps, smaller clip_norm, float32, "
         "check the data near this step, or on_nonfinite='skip' to drop such updates.")
+
+
+def _last_complete(ckpt: checkpointing.Checkpointer) -> str:
+  try:
+    step = ckpt.latest_step()
+  except Exception:  # noqa: BLE001 - reporting only
+    return f"unknown (see {ckpt.directory})"
+  return f"step {step} in {ckpt.directory}" if step is not None else "none yet"
 
 
 def _restore_or_init(run: Run, ckpt: checkpointing.Checkpointer, log):
@@ -168,6 +176,7 @@ def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None,
   guard = NonFiniteGuard(cfg, ckpt, log)
   end = cfg.num_train_steps if stop_after is None else min(cfg.num_train_steps, start + stop_after)
   step = last_saved = last_logged = start
+  lost = None  # LostProcessError when a process of a multi-process run is gone
   prev = None  # (step, device metrics) of the step launched before the current one
 
   def settle(entry, force_log: bool = False):
@@ -211,9 +220,16 @@ def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None,
     if step != last_saved:
       ckpt.save(step, state, run.run_config(), {"step": step, "train_batches": step})
     ckpt.wait()  # durable before we report it or exit
+  except Exception as err:
+    if jax.process_count() > 1 and not isinstance(err, NonFiniteError):
+      lost = lost_process_error(err, _last_complete(ckpt))
+      if lost is not None:
+        raise lost from err  # no close: an async save would wait for the lost process
+    raise
   finally:
     preempt.restore()
-    ckpt.close()
+    if lost is None:
+      ckpt.close()
   if preempt.requested:
     writer.close()
     log(f"{preempt.name} received: checkpoint of step {step} saved in {ckpt.directory}; "

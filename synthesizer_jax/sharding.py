@@ -194,12 +194,14 @@ def mesh_context(mesh: Mesh, rules: Rules):
 
 
 def maybe_initialize_distributed(coordinator: str = "", num_processes: int = 0,
-                                 process_id: int = -1) -> bool:
+                                 process_id: int = -1, heartbeat_timeout: int = 100) -> bool:
   """Calls jax.distributed.initialize when flags or env vars ask for several processes.
 
   Flags win over the env vars SJ_COORDINATOR, SJ_NUM_PROCESSES, SJ_PROCESS_ID. On
   TPU pods / SLURM / Open MPI, pass coordinator="auto" and JAX finds the rest. Must
-  run before anything touches the devices. Returns whether it initialized.
+  run before anything touches the devices. `heartbeat_timeout` (seconds) bounds how long
+  the others wait for a process that died: the coordination service then declares it lost
+  (`agreement.lost_process_error` names it). Returns whether it initialized.
   """
   coordinator = coordinator or os.environ.get("SJ_COORDINATOR", "")
   num_processes = num_processes or int(os.environ.get("SJ_NUM_PROCESSES", "0"))
@@ -208,7 +210,7 @@ def maybe_initialize_distributed(coordinator: str = "", num_processes: int = 0,
   if not coordinator:
     return False
   if coordinator == "auto":
-    jax.distributed.initialize()
+    jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat_timeout)
     return True
   if num_processes < 1 or process_id < 0:
     raise ValueError("multi-process run: set num_processes and process_id (flags or env "
@@ -216,5 +218,5 @@ def maybe_initialize_distributed(coordinator: str = "", num_processes: int = 0,
   # CPU processes need a collectives backend to talk to each other (GPU/TPU ignore this).
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                             process_id=process_id)
+                             process_id=process_id, heartbeat_timeout_seconds=heartbeat_timeout)
   return True

@@ -3,7 +3,8 @@
     python tests/multihost_worker.py PROCESS_ID NUM_PROCESSES PORT WORKDIR DATA_DIR [OPTIONS]
 
 OPTIONS is a JSON object: "train" (TrainConfig fields to change), "sleep" (seconds each batch
-takes to arrive, to leave time for a signal). The exit code is the run's (143 after SIGTERM).
+takes to arrive, to leave time for a signal), "heartbeat" (the heartbeat timeout, seconds).
+The exit code is the run's (143 after SIGTERM, 75 when another process is lost).
 
 Each process has 2 CPU devices, joins the others through jax.distributed (gloo
 collectives), reads its own shard of the batches, trains, and writes its part of the
@@ -49,7 +50,8 @@ def main(pid, nproc, port, workdir, data_dir, options=None):
   os.environ["JAX_PLATFORMS"] = "cpu"
   from synthesizer_jax import sharding as shd
 
-  assert shd.maybe_initialize_distributed(f"localhost:{port}", nproc, pid)
+  assert shd.maybe_initialize_distributed(f"localhost:{port}", nproc, pid,
+                                          heartbeat_timeout=options.get("heartbeat", 100))
   import jax
 
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -63,8 +65,14 @@ def main(pid, nproc, port, workdir, data_dir, options=None):
   mesh = shd.MeshConfig(data=1, fsdp=2, dcn_data=nproc, rules="fsdp")
   data = SlowData(fake_data, options["sleep"]) if options.get("sleep") else fake_data
   cfg = train_config(data_dir, **options.get("train", {}))
-  result = loop.train_and_evaluate(RunConfig.build(MODEL, cfg, mesh), workdir, data=data,
-                                   progress=False)
+  from synthesizer_jax.agreement import LostProcessError
+
+  try:
+    result = loop.train_and_evaluate(RunConfig.build(MODEL, cfg, mesh), workdir, data=data,
+                                     progress=False)
+  except LostProcessError as e:  # as train.py does: exit without JAX's shutdown barrier
+    print(f"error: {e}", flush=True)
+    os._exit(75)
   jax.distributed.shutdown()
   return result.get("exit_code", 0)
 

@@ -4,6 +4,7 @@ equal to an uninterrupted one; processes started with different configs refuse t
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,3 +100,35 @@ def test_processes_with_different_configs_refuse_to_train(tmp_path):
     assert "train.learning_rate" in out and "process 1" in out, out[-3000:]
   assert not os.path.exists(os.path.join(work, "checkpoints")) or not os.listdir(
       os.path.join(work, "checkpoints"))
+
+
+def test_a_killed_process_is_named_and_the_others_stop_in_bounded_time(tmp_path):
+  data_dir = str(tmp_path / "data")
+  os.makedirs(data_dir)
+  work = str(tmp_path / "run")
+  options = {"train": {"num_train_steps": STEPS, "checkpoint_every": 2}, "sleep": 0.3,
+             "heartbeat": 5}
+  procs = start(work, data_dir, options)
+  deadline = time.time() + 300
+  while steps_logged(work) < 5 and time.time() < deadline:
+    time.sleep(0.2)
+  procs[1].kill()  # SIGKILL: no handler runs, no goodbye to the coordination service
+  killed = time.time()
+  out = procs[0].communicate(timeout=120)[0]
+  procs[1].communicate()
+  assert time.time() - killed < 60, "process 0 waited too long for the lost process"
+  assert procs[0].returncode != 0, out[-3000:]
+  # Whichever comes first names process 1: our LostProcessError (a collective failed), or the
+  # coordination service ending the process once process 1 missed its heartbeats.
+  ours = "process(es) [1] stopped answering the coordination service" in out
+  jax_own = re.search(r"unhealthy \(stopped sending heartbeats\):\s*1\b", out)
+  assert ours or jax_own, out[-3000:]
+  ckpt = checkpointing.Checkpointer(work, read_only=True)
+  last = ckpt.latest_step()
+  ckpt.close()
+  assert last is not None and last >= 2
+  if ours:
+    assert procs[0].returncode == 75 and f"Last complete checkpoint: step {last} in" in out
+  codes, outs = finish(start(work, data_dir, {"train": options["train"]}))
+  assert codes == [0, 0], outs[0][-3000:]
+  assert f"resumed from {os.path.join(work, 'checkpoints')} step {last}" in outs[0]
