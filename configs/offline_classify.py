@@ -7,6 +7,10 @@ EncoderClassifier trained from scratch.
 
 Fine-tuning from a pre-trained encoder-decoder, as the paper's GLUE runs do:
 configs/offline_classify_finetune.py. Metrics: accuracy, F1, Matthews correlation.
+
+Expected result (measured 2026-12-02 on the 2-core CPU VM, 15 min wall while sharing it,
+`self_attention="dense"`): validation accuracy 71.9% on 383 examples, F1 80.5, Matthews
+correlation 30.1 at step 1,500 (training loss 0.03 against validation 1.10: it overfits).
 """
 
 from configs import base
