@@ -159,14 +159,8 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
   del shuffle_buffer_size
   shape = shapes.get(spec(name).shape)
   data_dir = os.path.abspath(data_dir or registry.default_data_dir())
-  missing = [k for k in shape.task_features if k not in feature_lengths]
-  if missing:
-    raise DataError(f"Task {name!r} ({shape.name}) needs feature_lengths for "
-                    f"{list(shape.task_features)}; missing {missing}.")
-  if batch_size < 1 or not 0 <= shard_index < num_shards or start_batch < 0:
-    raise DataError(f"Bad batching: batch_size={batch_size} (>= 1), shard_index={shard_index} "
-                    f"(in [0, num_shards={num_shards})), start_batch={start_batch} (>= 0).")
-  lengths = {k: int(feature_lengths[k]) for k in shape.task_features}
+  lengths = registry.check_request(name, tuple(shape.task_features), feature_lengths,
+                                   batch_size, shard_index, num_shards, start_batch, shape.name)
   split_data = CachedSplit(name, split, data_dir, feature_lengths=lengths, batch_size=batch_size,
                            pack=pack and shape.packable, shuffle=shuffle, seed=seed,
                            shard_index=shard_index, num_shards=num_shards, repeat=repeat)

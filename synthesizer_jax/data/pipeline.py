@@ -94,18 +94,12 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
   info = task_info(name, data_dir)
   data_dir = os.path.abspath(data_dir or registry.default_data_dir())
   tasks.check_prepared(name, data_dir)
-  missing = [k for k in info.feature_keys if k not in feature_lengths]
-  if missing:
-    raise DataError(f"Task {name!r} ({info.shape}) needs feature_lengths for "
-                    f"{list(info.feature_keys)}; missing {missing}.")
-  if batch_size < 1 or not 0 <= shard_index < num_shards or start_batch < 0:
-    raise DataError(f"Bad batching: batch_size={batch_size} (>= 1), shard_index={shard_index} "
-                    f"(in [0, num_shards={num_shards})), start_batch={start_batch} (>= 0).")
+  lengths = registry.check_request(name, info.feature_keys, feature_lengths, batch_size,
+                                   shard_index, num_shards, start_batch, info.shape)
   seqio = import_seqio()
   task = tasks.seqio_task(name, data_dir)
   if split not in task.splits:
     raise DataError(f"Task {name!r} has no split {split!r}; it has {list(task.splits)}.")
-  lengths = {k: int(feature_lengths[k]) for k in info.feature_keys}
   shard = seqio.ShardInfo(index=shard_index, num_shards=num_shards) if num_shards > 1 else None
   ds = task.get_dataset(sequence_length=lengths, split=split, shuffle=shuffle, seed=seed,
                         shard_info=shard, num_epochs=None if repeat else 1,

@@ -205,3 +205,17 @@ def task_info(name: str, data_dir: str | None = None) -> TaskInfo:
       vocab_family=s.family, num_classes=shape.num_classes(s.label_names),
       label_names=s.label_names, source=s.source, feature_keys=tuple(shape.task_features),
       description=s.description)
+
+
+def check_request(name: str, feature_keys, feature_lengths, batch_size: int, shard_index: int,
+                  num_shards: int, start_batch: int, shape_name: str) -> dict[str, int]:
+  """The feature lengths a pipeline needs for task `name`; DataError on missing lengths or
+  bad batching arguments (shared by the seqio and the Grain pipelines)."""
+  missing = [k for k in feature_keys if k not in feature_lengths]
+  if missing:
+    raise DataError(f"Task {name!r} ({shape_name}) needs feature_lengths for "
+                    f"{list(feature_keys)}; missing {missing}.")
+  if batch_size < 1 or not 0 <= shard_index < num_shards or start_batch < 0:
+    raise DataError(f"Bad batching: batch_size={batch_size} (>= 1), shard_index={shard_index} "
+                    f"(in [0, num_shards={num_shards})), start_batch={start_batch} (>= 0).")
+  return {k: int(feature_lengths[k]) for k in feature_keys}
