@@ -220,3 +220,27 @@ def test_vocabulary_without_seqio_matches_seqio(data_dir):
 def test_manifest_is_json_on_disk(data_dir):
   with open(records.manifest_path("offline_lm", "train", data_dir)) as f:
     assert json.load(f)["shape"] == "lm"
+
+
+def test_caching_checks_token_ids_against_the_vocabulary_once(data_dir, tmp_path):
+  """A vocabulary smaller than the ids the task produces is caught while caching, naming the
+  example, the feature and the command that rebuilds it."""
+  from synthesizer_jax.data import cache, tasks
+
+  task = tasks.seqio_task("offline_classify", data_dir)
+
+  class Small:  # the task's features, with a vocabulary 5 ids wide
+    vocabulary = type("V", (), {"vocab_size": 5})()
+
+  class Narrow:
+    output_features = {"inputs": Small()}
+
+    def __getattr__(self, attr):
+      return getattr(task, attr)
+
+  out = tmp_path / "out"
+  out.mkdir()
+  with pytest.raises(data.DataError, match=r"Example 0 of offline_classify/validation: feature "
+                     r"'inputs' holds token id \d+, outside the vocabulary \[0, 5\); rebuild .*"
+                     r"synthesizer_jax.data.prepare"):
+    cache._write_split("offline_classify", "validation", data_dir, Narrow(), str(out), 100)

@@ -75,7 +75,15 @@ def _write_split(name: str, split: str, data_dir: str, task, out_dir: str,
                     f"ids and labels, including {sorted(task.output_features)}, can be cached.")
   shards, lengths, writer = [], [], None
   tokens = dict.fromkeys(names, 0)
+  vocab_size = {k: f.vocabulary.vocab_size for k, f in task.output_features.items()}
   for i, ex in enumerate(ds.as_numpy_iterator()):
+    for key, size in vocab_size.items():  # once, here, so training never meets a bad id
+      ids = np.asarray(ex[key])
+      if ids.size and (ids.min() < 0 or ids.max() >= size):
+        raise DataError(f"Example {i} of {name}/{split}: feature {key!r} holds token id "
+                        f"{int(ids.max() if ids.max() >= size else ids.min())}, outside the "
+                        f"vocabulary [0, {size}); rebuild the vocabulary and the task with "
+                        f"`{registry.PREPARE_CMD.format(data_dir=data_dir, task=name)}`.")
     if i % records_per_shard == 0:
       if writer:
         writer.close()
