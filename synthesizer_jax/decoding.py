@@ -99,6 +99,10 @@ def _filter_logits(logits_bv, temperature, top_k, top_p):
   return logits_bv
 
 
+_METHOD_OPTIONS = {"greedy": (), "sample": ("temperature", "top_k", "top_p", "rng"),
+                   "beam": ("num_beams", "alpha")}
+
+
 def _sampling_options(temperature, top_k, top_p, rng, vocab_size: int):
   """Checked (temperature, top_k, top_p) of method='sample'."""
   if rng is None:
@@ -168,8 +172,9 @@ class _Stepper:
 
 def generate(model: nn.Module, variables: Any, prompt, *, max_new_tokens: int,
              method: str = "greedy", encoder_tokens=None, eos_id: int | None = 1,
-             pad_id: int | None = None, temperature: float = 1.0, top_k: int = 0,
-             top_p: float = 1.0, num_beams: int = 4, alpha: float = 0.6,
+             pad_id: int | None = None, temperature: float | None = None,
+             top_k: int | None = None, top_p: float | None = None,
+             num_beams: int | None = None, alpha: float | None = None,
              rng: jax.Array | None = None) -> Generation:
   """Generates continuations with the decode cache.
 
@@ -185,16 +190,17 @@ def generate(model: nn.Module, variables: Any, prompt, *, max_new_tokens: int,
       DecoderLM), one row per prompt row.
     eos_id: stop a row after this token (None: never stop early).
     pad_id: padding id (default: the model's cfg.pad_id); written after EOS.
-    temperature: "sample" only; finite, > 0.
-    top_k: "sample" only; keep the k most likely tokens, 0 <= k <= vocab_size (0: all).
+    temperature: "sample" only; finite, > 0 (default 1.0).
+    top_k: "sample" only; keep the k most likely tokens, 0 <= k <= vocab_size (default 0: all).
     top_p: "sample" only; keep the smallest set of tokens holding this much probability,
-      0 < top_p <= 1 (1: all).
-    num_beams: "beam" only; >= 1.
-    alpha: "beam" only; exponent of the length penalty, finite, >= 0 (0: none).
-    rng: PRNG key for sampling (`jax.random.key(seed)`).
+      0 < top_p <= 1 (default 1: all).
+    num_beams: "beam" only; >= 1 (default 4).
+    alpha: "beam" only; exponent of the length penalty, finite, >= 0 (default 0.6; 0: none).
+    rng: "sample" only: PRNG key (`jax.random.key(seed)`).
 
   Options are checked before any work: a bad value raises a TypeError or ValueError that
-  names it (docs/reliability.md). Options of another method are ignored.
+  names it (docs/reliability.md). An option of another method is refused too (temperature
+  with method="greedy" would otherwise be silently ignored).
 
   Returns:
     Generation(tokens [batch, max_new_tokens], scores [batch]): sum of token log-probs
@@ -210,6 +216,16 @@ def generate(model: nn.Module, variables: Any, prompt, *, max_new_tokens: int,
   eos_id = checks.token_id(eos_id, "eos_id", cfg.vocab_size, "; None never stops early")
   pad_id = checks.token_id(pad_id, "pad_id", cfg.vocab_size, "; None takes the model's pad_id")
   pad_id = cfg.pad_id if pad_id is None else pad_id
+  given = dict(temperature=temperature, top_k=top_k, top_p=top_p, rng=rng, num_beams=num_beams,
+               alpha=alpha)
+  foreign = [k for k, v in given.items() if v is not None and k not in _METHOD_OPTIONS[method]]
+  if foreign:
+    owner = {k: m for m, ks in _METHOD_OPTIONS.items() for k in ks}
+    raise ValueError(f"{', '.join(f'{k} (method={owner[k]!r})' for k in foreign)} do not apply "
+                     f"to method={method!r}: drop them, or choose the method they belong to")
+  temperature = 1.0 if temperature is None else temperature
+  top_k, top_p = top_k or 0, 1.0 if top_p is None else top_p
+  num_beams, alpha = 4 if num_beams is None else num_beams, 0.6 if alpha is None else alpha
   if method == "sample":
     temperature, top_k, top_p = _sampling_options(temperature, top_k, top_p, rng, cfg.vocab_size)
   if method == "beam":

@@ -65,8 +65,9 @@ def predict_tokens(model, variables, encoder_tokens_bs: np.ndarray, max_len: int
   if registry.uses_positions(cfg.self_attention):
     n = min(n, cfg.max_len - 1)
   start = np.full((encoder_tokens_bs.shape[0], 1), cfg.pad_id, np.int32)
-  out = generate(model, variables, start, max_new_tokens=n, method=method, num_beams=num_beams,
-                 alpha=alpha, encoder_tokens=np.asarray(encoder_tokens_bs), eos_id=EOS_ID)
+  beam = dict(num_beams=num_beams, alpha=alpha) if method == "beam" else {}
+  out = generate(model, variables, start, max_new_tokens=n, method=method,
+                 encoder_tokens=np.asarray(encoder_tokens_bs), eos_id=EOS_ID, **beam)
   return np.asarray(out.tokens)
 
 

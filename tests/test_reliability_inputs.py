@@ -53,6 +53,13 @@ BAD_OPTIONS = [  # (generate keyword arguments, error type, message)
     (dict(eos_id=-1), ValueError, r"eos_id=-1 must be in \[0, 49\].*None never stops early"),
     (dict(pad_id=99), ValueError, r"pad_id=99 must be in \[0, 49\]"),
     (dict(encoder_tokens=SRC), ValueError, "encoder_tokens is for an EncoderDecoder"),
+    # An option of another method was silently ignored (greedy decoding "at temperature 0.7").
+    (dict(temperature=0.7), ValueError,
+     r"temperature \(method='sample'\) do not apply to method='greedy'"),
+    (dict(method="beam", top_p=0.9, rng=KEY), ValueError,
+     r"top_p \(method='sample'\), rng \(method='sample'\) do not apply to method='beam'"),
+    (dict(method="sample", num_beams=2), ValueError,
+     r"num_beams \(method='beam'\) do not apply to method='sample'"),
 ]
 
 
@@ -60,7 +67,8 @@ BAD_OPTIONS = [  # (generate keyword arguments, error type, message)
                          ids=[",".join(f"{a}={v}" for a, v in k.items() if a != "method")
                               for k, _, _ in BAD_OPTIONS])
 def test_generate_refuses_bad_options(lm, kwargs, error, match):
-  kwargs = {"max_new_tokens": 2, "rng": KEY, **kwargs}
+  rng = {"rng": KEY} if kwargs.get("method") == "sample" else {}
+  kwargs = {"max_new_tokens": 2, **rng, **kwargs}
   with pytest.raises(error, match=match):
     sj.generate(*lm, PROMPT, **kwargs)
 
