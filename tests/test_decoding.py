@@ -160,12 +160,13 @@ def test_beam_search_finds_the_best_sequence_exhaustively():
 @pytest.mark.parametrize("method", ["greedy", "beam"])
 def test_generation_stops_at_eos_and_pads(method):
   model, variables = _lm("dense+dot")
+  beam = dict(num_beams=2, alpha=0.0) if method == "beam" else {}
   free = decoding.generate(model, variables, PROMPT[:1], max_new_tokens=6, eos_id=None,
-                           method=method, num_beams=2, alpha=0.0)
+                           method=method, **beam)
   eos = int(free.tokens[0, 2])
   first = free.tokens[0].tolist().index(eos)
   out = decoding.generate(model, variables, PROMPT[:1], max_new_tokens=6, eos_id=eos,
-                          method=method, num_beams=2, alpha=0.0)
+                          method=method, **beam)
   row = out.tokens[0].tolist()
   assert eos in row
   cut = row.index(eos)

@@ -37,7 +37,10 @@ def truncate_state(work, step):
 
 
 def snapshot(work):
-  return {p: os.path.getmtime(p) for p in glob.glob(os.path.join(work, "**"), recursive=True)}
+  """mtime of everything in `work`, except the directory's own: the run's lock file
+  (run.lock) comes and goes there while a run checks the workdir."""
+  paths = glob.glob(os.path.join(work, "**"), recursive=True)
+  return {p: os.path.getmtime(p) for p in paths if os.path.normpath(p) != os.path.normpath(work)}
 
 
 def test_truncated_checkpoint_names_step_and_path_or_falls_back(tmp_path, capsys):

@@ -123,7 +123,8 @@ def test_each_shape_builds_its_model_and_dummy_inputs_fit_it(name):
 
 def test_no_module_outside_shapes_compares_shape_names():
   """The training, evaluation, checkpoint and data code ask the shape object instead."""
-  pattern = re.compile(r"""shape\s*(==|!=|in)\s*[("']|==\s*["'](lm|encdec|classifier)["']""")
+  pattern = re.compile(r"""(?<![\w.])shape(\.name)?\s*(==|!=)\s*["']|(?<![\w.])shape(\.name)?"""
+                       r"""\s+in\s+\(\s*["']|(==|!=)\s*["'](lm|encdec|classifier)["']""")
   files = ["loop.py", "run.py", "steps.py", "evaluation.py", "checkpointing.py", "optim.py"]
   data_dir = os.path.join(REPO, "synthesizer_jax", "data")
   files += [os.path.join("data", f) for f in os.listdir(data_dir) if f.endswith(".py")]
