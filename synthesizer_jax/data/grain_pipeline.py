@@ -3,21 +3,25 @@
 Same arguments and the same batch dict (names, dtypes, shapes) as `pipeline.get_dataset`,
 so models and steps do not change. Every batch is computed from its index alone:
 
-1. This shard's records: the contiguous block [i * N // S, (i + 1) * N // S) of the split's
-   N records for shard i of S (one shard per JAX process in training). The shards of a
-   split are disjoint and their union is the split.
-2. Its examples at the requested lengths: one per record, or for a chunked task (an LM
-   corpus) one per L-token piece, exactly as seqio cuts them.
-3. Rows: with `pack`, examples in a seeded order (`shuffle`) are packed greedily
-   (`features.pack`: first fit over the 8 newest open rows) once per (seed, lengths,
-   shard); without, each example is a row. Rows are fixed across epochs.
-4. The row stream: epoch e visits all R rows in a permutation seeded by (seed, e)
-   (identity without `shuffle`); batch k is rows k * B ... k * B + B - 1 of that stream.
+1. The split's examples at the requested lengths: one per record, or for a chunked task
+   (an LM corpus) one per L-token piece, exactly as seqio cuts them.
+2. Rows: with `pack`, examples in a seeded order (`shuffle`) are packed greedily
+   (`features.pack`: first fit over the 8 newest open rows) once per (seed, lengths);
+   without, each example is a row. Rows are fixed across epochs.
+3. The global row stream: epoch e visits all R rows in a permutation seeded by (seed, e)
+   (identity without `shuffle`). Global batch k is stream positions k * G ... k * G + G - 1,
+   G = batch_size * num_shards, and shard i (one per JAX process in training) takes its
+   i-th slice of B = batch_size rows. Within an epoch the shards read disjoint rows whose
+   union is the split.
 
-So starting at `start_batch` costs the same at every step (steps 1-3 read only the
-cached lengths), and a resumed run reads exactly the batches an uninterrupted run reads:
-the loop's checkpoint already stores the number of batches read (`train_batches`).
-Grain runs the per-batch reads and feature conversion in threads (or worker processes).
+So starting at `start_batch` costs the same at every step (steps 1-2 read only the cached
+lengths), and a resumed run reads exactly the batches an uninterrupted run reads: the
+loop's checkpoint already stores the number of batches read (`train_batches`). Global
+batch k depends only on (seed, lengths, G), not on the number of shards, so a run can also
+resume on another number of processes with the same global batch size. One pass
+(`repeat=False`) gives every shard the same number of batches; the last ones may be short
+or empty. Grain runs the per-batch reads and feature conversion in threads (or worker
+processes).
 """
 
 from __future__ import annotations
@@ -52,25 +56,23 @@ class CachedSplit:
     self.rebuild = records.rebuild_cmd(name, data_dir)
     self.source = grain.sources.ArrayRecordDataSource(paths)
     n = len(lengths)
-    lo, hi = shard_index * n // num_shards, (shard_index + 1) * n // num_shards
-    record, start, sizes = features.example_lengths(lengths[lo:hi], self.names, self.lengths,
-                                                    self.shape.chunked)
-    self.record, self.start, self.sizes = record + lo, start, sizes
-    order = np.arange(len(record))
+    self.record, self.start, self.sizes = features.example_lengths(
+        lengths, self.names, self.lengths, self.shape.chunked)
+    order = np.arange(len(self.record))
     if shuffle:
       order = np.random.default_rng((seed, 0)).permutation(order)
     if pack:
-      self.offsets, self.items = features.pack(order, sizes, list(self.lengths.values()))
+      self.offsets, self.items = features.pack(order, self.sizes, list(self.lengths.values()))
     else:
       self.offsets, self.items = np.arange(len(order) + 1), order
     self.num_rows = len(self.offsets) - 1
+    self.shard_index, self.global_batch = shard_index, batch_size * num_shards
     if not self.num_rows:
-      raise DataError(f"Shard {shard_index} of {num_shards} of split {self.where} is empty "
-                      f"(the split has {n} examples).")
+      raise DataError(f"Split {self.where} is empty (the cache holds {n} records).")
 
   def __len__(self) -> int:
     """Batches in one pass (repeat=False; the last may be short); huge when repeating."""
-    return 2**62 if self.repeat else -(-self.num_rows // self.batch_size)
+    return 2**62 if self.repeat else -(-self.num_rows // self.global_batch)
 
   @functools.lru_cache(maxsize=4)  # noqa: B019 (one CachedSplit per pipeline)
   def _epoch_order(self, epoch: int) -> np.ndarray:
@@ -80,15 +82,17 @@ class CachedSplit:
 
   def rows_of(self, index: int) -> np.ndarray:
     """The row ids of batch `index` (computed from the index alone)."""
-    first = index * self.batch_size
+    first = index * self.global_batch + self.shard_index * self.batch_size
     stop = first + self.batch_size
     if not self.repeat:
       stop = min(stop, self.num_rows)
-    at = np.arange(first, stop)
+    at = np.arange(first, max(first, stop))
     epochs, within = np.divmod(at, self.num_rows)
     return np.array([self._epoch_order(int(e))[w] for e, w in zip(epochs, within, strict=True)])
 
   def _read(self, record_ids: list[int]) -> dict[int, dict[str, np.ndarray]]:
+    if not record_ids:  # this shard's slice of the last batch of a pass can be empty
+      return {}
     try:
       raw = self.source.__getitems__(record_ids)
       return {r: records.decode(b, self.names, self.ranks)
