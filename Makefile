@@ -17,7 +17,7 @@ demo: $(STAMP)
 # The default experiment: prepare the offline corpus (idempotent), train ~10 min on a CPU,
 # evaluate, print a sample and the validation perplexity. Re-running resumes the run.
 train: $(STAMP)
-	$(VENV)/bin/python -m synthesizer_jax.data.prepare --data_dir data --tasks offline_lm --apt_update
+	$(VENV)/bin/python -m synthesizer_jax.data.prepare --data_dir data --tasks offline_lm --apt_update --cache
 	$(VENV)/bin/python train.py --config configs/offline_lm.py --workdir workdirs/offline_lm \
 		--config.data_dir=data
 

@@ -158,6 +158,23 @@ def test_two_shards_are_disjoint_and_cover_the_split(data_dir):
   assert labels == sorted(int(x) for b in whole for x in b["targets"])
 
 
+def test_global_batches_do_not_depend_on_the_number_of_shards(data_dir):
+  # A run resumed on 2 processes reads the global batches a 1-process run would have read.
+  kw = {"pack": True, "shuffle": True, "repeat": True, "seed": 5}
+  one = _grain("offline_lm", data_dir, 9, batch_size=4, **kw)  # several epochs
+  two = [_grain("offline_lm", data_dir, 9, batch_size=2, num_shards=2, shard_index=i, **kw)
+         for i in (0, 1)]
+  for k, whole in enumerate(one):
+    for key, value in whole.items():
+      np.testing.assert_array_equal(value, np.concatenate([two[0][k][key], two[1][k][key]]))
+  # One pass gives every shard the same number of batches (the last may be empty).
+  passes = [_grain("offline_classify", data_dir, split="test", batch_size=5, num_shards=3,
+                   shard_index=i) for i in range(3)]
+  assert len({len(p) for p in passes}) == 1
+  assert sum(len(b["targets"]) for p in passes for b in p) == sum(
+      len(b["targets"]) for b in _grain("offline_classify", data_dir, split="test"))
+
+
 def test_cache_is_idempotent_and_refuses_a_stale_one(data_dir, tmp_path):
   shard = os.path.join(records.split_dir("offline_classify", "test", data_dir),
                        "records-00000.array_record")
@@ -174,6 +191,13 @@ def test_cache_is_idempotent_and_refuses_a_stale_one(data_dir, tmp_path):
     data.cache_task("offline_classify", copy, ["test"], log=logs.append)
   m = data.cache_task("offline_classify", copy, ["test"], rebuild=True, log=logs.append)["test"]
   assert m["num_examples"] == 61
+  # `prepare --cache` (refresh) rebuilds a stale cache and keeps an up-to-date one.
+  with open(os.path.join(copy, "offline_classify", "test.tsv"), "a") as f:
+    f.write("0\tAnother review.\n")
+  m = data.cache_task("offline_classify", copy, ["test"], refresh=True, log=logs.append)["test"]
+  assert m["num_examples"] == 62 and "rebuilding the stale cache" in logs[-2]
+  data.cache_task("offline_classify", copy, ["test"], refresh=True, log=logs.append)
+  assert "up to date" in logs[-1]
   # Another vocabulary: reading refuses the cache too.
   vpath = data.task_info("offline_classify", copy).vocab_path
   with open(vpath, "ab") as f:
@@ -244,3 +268,14 @@ def test_caching_checks_token_ids_against_the_vocabulary_once(data_dir, tmp_path
                      r"'inputs' holds token id \d+, outside the vocabulary \[0, 5\); rebuild .*"
                      r"synthesizer_jax.data.prepare"):
     cache._write_split("offline_classify", "validation", data_dir, Narrow(), str(out), 100)
+
+
+def test_pipeline_benchmark_measures_both_pipelines(data_dir):
+  from benchmarks import data_pipeline as bench
+
+  rows = [bench.worker("offline_lm", p, data_dir, batch_size=2, batches=3, starts=s)
+          for p, s in (("grain", [1, 10_000_000]), ("seqio", [1]))]
+  for r in rows:
+    assert r["batches_per_s"] > 0 and r["cpu_s_per_batch"] > 0
+  text = bench.table(rows, [1, 10_000_000])
+  assert text.count("\n") == 3 and "| offline_lm | seqio |" in text and "not run" in text

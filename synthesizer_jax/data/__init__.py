@@ -47,11 +47,11 @@ def has_cache(name, data_dir=None, split="train"):
   return impl(name, data_dir, split)
 
 
-def cache_task(name, data_dir=None, splits=None, *, rebuild=False, log=print):
+def cache_task(name, data_dir=None, splits=None, *, rebuild=False, refresh=False, log=print):
   """See `synthesizer_jax.data.cache.cache_task`."""
   from synthesizer_jax.data.cache import cache_task as impl
 
-  return impl(name, data_dir, splits, rebuild=rebuild, log=log)
+  return impl(name, data_dir, splits, rebuild=rebuild, refresh=refresh, log=log)
 
 
 def get_vocabulary(name, data_dir=None):
@@ -61,11 +61,11 @@ def get_vocabulary(name, data_dir=None):
   return impl(name, data_dir)
 
 
-def prepare(data_dir=None, tasks=None, progress=True, apt_update=False):
+def prepare(data_dir=None, tasks=None, progress=True, apt_update=False, cache=False):
   """See `synthesizer_jax.data.build.prepare`."""
   from synthesizer_jax.data.build import prepare as impl
 
-  return impl(data_dir, tasks, progress, apt_update)
+  return impl(data_dir, tasks, progress, apt_update, cache)
 
 
 def seqio_task(name, data_dir=None):

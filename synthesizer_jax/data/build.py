@@ -167,11 +167,14 @@ def _vocab_size(path: str) -> int:
 
 
 def prepare(data_dir: str | None = None, tasks: Sequence[str] | None = None,
-            progress: bool = True, apt_update: bool = False) -> dict[str, dict]:
+            progress: bool = True, apt_update: bool = False,
+            cache: bool = False) -> dict[str, dict]:
   """Builds `tasks` (default: every offline task) under `data_dir`; returns {task: meta}.
 
   With `apt_update`, first runs `apt-get update` (with the en/de/fr description indexes)
   if apt lacks them; that needs root. Without it, a missing index is an error saying so.
+  With `cache`, then caches every split of each task for the Grain pipeline (`cache.py`):
+  an up-to-date cache is kept, a stale one rebuilt.
   """
   from tqdm.auto import tqdm
 
@@ -195,6 +198,11 @@ def prepare(data_dir: str | None = None, tasks: Sequence[str] | None = None,
     out[name] = prepare_task(name, data_dir, on_stage=on_stage)
     bar.update(done + len(STAGES) - bar.n)
   bar.close()
+  if cache:
+    from synthesizer_jax.data.cache import cache_task
+
+    for name in names:
+      cache_task(name, data_dir, refresh=True, log=print if progress else lambda *a: None)
   return out
 
 
@@ -207,9 +215,12 @@ def main(argv=None) -> int:
   parser.add_argument("--apt_update", action="store_true",
                       help="run `apt-get update` with the en/de/fr description indexes first "
                            "if apt lacks them (needs root)")
+  parser.add_argument("--cache", action="store_true",
+                      help="then cache each task for training without TensorFlow (Grain); "
+                           "same as `python -m synthesizer_jax.data.cache --task ...`")
   args = parser.parse_args(argv)
   try:
-    metas = prepare(args.data_dir, args.tasks, apt_update=args.apt_update)
+    metas = prepare(args.data_dir, args.tasks, apt_update=args.apt_update, cache=args.cache)
   except DataError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -110,11 +110,16 @@ def _write_split(name: str, split: str, data_dir: str, task, out_dir: str,
 
 
 def cache_split(name: str, split: str, data_dir: str | None = None, *, rebuild: bool = False,
-                records_per_shard: int = RECORDS_PER_SHARD, log=print) -> dict:
+                refresh: bool = False, records_per_shard: int = RECORDS_PER_SHARD,
+                log=print) -> dict:
   """Caches one split of task `name` (see the module docstring); returns its manifest.
 
+  `rebuild` rebuilds the cache in any case; `refresh` rebuilds it only when it is stale
+  (`prepare --cache` does this: it has just rebuilt the source the cache was made from).
+
   Raises:
-    DataError: the task is not prepared, or the cache is stale and `rebuild` is False.
+    DataError: the task is not prepared, or the cache is stale and neither `rebuild` nor
+      `refresh` is set.
   """
   import synthesizer_jax
 
@@ -131,8 +136,11 @@ def cache_split(name: str, split: str, data_dir: str | None = None, *, rebuild: 
     if not reasons:
       log(f"{name}/{split}: cache up to date ({manifest['num_examples']:,} examples)")
       return manifest
-    raise DataError(f"The cache {os.path.dirname(path)} is stale: " + "; ".join(reasons)
-                    + ". Rebuild it with:\n  " + records.rebuild_cmd(name, data_dir))
+    if refresh:
+      log(f"{name}/{split}: rebuilding the stale cache ({'; '.join(reasons)})")
+    else:
+        raise DataError(f"The cache {os.path.dirname(path)} is stale: " + "; ".join(reasons)
+                      + ". Rebuild it with:\n  " + records.rebuild_cmd(name, data_dir))
   final = records.split_dir(name, split, data_dir)
   partial = final + ".partial"
   shutil.rmtree(partial, ignore_errors=True)
@@ -158,12 +166,12 @@ def cache_split(name: str, split: str, data_dir: str | None = None, *, rebuild: 
 
 
 def cache_task(name: str, data_dir: str | None = None, splits: Sequence[str] | None = None, *,
-               rebuild: bool = False, records_per_shard: int = RECORDS_PER_SHARD,
-               log=print) -> dict[str, dict]:
+               rebuild: bool = False, refresh: bool = False,
+               records_per_shard: int = RECORDS_PER_SHARD, log=print) -> dict[str, dict]:
   """Caches `splits` (default: every split) of task `name`; returns {split: manifest}."""
   data_dir = os.path.abspath(data_dir or registry.default_data_dir())
   names = list(splits) if splits else list(tasks.seqio_task(name, data_dir).splits)
-  return {split: cache_split(name, split, data_dir, rebuild=rebuild,
+  return {split: cache_split(name, split, data_dir, rebuild=rebuild, refresh=refresh,
                              records_per_shard=records_per_shard, log=log) for split in names}
 
 
