@@ -201,3 +201,33 @@ def test_tfds_tasks_under_mock_data(tmp_path):
         _check_packed_decoder(b)
         if info.shape == "encdec":
           assert b["encoder_input_tokens"].shape == (2, lengths["inputs"])
+
+
+def test_tfds_tasks_cache_and_read_back_without_seqio(tmp_path):
+  """A TFDS task (one per model shape) caches under mock_data; Grain reads the batches
+  seqio gives, and the manifest pins the TFDS name and version."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  pytest.importorskip("grain")
+  from synthesizer_jax.data import records, registry
+
+  root = str(tmp_path)
+  cases = {"lm1b": {"targets": 16}, "wmt14_ende": {"inputs": 24, "targets": 24},
+           "glue_sst2": {"inputs": 32}}
+  for name in cases:
+    os.makedirs(tasks.tfds_version_dir(name, root), exist_ok=True)
+  with tfds.testing.mock_data(num_examples=7, policy=tfds.testing.MockPolicy.USE_CODE,
+                              data_dir=os.path.join(root, "no_metadata")):
+    data.prepare(root, list(cases), progress=False)
+    for name, lengths in cases.items():
+      data.cache_task(name, root, splits=["validation"], log=lambda *a: None)
+      kw = {"feature_lengths": lengths, "batch_size": 2, "pack": False, "shuffle": False,
+            "repeat": False}
+      want = list(data.get_dataset(name, "validation", data_dir=root, **kw))
+      manifest = records.read_manifest(name, "validation", root)
+      assert manifest["corpus"]["tfds_name"] == registry.spec(name).tfds_name
+      got = list(data.get_cached_dataset(name, "validation", data_dir=root, **kw))
+      assert len(got) == len(want) > 0, name
+      for a, b in zip(want, got, strict=True):
+        assert set(a) == set(b), name
+        for key in a:
+          np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name} {key}")
