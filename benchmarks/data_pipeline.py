@@ -1,0 +1,118 @@
+"""Grain over the task cache vs seqio over tf.data, side by side: `python -m
+benchmarks.data_pipeline --data_dir data --out benchmarks/results/data_pipeline_cpu`.
+
+For one task per model shape (prepared and cached in `--data_dir`: `python -m
+synthesizer_jax.data.prepare --tasks T --cache`) it reads the training split as training
+does: packed where the shape packs, shuffled, repeated, local batch `--batch_size`. Per
+task and pipeline:
+- batches/s: `--batches` batches after the first;
+- CPU s per batch: the process's user + system CPU time (every thread) per batch while
+  draining, which is what the pipeline takes from the host that also runs the training step;
+- first batch (s) at each `--starts` value of `start_batch` (a resumed run). seqio reads and
+  drops `start_batch` batches; Grain computes batch k from k. seqio is run only up to
+  `--seqio_max_start` (its time grows linearly; the table says so instead of waiting).
+Each (task, pipeline) runs in its own process, so TensorFlow's threads stay out of Grain's
+numbers. Writes JSON to `--out`.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+LENGTHS = {"offline_lm": {"targets": 256},
+           "offline_translate_en_de": {"inputs": 128, "targets": 128},
+           "offline_classify": {"inputs": 256}}
+PIPELINES = ("grain", "seqio")
+
+
+def _cpu() -> float:
+  r = resource.getrusage(resource.RUSAGE_SELF)
+  return r.ru_utime + r.ru_stime
+
+
+def worker(task: str, pipeline: str, data_dir: str, batch_size: int, batches: int,
+           starts: list[int]) -> dict:
+  """Measures one pipeline on one task in this process."""
+  from synthesizer_jax import data
+
+  get = data.get_cached_dataset if pipeline == "grain" else data.get_dataset
+  kw = {"feature_lengths": LENGTHS[task], "batch_size": batch_size, "pack": True,
+        "shuffle": True, "seed": 0, "data_dir": data_dir, "repeat": True}
+  out = {"task": task, "pipeline": pipeline, "resume_s": {}}
+  for start in starts:
+    t = time.perf_counter()
+    next(get(task, "train", start_batch=start, **kw))
+    out["resume_s"][str(start)] = time.perf_counter() - t
+  it = get(task, "train", **kw)
+  next(it)
+  t, c = time.perf_counter(), _cpu()
+  for _ in range(batches):
+    next(it)
+  wall, cpu = time.perf_counter() - t, _cpu() - c
+  out.update(batches_per_s=batches / wall, cpu_s_per_batch=cpu / batches)
+  return out
+
+
+def _run(args, task: str, pipeline: str) -> dict:
+  starts = [s for s in args.starts if pipeline == "grain" or s <= args.seqio_max_start]
+  cmd = [sys.executable, "-m", "benchmarks.data_pipeline", "--worker", task, pipeline,
+         "--data_dir", args.data_dir, "--batch_size", str(args.batch_size),
+         "--batches", str(args.batches), "--starts", ",".join(map(str, starts))]
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+  if res.returncode:
+    raise RuntimeError(f"{task} {pipeline} failed:\n{res.stderr[-3000:]}")
+  return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def table(rows: list[dict], starts: list[int]) -> str:
+  head = ("| task | pipeline | batches/s | CPU s per batch | "
+          + " | ".join(f"first batch at {s:,} (s)" for s in starts) + " |")
+  lines = [head, "|" + " --- |" * (4 + len(starts))]
+  for r in rows:
+    cells = [f"{r['resume_s'][str(s)]:.2f}" if str(s) in r["resume_s"] else "not run"
+             for s in starts]
+    lines.append(f"| {r['task']} | {r['pipeline']} | {r['batches_per_s']:.1f} | "
+                 f"{r['cpu_s_per_batch']:.3f} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--data_dir", default="data")
+  p.add_argument("--tasks", default=",".join(LENGTHS))
+  p.add_argument("--batch_size", type=int, default=32)
+  p.add_argument("--batches", type=int, default=100)
+  p.add_argument("--starts", default="10,1000,100000")
+  p.add_argument("--seqio_max_start", type=int, default=1000)
+  p.add_argument("--out", default=None, help="write OUT.json")
+  p.add_argument("--worker", nargs=2, metavar=("TASK", "PIPELINE"), help=argparse.SUPPRESS)
+  args = p.parse_args(argv)
+  args.starts = [int(s) for s in args.starts.split(",") if s]
+  if args.worker:
+    print(json.dumps(worker(*args.worker, args.data_dir, args.batch_size, args.batches,
+                            args.starts)))
+    return 0
+  rows = [_run(args, task, pipe) for task in args.tasks.split(",") for pipe in PIPELINES]
+  import jax
+
+  meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
+          "cpus": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
+          "batch_size": args.batch_size, "batches": args.batches, "lengths": LENGTHS}
+  print(table(rows, args.starts))
+  if args.out:
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out + ".json", "w") as f:
+      json.dump({"meta": meta, "rows": rows}, f, indent=1)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
