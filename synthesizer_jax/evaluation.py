@@ -147,8 +147,10 @@ def evaluate(run, state, split: str = "validation", num_batches: int | None = No
 
 
 def final_results(run, state, split: str = "validation") -> dict[str, Any]:
-  """`evaluate`, plus the shape's text sample (an LM's greedy continuation of the prompt)."""
+  """`evaluate`, the shape's reference metrics (an LM's unigram perplexity and bits per
+  byte) and its text sample (an LM's greedy continuation of the prompt)."""
   results = evaluate(run, state, split)
+  results["metrics"].update(run.shape.reference_metrics(run, split, results["metrics"]))
   variables = {"params": state.params, **state.constants}
   sample = run.shape.sample(run.model, variables, run.vocab, run.cfg)  # every process
   if sample is not None:

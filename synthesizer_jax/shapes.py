@@ -116,6 +116,10 @@ class ModelShape:
     """A text sample shown after training (None: this shape shows none)."""
     return None
 
+  def reference_metrics(self, run, split: str, metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Baselines reported next to the final metrics (the teacher-forced `metrics`)."""
+    return {}
+
 
 class LanguageModel(ModelShape):
   name = "lm"
@@ -142,6 +146,12 @@ class LanguageModel(ModelShape):
     if not cfg.sample_prompt:
       return None
     return sample_lm(model, variables, vocab, cfg.sample_prompt, cfg.targets_length)
+
+  def reference_metrics(self, run, split: str, metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The unigram baseline and bits per byte (`references.py`)."""
+    from synthesizer_jax.references import lm_references
+
+    return lm_references(run, split, metrics) if "nll" in metrics else {}
 
 
 class EncoderDecoderShape(ModelShape):

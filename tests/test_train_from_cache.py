@@ -42,6 +42,8 @@ SCRIPT = textwrap.dedent("""
     train = lambda w, **kw: loop.train_and_evaluate(run_cfg, w, progress=False, **kw)
     out = train(work + "/whole")
     assert out["step"] == 4 and np.isfinite(out["metrics"]["perplexity"]), out
+    refs = [out["metrics"][k] for k in ("unigram_perplexity", "bits_per_byte", "bytes_per_token")]
+    assert np.all(np.isfinite(refs)) and min(refs) > 0, out["metrics"]
     with open(work + "/whole/metrics.jsonl") as f:
       losses = [r["loss"] for r in map(json.loads, f) if "loss" in r]
     assert len(losses) >= 4 and np.all(np.isfinite(losses)), losses
