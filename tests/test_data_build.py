@@ -115,3 +115,30 @@ def test_personachat_from_local_files(tmp_path):
   meta = data.prepare(str(tmp_path), ["personachat"], progress=False)["personachat"]
   counts = {s: v["examples"] for s, v in meta["splits"].items()}
   assert counts["train"] == 20 * 3 and counts["validation"] + counts["test"] == 10 * 3
+
+
+def test_apt_update_leaves_out_the_parts_that_turn_languages_off(tmp_path, monkeypatch):
+  from synthesizer_jax.data import debian
+
+  parts = tmp_path / "apt.conf.d"
+  parts.mkdir()
+  (parts / "docker-no-languages").write_text('# no translations\nAcquire::Languages "none";\n')
+  (parts / "99proxy").write_text('Acquire::Check-Valid-Until "false";\n')
+  config = debian._config_without_languages_none(str(tmp_path / "tmp"), str(parts))
+  kept = str(tmp_path / "tmp" / "apt.conf.d")
+  assert open(config).read() == f'Dir::Etc::Parts "{kept}";\n'
+  assert sorted(os.listdir(kept)) == ["99proxy"]
+  (parts / "docker-no-languages").unlink()
+  assert debian._config_without_languages_none(str(tmp_path / "tmp2"), str(parts)) is None
+  # update_apt_lists runs apt-get with that APT_CONFIG when the indexes are missing.
+  (parts / "docker-no-languages").write_text('Acquire::Languages "none";\n')
+  calls = []
+  monkeypatch.setattr(debian, "APT_CONF_PARTS", str(parts))
+  monkeypatch.setattr(debian, "_require_tool", lambda tool, package: tool)
+  monkeypatch.setattr(debian.os, "geteuid", lambda: 0)
+  monkeypatch.setattr(debian.subprocess, "run", lambda cmd, check, env: calls.append(
+      (cmd, open(env["APT_CONFIG"]).read())))
+  debian.update_apt_lists(str(tmp_path / "lists"))
+  ((cmd, conf),) = calls
+  assert cmd[:2] == ["apt-get", "update"] and "Acquire::Languages::=de" in cmd
+  assert conf.startswith('Dir::Etc::Parts "')

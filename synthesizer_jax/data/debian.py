@@ -13,10 +13,12 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 
 from synthesizer_jax.data.registry import DataError
 
 APT_LISTS = "/var/lib/apt/lists"
+APT_CONF_PARTS = "/etc/apt/apt.conf.d"
 APT_UPDATE_CMD = ("apt-get update -o Acquire::Languages::=en -o Acquire::Languages::=de "
                   "-o Acquire::Languages::=fr")
 
@@ -43,7 +45,40 @@ def update_apt_lists(lists_dir: str = APT_LISTS) -> None:
   _require_tool("apt-get", "apt")
   if os.geteuid() != 0:
     raise DataError(f"apt's lists need refreshing, which needs root. Run:\n  sudo {APT_UPDATE_CMD}")
-  subprocess.run(APT_UPDATE_CMD.split(), check=True)
+  with tempfile.TemporaryDirectory() as tmp:
+    env = dict(os.environ)
+    config = _config_without_languages_none(tmp)
+    if config:
+      env["APT_CONFIG"] = config
+    subprocess.run(APT_UPDATE_CMD.split(), check=True, env=env)
+
+
+def _config_without_languages_none(tmp: str, parts: str | None = None) -> str | None:
+  """An APT_CONFIG file reading `parts` without the files that set `Acquire::Languages
+  "none"` (Docker's `docker-no-languages`), which `-o Acquire::Languages::=en` cannot undo
+  (the list then holds "none", and "none" wins). None when no part sets it."""
+  files = sorted(glob.glob(os.path.join(parts or APT_CONF_PARTS, "*")))
+  drop = [f for f in files if os.path.isfile(f) and _sets_languages_none(f)]
+  if not drop:
+    return None
+  kept = os.path.join(tmp, "apt.conf.d")
+  os.makedirs(kept)
+  for f in files:
+    if f not in drop and os.path.isfile(f):
+      shutil.copy(f, kept)
+  config = os.path.join(tmp, "apt.conf")
+  with open(config, "w") as f:
+    f.write(f'Dir::Etc::Parts "{kept}";\n')
+  return config
+
+
+def _sets_languages_none(path: str) -> bool:
+  try:
+    with open(path, errors="replace") as f:
+      text = f.read()
+  except OSError:
+    return False
+  return bool(re.search(r'^\s*Acquire::Languages\s+"none"', text, re.MULTILINE))
 
 
 def fetch_package(package: str, cache_dir: str) -> str:
@@ -87,7 +122,10 @@ def translation_index(lang: str, lists_dir: str = APT_LISTS) -> str:
   files = sorted(f for f in glob.glob(pattern) if "-security_" not in f and "-updates_" not in f)
   if not files:
     raise DataError(f"apt's Translation-{lang} index is missing from {lists_dir} (Debian "
-                    f"images skip description translations). Run (as root):\n  {APT_UPDATE_CMD}")
+                    f"images skip description translations). Run as root `python -m "
+                    f"synthesizer_jax.data.prepare --apt_update ...`, which runs\n  "
+                    f"{APT_UPDATE_CMD}\nwith the apt config parts that set Acquire::Languages "
+                    f"\"none\" (Docker's docker-no-languages) left out.")
   path = files[0]
   if path.endswith((".lz4", ".gz", ".xz", ".zst")):
     helper = _require_tool("/usr/lib/apt/apt-helper", "apt")
