@@ -47,6 +47,7 @@ def main(argv):
 
     data.prepare(run_cfg.train.data_dir, [run_cfg.train.task])
   from synthesizer_jax.agreement import LostProcessError
+  from synthesizer_jax.diskfull import DiskFullError
 
   try:
     result = loop.train_and_evaluate(run_cfg, _WORKDIR.value, stop_after=_STOP.value)
@@ -54,6 +55,9 @@ def main(argv):
     # Exit now: JAX's shutdown would wait in a barrier for the process that is gone.
     print(f"error: {e}", file=sys.stderr, flush=True)
     os._exit(75)
+  except DiskFullError as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    return 74  # EX_IOERR
   # Preempted (SIGTERM / SIGINT): the step is saved; non-zero so schedulers rerun the job.
   return result.get("exit_code", 0)
 

@@ -3,7 +3,8 @@
 Layout: `<workdir>/checkpoints/<step>/{state,config,meta}`: `state` is the
 `TrainState` pytree, `config` the JSON of the run (model and train configs, task,
 vocabulary path), `meta` the data position. Orbax writes each step to a temporary
-directory and renames it when complete, so a half-written step is never restored.
+directory and renames it when complete, so a half-written step is never restored; a save
+that fills the disk raises `diskfull.DiskFullError` with what to free (`diskfull.py`).
 
 Restore always targets an abstract state whose leaves carry the *current*
 mesh's shardings, so a checkpoint written on 8 devices restores on 1 and back.
@@ -11,6 +12,7 @@ mesh's shardings, so a checkpoint written on 8 devices restores on 1 and back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -21,6 +23,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from synthesizer_jax.checksums import mismatches, tree_checksums
+from synthesizer_jax.diskfull import disk_full_error
 
 CHECKPOINT_DIR = "checkpoints"
 SET_ASIDE_DIR = "corrupt_checkpoints"  # unreadable steps are moved here on a fallback restore
@@ -70,7 +73,10 @@ class Checkpointer:
 
   def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True,
                read_only: bool = False, verify: bool = True):
-    self.verify = verify
+    self.verify, self.keep = verify, keep
+    self._pending: int | None = None  # the step of the last save started
+    self._state_bytes = 0
+    self._failed = False
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else keep, enable_async_checkpointing=async_save,
         create=not read_only)
@@ -96,7 +102,32 @@ class Checkpointer:
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               config=ocp.args.JsonSave(config),
                               meta=ocp.args.JsonSave(meta))
-    return self.manager.save(step, args=args, force=force)
+    self._state_bytes = sum(x.nbytes for x in jax.tree.leaves(state) if hasattr(x, "nbytes"))
+    with self._disk_errors():  # a failed async save surfaces at the next save
+      saved = self.manager.save(step, args=args, force=force)
+    self._pending = step
+    return saved
+
+  @contextlib.contextmanager
+  def _disk_errors(self):
+    """Re-raises a save's ENOSPC as `DiskFullError` naming the workdir, the space needed and
+    the last complete step (after removing the unfinished save)."""
+    try:
+      yield
+    except Exception as e:
+      error = None
+      if jax.process_index() == 0:
+        error = disk_full_error(e, self.directory, step=self._pending,
+                                last_complete=self._last_complete(), keep=self.keep,
+                                state_bytes=self._state_bytes)
+      if error is None:
+        raise
+      self._failed = True
+      raise error from e
+
+  def _last_complete(self) -> int | None:
+    self.manager.reload()
+    return self.manager.latest_step()
 
   def step_path(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
@@ -169,10 +200,16 @@ class Checkpointer:
       raise _unreadable(step, self.step_path(step), e) from e
 
   def wait(self):
-    self.manager.wait_until_finished()
+    with self._disk_errors():
+      self.manager.wait_until_finished()
 
   def close(self):
-    self.manager.close()
+    try:
+      with self._disk_errors():
+        self.manager.close()
+    except Exception:
+      if not self._failed:  # a disk-full error was raised already: do not raise it twice
+        raise
 
 
 def _locate(path: str) -> tuple[str, int | None]:
