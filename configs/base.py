@@ -53,6 +53,7 @@ def get_config():
   # "auto": train from the task's cache (python -m synthesizer_jax.data.cache) when it has
   # one (Grain, no TensorFlow), else through seqio; or "seqio" / "grain".
   c.data_pipeline = "auto"
+  c.data_workers = 0  # grain: worker processes for reading batches (0: threads)
   c.num_train_steps = 1000
   c.optimizer = "adamw"  # or "adafactor"
   c.learning_rate = 1e-3

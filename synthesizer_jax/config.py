@@ -181,6 +181,8 @@ class TrainConfig:
   # "seqio": tf.data at train time; "grain": the task's ArrayRecord cache (python -m
   # synthesizer_jax.data.cache), no TensorFlow; "auto": grain for a split with a cache.
   data_pipeline: str = knob("auto", one_of(*DATA_PIPELINES))
+  # Grain only: worker processes that read and convert batches (0: threads in this process).
+  data_workers: int = knob(0, integer(ge=0))
   num_train_steps: int = knob(1000, integer(ge=1))
   optimizer: str = knob("adamw", one_of(*OPTIMIZERS))
   learning_rate: float = knob(1e-3, real(gt=0))

@@ -82,18 +82,20 @@ class Run:
     if pipeline == "auto":  # a stand-in data module without caches reads through seqio
       has_cache = getattr(self.data, "has_cache", None)
       pipeline = "grain" if has_cache and has_cache(c.task, c.data_dir, split) else "seqio"
-    get = self.data.get_dataset
+    get, extra = self.data.get_dataset, {}
     if pipeline == "grain":
       get = getattr(self.data, "get_cached_dataset", None)
       if get is None:
         name = getattr(self.data, "__name__", self.data)
         raise ValueError(f"data_pipeline='grain': the data module {name} has no cached (Grain) "
                          "pipeline; use data_pipeline='seqio'")
+      if train and c.data_workers:
+        extra["num_workers"] = c.data_workers
     return get(
         c.task, split, feature_lengths=self.feature_lengths, batch_size=self.local_batch_size,
         pack=train and c.pack and self.shape.packable, shuffle=train, seed=c.seed,
         data_dir=c.data_dir, shard_index=jax.process_index(), num_shards=jax.process_count(),
-        start_batch=start_batch, repeat=train)
+        start_batch=start_batch, repeat=train, **extra)
 
   def eval_batches(self, split: str = "validation") -> Iterator[Batch]:
     return self.dataset(split, train=False)

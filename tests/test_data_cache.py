@@ -279,3 +279,12 @@ def test_pipeline_benchmark_measures_both_pipelines(data_dir):
     assert r["batches_per_s"] > 0 and r["cpu_s_per_batch"] > 0
   text = bench.table(rows, [1, 10_000_000])
   assert text.count("\n") == 3 and "| offline_lm | seqio |" in text and "not run" in text
+
+
+def test_worker_processes_give_the_same_batches(data_dir):
+  kw = {"batch_size": 4, "pack": True, "shuffle": True, "repeat": True, "seed": 2}
+  threads = _grain("offline_lm", data_dir, 5, start_batch=3, **kw)
+  workers = _grain("offline_lm", data_dir, 5, start_batch=3, num_workers=2, **kw)
+  for a, b in zip(threads, workers, strict=True):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])

@@ -2,6 +2,7 @@
 or tensorflow-datasets: it trains, evaluates, and a resumed run ends with the bitwise
 parameters of an uninterrupted one."""
 
+import json
 import os
 import subprocess
 import sys
@@ -44,6 +45,7 @@ SCRIPT = textwrap.dedent("""
     assert out["step"] == 4 and np.isfinite(out["metrics"]["perplexity"]), out
     refs = [out["metrics"][k] for k in ("unigram_perplexity", "bits_per_byte", "bytes_per_token")]
     assert np.all(np.isfinite(refs)) and min(refs) > 0, out["metrics"]
+    assert out["sample"].startswith("The") and out["sample_top_p"].startswith("The"), out
     with open(work + "/whole/metrics.jsonl") as f:
       losses = [r["loss"] for r in map(json.loads, f) if "loss" in r]
     assert len(losses) >= 4 and np.all(np.isfinite(losses)), losses
@@ -80,7 +82,7 @@ def test_trains_and_resumes_from_the_cache_without_tensorflow(data_dir, tmp_path
 
 def _fake_run(pipeline, data_module):
   cfg = types.SimpleNamespace(data_pipeline=pipeline, task="offline_lm", data_dir="D", pack=True,
-                              seed=0)
+                              seed=0, data_workers=2)
   return types.SimpleNamespace(cfg=cfg, data=data_module, feature_lengths={"targets": 8},
                                local_batch_size=2, shape=types.SimpleNamespace(packable=True))
 
@@ -89,13 +91,37 @@ def test_run_dataset_picks_the_pipeline():
   calls = []
   module = types.SimpleNamespace(
       __name__="stand_in", has_cache=lambda task, data_dir, split: split == "train",
-      get_dataset=lambda *a, **k: calls.append("seqio"),
-      get_cached_dataset=lambda *a, **k: calls.append("grain"))
+      get_dataset=lambda *a, **k: calls.append(("seqio", k.get("num_workers"))),
+      get_cached_dataset=lambda *a, **k: calls.append(("grain", k.get("num_workers"))))
   for pipeline, split in (("auto", "train"), ("auto", "validation"), ("seqio", "train"),
                           ("grain", "validation")):
     Run.dataset(_fake_run(pipeline, module), split, train=split == "train")
-  assert calls == ["grain", "seqio", "seqio", "grain"]
+  # data_workers reaches Grain's training reads only.
+  assert calls == [("grain", 2), ("seqio", None), ("seqio", None), ("grain", None)]
   plain = types.SimpleNamespace(__name__="plain", get_dataset=lambda *a, **k: "seqio")
   assert Run.dataset(_fake_run("auto", plain), "train", train=True) == "seqio"
   with pytest.raises(ValueError, match="data module plain has no cached"):
     Run.dataset(_fake_run("grain", plain), "train", train=True)
+
+
+def test_gpu_cache_train_script_runs_without_tensorflow(data_dir, tmp_path):
+  # experiments/gpu_cache_train.py as the GPU host runs it (no TF, seqio, TFDS or
+  # ml_collections), tiny and for a few seconds: it trains, stops on its timer, evaluates.
+  script = textwrap.dedent("""
+      import sys
+      for name in ("tensorflow", "seqio", "tensorflow_datasets", "ml_collections"):
+        sys.modules[name] = None
+      from experiments import gpu_cache_train
+      sys.exit(gpu_cache_train.main(sys.argv[1:]))
+  """)
+  out = tmp_path / "out"
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": REPO}
+  done = subprocess.run([sys.executable, "-c", script, "--data_dir", data_dir, "--out", str(out),
+                         "--workroot", str(tmp_path / "work"), "--tasks", "offline_lm",
+                         "--kinds", "dense", "--seconds", "3", "--size", "tiny",
+                         "--dtype", "float32"], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+  (record,) = [json.loads(line) for line in open(out / "cache_train.jsonl")]
+  assert record["steps"] >= 1 and record["tf_or_seqio_imported"] == []
+  assert record["metrics"]["perplexity"] > 1 and "unigram_perplexity" in record["metrics"]

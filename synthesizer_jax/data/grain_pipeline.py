@@ -171,5 +171,9 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
   ds = grain.MapDataset.range(start_batch, max(start_batch, len(split_data))).map(split_data.batch)
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=8))
   if num_workers:
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():  # Grain's workers read its absl flags (defaults here)
+      flags.FLAGS.mark_as_parsed()
     it = ds.to_iter_dataset().mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
   return GrainBatches(it)
