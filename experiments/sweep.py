@@ -159,8 +159,9 @@ def run_one(task_name: str, kind: str, seed: int, size: str, *, workroot: str, d
     record["metrics"].update({k: v for k, v in beam.items() if k != "beam_sample"})
     record["beam_sample"] = beam["beam_sample"]
     record["beam_s"] = round(time.time() - t0, 1)
-  if "sample" in result:
-    record["sample"] = result["sample"]
+  for key in ("sample", "sample_top_p"):
+    if key in result:
+      record[key] = result[key]
   return record
 
 

@@ -71,13 +71,19 @@ def predict_tokens(model, variables, encoder_tokens_bs: np.ndarray, max_len: int
   return np.asarray(out.tokens)
 
 
-def sample_lm(model, variables, vocab, prompt: str, length: int) -> str:
-  """Greedy continuation of `prompt` (cached `sj.generate`) up to `length` tokens in all."""
+def sample_lm(model, variables, vocab, prompt: str, length: int, top_p: float | None = None,
+              seed: int = 0) -> str:
+  """Continuation of `prompt` (cached `sj.generate`) up to `length` tokens in all: greedy, or
+  with `top_p` nucleus sampling (temperature 1) from `jax.random.key(seed)`."""
+  import jax
+
   from synthesizer_jax.decoding import generate
 
   ids = [0] + list(vocab.encode(prompt))[: length - 2]  # seqio LM inputs start with 0
+  how = ({"method": "greedy"} if top_p is None else
+         {"method": "sample", "top_p": top_p, "rng": jax.random.key(seed)})
   out = generate(model, variables, np.array([ids], np.int32), max_new_tokens=length - len(ids),
-                 method="greedy", eos_id=EOS_ID)
+                 eos_id=EOS_ID, **how)
   return prompt + decode_ids(vocab, np.asarray(out.tokens)[0])
 
 
@@ -152,9 +158,8 @@ def final_results(run, state, split: str = "validation") -> dict[str, Any]:
   results = evaluate(run, state, split)
   results["metrics"].update(run.shape.reference_metrics(run, split, results["metrics"]))
   variables = {"params": state.params, **state.constants}
-  sample = run.shape.sample(run.model, variables, run.vocab, run.cfg)  # every process
-  if sample is not None:
-    results["sample"] = sample
+  # every process; e.g. {"sample": greedy text, "sample_top_p": sampled text}
+  results.update(run.shape.sample(run.model, variables, run.vocab, run.cfg))
   return results
 
 

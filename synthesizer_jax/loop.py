@@ -245,8 +245,9 @@ def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None,
   evaluation.write_results(workdir, step, results)
   curve = logging_utils.plot_loss_curve(workdir) if lead else None
   log("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in results["metrics"].items()))
-  if "sample" in results:
-    log(f"sample: {results['sample']}")
+  for key in ("sample", "sample_top_p"):
+    if key in results:
+      log(f"{key}: {results[key]}")
   log(f"checkpoint: {ckpt.directory}/{step}; results: "
       f"{os.path.join(workdir, evaluation.RESULTS_FILE)}"
       + (f"; loss curve: {curve}" if curve else ""))

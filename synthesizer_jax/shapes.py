@@ -112,9 +112,9 @@ class ModelShape:
     return ([decode_ids(vocab, row) for row in targets],
             [decode_ids(vocab, row) for row in outputs])
 
-  def sample(self, model, variables, vocab, cfg: TrainConfig) -> str | None:
-    """A text sample shown after training (None: this shape shows none)."""
-    return None
+  def sample(self, model, variables, vocab, cfg: TrainConfig) -> dict[str, str]:
+    """Text samples shown after training, by result key ({}: this shape shows none)."""
+    return {}
 
   def reference_metrics(self, run, split: str, metrics: Mapping[str, Any]) -> dict[str, float]:
     """Baselines reported next to the final metrics (the teacher-forced `metrics`)."""
@@ -140,12 +140,15 @@ class LanguageModel(ModelShape):
 
     return import_seqio().DecoderFeatureConverter(pack=pack)
 
-  def sample(self, model, variables, vocab, cfg: TrainConfig) -> str | None:
+  def sample(self, model, variables, vocab, cfg: TrainConfig) -> dict[str, str]:
+    """The greedy continuation of `cfg.sample_prompt` ("sample") and a nucleus-sampled one
+    ("sample_top_p": top_p 0.9, seed 0); greedy text from a small model tends to loop."""
     from synthesizer_jax.evaluation import sample_lm
 
     if not cfg.sample_prompt:
-      return None
-    return sample_lm(model, variables, vocab, cfg.sample_prompt, cfg.targets_length)
+      return {}
+    args = (model, variables, vocab, cfg.sample_prompt, cfg.targets_length)
+    return {"sample": sample_lm(*args), "sample_top_p": sample_lm(*args, top_p=0.9)}
 
   def reference_metrics(self, run, split: str, metrics: Mapping[str, Any]) -> dict[str, float]:
     """The unigram baseline and bits per byte (`references.py`)."""
