@@ -12,8 +12,8 @@ Per (task, kind) it trains with `data_pipeline="grain"` until `--seconds` have p
 a thread sends the process SIGTERM, once the loop's handler is in place, and the loop treats
 it as a preemption: it saves the step and returns), evaluates the checkpoint on the
 validation split and appends one JSON line to `OUT/cache_train.jsonl`: task, kind, steps,
-tokens/s (compilation included), metrics, whether TensorFlow or seqio were imported (they must not be). Needs no
-ml_collections (no train.py).
+tokens/s (compilation included), metrics, whether TensorFlow or seqio were imported (they
+must not be). Needs no ml_collections (no train.py).
 """
 
 from __future__ import annotations
