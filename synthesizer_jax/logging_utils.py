@@ -118,13 +118,18 @@ def read_metrics(workdir: str):
 def plot_loss_curve(workdir: str, out_name: str = "loss_curve.png") -> str | None:
   """Train (and eval) loss against step from the JSONL log, saved as a PNG; returns its path.
 
-  Returns None when the workdir has no log yet. `out_name` is a file name inside `workdir`.
+  Returns None when the workdir has no log yet; a workdir that does not exist is an error
+  (a mistyped path would otherwise look like a run that has not logged). `out_name` is a
+  file name inside `workdir`.
   """
   if not isinstance(workdir, (str, os.PathLike)):
     raise TypeError(f"workdir={workdir!r:.60} must be a directory path (str)")
   if not isinstance(out_name, str) or not out_name or os.path.basename(out_name) != out_name:
     raise ValueError(f"out_name={out_name!r}: must be a file name without a directory, such as "
                      "'loss_curve.png' (it is written inside workdir)")
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f"workdir {os.path.abspath(workdir)} does not exist: pass the "
+                            "directory a run wrote (train.py --workdir)")
   rows = read_metrics(workdir)
   if not rows:
     return None

@@ -72,7 +72,7 @@ def _check_texts(texts) -> None:
                     "takes text (token ids go to sj.generate)")
 
 
-def _check_vocab(vocab, model_vocab_size: int) -> None:
+def _check_vocab(vocab, model_vocab_size: int, model_pad_id: int = 0) -> None:
   size = getattr(vocab, "vocab_size", None)
   if not all(hasattr(vocab, a) for a in ("encode", "decode", "eos_id")) or size is None:
     raise TypeError(f"vocab must be a vocabulary (encode, decode, eos_id, vocab_size), such as "
@@ -82,6 +82,12 @@ def _check_vocab(vocab, model_vocab_size: int) -> None:
         f"the vocabulary has {size} pieces but the model's vocab_size is {model_vocab_size}: "
         "it encodes ids the model has no embedding for, so it is not the vocabulary the model "
         "was trained with; load the checkpoint's vocabulary (its config's vocab_path)")
+  pad = getattr(vocab, "pad_id", model_pad_id)
+  if pad != model_pad_id or vocab.eos_id == model_pad_id:
+    raise ValueError(
+        f"the vocabulary's pad_id is {pad} and eos_id {vocab.eos_id}, but the model pads with "
+        f"pad_id={model_pad_id}: prompts would start and end with the wrong ids; use the "
+        "vocabulary the model was trained with, or a model config with its pad_id")
 
 
 def generate_text(model, variables, vocab, texts: Sequence[str], *, max_new_tokens: int = 32,
@@ -101,7 +107,7 @@ def generate_text(model, variables, vocab, texts: Sequence[str], *, max_new_toke
     texts = [texts]
   cfg = model.cfg
   _check_texts(texts)
-  _check_vocab(vocab, cfg.vocab_size)
+  _check_vocab(vocab, cfg.vocab_size, cfg.pad_id)
   encdec = isinstance(model, EncoderDecoder)
   if max_input_len is not None:
     # An EncoderDecoder's source ends with EOS, so it needs room for one text token more.
@@ -111,14 +117,23 @@ def generate_text(model, variables, vocab, texts: Sequence[str], *, max_new_toke
   if any(not e for e in encoded):
     raise ValueError("every text must encode to at least one token (got an empty text)")
   pad = cfg.pad_id
-  if encdec:
-    limit = max_input_len or cfg.max_len
-    src = _pad_rows([e[:limit - 1] + [vocab.eos_id] for e in encoded], pad)
-    out = generate(model, variables, np.full((len(texts), 1), pad, np.int32), encoder_tokens=src,
-                   max_new_tokens=max_new_tokens, method=method, eos_id=vocab.eos_id, **kwargs)
-  else:
-    limit = max_input_len or max(cfg.max_len - max_new_tokens - int(start_token), 1)
-    start = [pad] if start_token else []
-    out = generate(model, variables, _pad_rows([start + e[-limit:] for e in encoded], pad),
-                   max_new_tokens=max_new_tokens, method=method, eos_id=vocab.eos_id, **kwargs)
+  try:
+    if encdec:
+      limit = max_input_len or cfg.max_len
+      src = _pad_rows([e[:limit - 1] + [vocab.eos_id] for e in encoded], pad)
+      out = generate(model, variables, np.full((len(texts), 1), pad, np.int32),
+                     encoder_tokens=src, max_new_tokens=max_new_tokens, method=method,
+                     eos_id=vocab.eos_id, **kwargs)
+    else:
+      limit = max_input_len or max(cfg.max_len - max_new_tokens - int(start_token), 1)
+      start = [pad] if start_token else []
+      out = generate(model, variables, _pad_rows([start + e[-limit:] for e in encoded], pad),
+                     max_new_tokens=max_new_tokens, method=method, eos_id=vocab.eos_id,
+                     **kwargs)
+  except ValueError as e:
+    if max_input_len is None or "max_len" not in str(e):
+      raise
+    raise ValueError(f"{e} (the texts were cut to max_input_len={max_input_len} tokens: pass a "
+                     "smaller max_input_len, or None to cut them to what the model's max_len "
+                     "allows)") from None
   return [vocab.decode(row) for row in np.asarray(out.tokens)]

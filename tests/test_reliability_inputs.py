@@ -128,6 +128,11 @@ def test_generate_text_refuses_a_foreign_vocabulary_and_bad_lengths(lm, encdec):
     text.generate_text(*lm, CharVocab(60), ["ab"], max_new_tokens=2)
   with pytest.raises(TypeError, match="vocab must be a vocabulary"):
     text.generate_text(*lm, {"a": 3}, ["ab"], max_new_tokens=2)
+  other = CharVocab(50)
+  other.pad_id, other.eos_id = 3, 2  # another tokenizer's conventions
+  with pytest.raises(ValueError, match="vocabulary's pad_id is 3 and eos_id 2, but the model pads "
+                                       "with pad_id=0"):
+    text.generate_text(*lm, other, ["ab"], max_new_tokens=2)
   # 0 meant "the default" and a negative limit cut the text's start (e[-(-2):]), silently.
   for bad in (0, -2):
     with pytest.raises(ValueError, match=f"max_input_len={bad} must be >= 1"):
@@ -136,6 +141,13 @@ def test_generate_text_refuses_a_foreign_vocabulary_and_bad_lengths(lm, encdec):
     text.generate_text(*encdec, CharVocab(50), ["abc"], max_new_tokens=2, max_input_len=1)
   with pytest.raises(TypeError, match="max_input_len=2.5 must be an int"):
     text.generate_text(*lm, CharVocab(50), ["abc"], max_new_tokens=2, max_input_len=2.5)
+  # A max_input_len that leaves no room for the new tokens is named with the fix.
+  max_len = lm[0].cfg.max_len
+  with pytest.raises(ValueError, match=r"(?s)exceeds max_len.*cut to max_input_len="
+                                       rf"{max_len}.*smaller max_input_len, or None"):
+    text.generate_text(*lm, CharVocab(50), ["a" * 3 * max_len], max_new_tokens=2,
+                       max_input_len=max_len)
+  assert len(text.generate_text(*lm, CharVocab(50), ["a" * 3 * max_len], max_new_tokens=2)) == 1
   with pytest.raises(TypeError, match=r"texts\[1\]=\[5, 6\] is not a string"):
     text.generate_text(*lm, CharVocab(50), ["abc", [5, 6]], max_new_tokens=2)
   with pytest.raises(TypeError, match="non-empty list of strings"):
@@ -274,3 +286,6 @@ def test_curve_plots_refuse_missing_keys_and_non_records(tmp_path):
     logging_utils.plot_loss_curve(str(tmp_path), "sub/x.png")
   with pytest.raises(TypeError, match="workdir=None must be a directory path"):
     logging_utils.plot_loss_curve(None)
+  with pytest.raises(FileNotFoundError, match="workdirs/typo does not exist"):
+    logging_utils.plot_loss_curve(str(tmp_path / "workdirs" / "typo"))
+  assert logging_utils.plot_loss_curve(str(tmp_path)) is None  # exists, nothing logged yet
