@@ -136,11 +136,10 @@ def cache_split(name: str, split: str, data_dir: str | None = None, *, rebuild: 
     if not reasons:
       log(f"{name}/{split}: cache up to date ({manifest['num_examples']:,} examples)")
       return manifest
-    if refresh:
-      log(f"{name}/{split}: rebuilding the stale cache ({'; '.join(reasons)})")
-    else:
-        raise DataError(f"The cache {os.path.dirname(path)} is stale: " + "; ".join(reasons)
+    if not refresh:
+      raise DataError(f"The cache {os.path.dirname(path)} is stale: " + "; ".join(reasons)
                       + ". Rebuild it with:\n  " + records.rebuild_cmd(name, data_dir))
+    log(f"{name}/{split}: rebuilding the stale cache ({'; '.join(reasons)})")
   final = records.split_dir(name, split, data_dir)
   partial = final + ".partial"
   shutil.rmtree(partial, ignore_errors=True)
