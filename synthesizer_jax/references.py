@@ -34,28 +34,34 @@ def piece_bytes(vocab, vocab_size: int) -> np.ndarray:
   if sp is None:  # not SentencePiece: each id's own decoded text
     for i in range(min(vocab_size, vocab.vocab_size)):
       table[i] = len(vocab.decode([i]).encode("utf-8"))
-  for i in range(min(vocab_size, sp.get_piece_size()) if sp else 0):
-    if sp.is_byte(i) or sp.is_unknown(i):
-      table[i] = 1.0
-    elif not sp.is_control(i):
-      table[i] = len(sp.id_to_piece(i).replace("\u2581", " ").encode("utf-8"))
+  else:
+    for i in range(min(vocab_size, sp.get_piece_size())):
+      if sp.is_byte(i) or sp.is_unknown(i):
+        table[i] = 1.0
+      elif not sp.is_control(i):
+        table[i] = len(sp.id_to_piece(i).replace("\u2581", " ").encode("utf-8"))
   table[getattr(vocab, "eos_id", 1)] = 1.0
   table[getattr(vocab, "pad_id", 0)] = 0.0
   return table
 
 
 def unigram_logprobs(batches: Iterable[Mapping[str, np.ndarray]], vocab_size: int,
-                     max_tokens: int = MAX_UNIGRAM_TOKENS) -> tuple[np.ndarray, int]:
-  """(log p [vocab_size], tokens counted): add-one smoothed target-token frequencies."""
-  counts = np.zeros(vocab_size, np.float64)
-  seen = 0
+                     max_tokens: int = MAX_UNIGRAM_TOKENS,
+                     combine=lambda x: x) -> tuple[np.ndarray, int]:
+  """(log p [vocab_size], tokens counted): add-one smoothed target-token frequencies.
+
+  `combine` adds up the counts of every process (each reads its own part of the split).
+  """
+  counts = np.zeros(vocab_size + 1, np.float64)  # the last entry: tokens counted
   for batch in batches:
     tgt = np.asarray(batch["decoder_target_tokens"])
     keep = np.asarray(batch["decoder_loss_weights"]) > 0
-    counts += np.bincount(tgt[keep].ravel(), minlength=vocab_size)[:vocab_size]
-    seen += int(keep.sum())
-    if seen >= max_tokens:
+    counts[:vocab_size] += np.bincount(tgt[keep].ravel(), minlength=vocab_size)[:vocab_size]
+    counts[vocab_size] += keep.sum()
+    if counts[vocab_size] >= max_tokens:
       break
+  counts = combine(counts)
+  counts, seen = counts[:vocab_size], int(counts[vocab_size])
   if not seen:
     raise ValueError("the training split gave no target tokens to count")
   counts += 1.0
@@ -76,7 +82,8 @@ def lm_references(run, split: str, metrics: Mapping[str, Any]) -> dict[str, floa
   """Unigram perplexity and bits per byte (model and unigram) on `split`'s first
   `eval_batches` batches: the batches `evaluation.teacher_forced` scored into `metrics`."""
   vocab_size = run.model_cfg.vocab_size
-  logp, counted = unigram_logprobs(run.dataset("train", train=False), vocab_size)
+  logp, counted = unigram_logprobs(run.dataset("train", train=False), vocab_size,
+                                   combine=_global_sum)
   table = piece_bytes(run.vocab, vocab_size)
   sums = np.zeros(3)  # bytes, unigram nll, tokens
   for i, batch in enumerate(run.eval_batches(split)):

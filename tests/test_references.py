@@ -44,6 +44,11 @@ def test_unigram_logprobs_are_add_one_smoothed_counts():
   want = (np.bincount(tokens, minlength=12) + 1) / (len(tokens) + 12)
   np.testing.assert_allclose(np.exp(logp), want)
   assert seen == len(tokens)
+  # Two processes that read the same counts: summed before smoothing, not averaged after.
+  logp2, seen2 = references.unigram_logprobs(batches, 12, combine=lambda x: 2 * x)
+  want2 = (2 * np.bincount(tokens, minlength=12) + 1) / (2 * len(tokens) + 12)
+  np.testing.assert_allclose(np.exp(logp2), want2)
+  assert seen2 == 2 * len(tokens)
   _, capped = references.unigram_logprobs(batches, 12, max_tokens=1)
   assert capped == int((batches[0]["decoder_loss_weights"] > 0).sum())
 
