@@ -74,7 +74,6 @@ class Checkpointer:
   def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True,
                read_only: bool = False, verify: bool = True):
     self.verify, self.keep = verify, keep
-    self._pending: int | None = None  # the step of the last save started
     self._state_bytes = 0
     self._failed = False
     options = ocp.CheckpointManagerOptions(
@@ -104,9 +103,7 @@ class Checkpointer:
                               meta=ocp.args.JsonSave(meta))
     self._state_bytes = sum(x.nbytes for x in jax.tree.leaves(state) if hasattr(x, "nbytes"))
     with self._disk_errors():  # a failed async save surfaces at the next save
-      saved = self.manager.save(step, args=args, force=force)
-    self._pending = step
-    return saved
+      return self.manager.save(step, args=args, force=force)
 
   @contextlib.contextmanager
   def _disk_errors(self):
@@ -117,9 +114,8 @@ class Checkpointer:
     except Exception as e:
       error = None
       if jax.process_index() == 0:
-        error = disk_full_error(e, self.directory, step=self._pending,
-                                last_complete=self._last_complete(), keep=self.keep,
-                                state_bytes=self._state_bytes)
+        error = disk_full_error(e, self.directory, last_complete=self._last_complete(),
+                                keep=self.keep, state_bytes=self._state_bytes)
       if error is None:
         raise
       self._failed = True

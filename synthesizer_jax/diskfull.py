@@ -68,17 +68,24 @@ def _mb(n: float) -> str:
   return f"{n / 2**20:,.1f} MiB"
 
 
-def disk_full_error(error: BaseException, directory: str, *, step: int | None,
-                    last_complete: int | None, keep: int | None,
-                    state_bytes: int) -> DiskFullError | None:
+def _step_of(unfinished: str) -> int | None:
+  """The step of an unfinished save's directory (`4.orbax-checkpoint-tmp...` -> 4)."""
+  head = os.path.basename(unfinished).split(TMP_SUFFIX)[0]
+  return int(head) if head.isdigit() else None
+
+
+def disk_full_error(error: BaseException, directory: str, *, last_complete: int | None,
+                    keep: int | None, state_bytes: int) -> DiskFullError | None:
   """The `DiskFullError` for `error` (None when it is not about a full disk).
 
   Removes the unfinished save first (process 0 calls this; the directory is shared), so
-  the free space reported is what a retry would have.
+  the free space reported is what a retry would have; its directory name gives the step
+  that failed (an async save's error surfaces at a later call, so the caller cannot tell).
   """
   if not is_disk_full(error):
     return None
   removed = remove_unfinished(directory)
+  step = _step_of(removed[-1]) if removed else None
   free = shutil.disk_usage(directory).free if os.path.isdir(directory) else 0
   done = os.path.join(directory, str(last_complete)) if last_complete is not None else None
   one = tree_bytes(done) if done and os.path.isdir(done) else state_bytes

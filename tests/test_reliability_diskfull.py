@@ -29,6 +29,7 @@ MODEL = dict(d_model=64, num_heads=2, head_dim=32, mlp_dim=256, num_layers=2, ma
 def _check_stopped_cleanly(work, err):
   text = str(err)
   assert os.path.join(work, "checkpoints") in text and "disk is full" in text, text
+  assert text.startswith("saving checkpoint step 4 to"), text  # the save that failed
   assert "step 2, is intact" in text and "MiB" in text and "keep_checkpoints=3" in text, text
   ckpt = os.path.join(work, "checkpoints")
   assert sorted(os.listdir(ckpt)) == ["2"], os.listdir(ckpt)  # the unfinished save is gone
