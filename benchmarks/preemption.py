@@ -55,9 +55,9 @@ def worker(pid: int, port: int, mode: str, steps: int, size: int) -> dict:
   jax.block_until_ready(metrics)
   preempt = preemption.Preemption(mode)
   start = time.perf_counter()
-  for i in range(1, steps + 1):
+  for _ in range(steps):
     state, metrics = step(state, batch)
-    if preempt.agreed(i):
+    if preempt.agreed():
       break
   host_done = time.perf_counter()
   jax.block_until_ready((state, metrics))

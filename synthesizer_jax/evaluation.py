@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -24,6 +24,16 @@ from synthesizer_jax import sharding as shd
 
 EOS_ID = 1
 RESULTS_FILE = "eval_results.json"
+
+
+class Stopped(Exception):
+  """An evaluation given `stop` found it True (a preemption) and stopped between batches."""
+
+
+def _check(stop: Callable[[], bool] | None, where: str) -> None:
+  """Raises Stopped when `stop()` says so; every process calls it at the same points."""
+  if stop is not None and stop():
+    raise Stopped(where)
 
 
 def pad_batch(batch: dict[str, np.ndarray], rows: int) -> tuple[dict[str, np.ndarray], int]:
@@ -96,12 +106,14 @@ def decode_ids(vocab, ids) -> str:
 
 
 def teacher_forced(run, state, batches: Iterator[dict[str, np.ndarray]],
-                   num_batches: int) -> dict[str, float]:
-  """Loss, perplexity and token (or example) accuracy over up to `num_batches` batches."""
+                   num_batches: int, stop: Callable[[], bool] | None = None) -> dict[str, float]:
+  """Loss, perplexity and token (or example) accuracy over up to `num_batches` batches
+  (`stop`: asked before each batch; True raises Stopped)."""
   totals: dict[str, float] | None = None
   for i, batch in enumerate(batches):
     if i >= num_batches:
       break
+    _check(stop, f"before evaluation batch {i}")
     batch, _ = pad_batch(batch, run.local_batch_size)
     sums = jax.device_get(run.eval_step(state, shd.global_batch(batch, run.mesh)))
     totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
@@ -110,14 +122,15 @@ def teacher_forced(run, state, batches: Iterator[dict[str, np.ndarray]],
   return run.shape.eval_metrics(metrics_lib.lm_metrics(totals))
 
 
-def predictions(run, state, batches: Iterator[dict[str, np.ndarray]],
-                num_batches: int) -> tuple[list[Any], list[Any], list[Any]]:
+def predictions(run, state, batches: Iterator[dict[str, np.ndarray]], num_batches: int,
+                stop: Callable[[], bool] | None = None) -> tuple[list[Any], list[Any], list[Any]]:
   """(inputs, targets, predictions) decoded as the task's metric functions expect."""
   variables = {"params": state.params, **state.constants}
   inputs, targets, preds = [], [], []
   for i, batch in enumerate(batches):
     if i >= num_batches:
       break
+    _check(stop, f"before prediction batch {i}")
     batch, n = pad_batch(batch, run.local_batch_size)
     valid = (np.arange(run.local_batch_size) < n) & run.shape.valid_rows(batch)
     # Global arrays; gathered back, every process sees all rows in the same order.
@@ -135,28 +148,38 @@ def predictions(run, state, batches: Iterator[dict[str, np.ndarray]],
 
 
 def evaluate(run, state, split: str = "validation", num_batches: int | None = None,
-             predict_batches: int | None = None) -> dict[str, Any]:
-  """All metrics of `run`'s task on `split`: teacher-forced ones, then decoded-prediction ones."""
+             predict_batches: int | None = None,
+             stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+  """All metrics of `run`'s task on `split`: teacher-forced ones, then decoded-prediction ones.
+
+  `stop`, if given, is asked before every batch (the same number of times on every process);
+  when it returns True the evaluation raises `Stopped`.
+  """
   num_batches = run.cfg.eval_batches if num_batches is None else num_batches
   predict_batches = run.cfg.predict_batches if predict_batches is None else predict_batches
   results: dict[str, Any] = {}
   if num_batches > 0:
-    results.update(teacher_forced(run, state, run.eval_batches(split), num_batches))
+    results.update(teacher_forced(run, state, run.eval_batches(split), num_batches, stop))
   fns = metrics_lib.METRIC_FNS.get(run.info.metric)
   examples = []
   if fns and predict_batches > 0 and run.shape.predicts:
-    inputs, targets, preds = predictions(run, state, run.eval_batches(split), predict_batches)
+    inputs, targets, preds = predictions(run, state, run.eval_batches(split), predict_batches,
+                                         stop)
     results.update(metrics_lib.compute(fns, targets, preds))
     examples = [{"input": i, "target": t, "prediction": p}
                 for i, t, p in list(zip(inputs, targets, preds, strict=False))[:5]]
   return {"metrics": results, "examples": examples}
 
 
-def final_results(run, state, split: str = "validation") -> dict[str, Any]:
+def final_results(run, state, split: str = "validation",
+                  stop: Callable[[], bool] | None = None) -> dict[str, Any]:
   """`evaluate`, the shape's reference metrics (an LM's unigram perplexity and bits per
-  byte) and its text sample (an LM's greedy continuation of the prompt)."""
-  results = evaluate(run, state, split)
+  byte) and its text sample (an LM's greedy continuation of the prompt). `stop`: as in
+  `evaluate`, also asked before the reference metrics and before the sample."""
+  results = evaluate(run, state, split, stop=stop)
+  _check(stop, "before the reference metrics")
   results["metrics"].update(run.shape.reference_metrics(run, split, results["metrics"]))
+  _check(stop, "before the text sample")
   variables = {"params": state.params, **state.constants}
   # every process; e.g. {"sample": greedy text, "sample_top_p": sampled text}
   results.update(run.shape.sample(run.model, variables, run.vocab, run.cfg))

@@ -111,17 +111,31 @@ def train_and_evaluate(config: RunConfig, workdir: str, *, data=None,
 
   Returns:
     Eval results with "step"; or {"step", "stopped": True} when stopped early, plus
-    "preempted" (signal name) and "exit_code" (128 + signal number) after SIGTERM / SIGINT,
-    which save the current step first. Raises NonFiniteError on a NaN/Inf step
-    (see TrainConfig.on_nonfinite).
+    "preempted" (signal name) and "exit_code" (128 + signal number) after SIGTERM / SIGINT.
+    A signal is honoured from the start of the call to the end of the final evaluation:
+    during set-up or restore the run stops before its first step (nothing new to save);
+    during compilation or a step, that step is saved first; during the final evaluation
+    (the last step already saved) the evaluation stops between batches and writes nothing.
+    Raises NonFiniteError on a NaN/Inf step (see TrainConfig.on_nonfinite).
   """
-  run = setup(config, data)
-  check_processes_agree(run.run_config())
-  lead = jax.process_index() == 0
-  log = print if lead else (lambda *a, **k: None)
-  os.makedirs(workdir, exist_ok=True)
-  with hold_workdir(workdir, log):
-    return _train_and_evaluate(run, workdir, log, stop_after, progress)
+  # First of all: a signal during set-up, restore or compilation is then a request too.
+  preempt = Preemption()
+  try:
+    run = setup(config, data)
+    check_processes_agree(run.run_config())
+    lead = jax.process_index() == 0
+    log = print if lead else (lambda *a, **k: None)
+    os.makedirs(workdir, exist_ok=True)
+    with hold_workdir(workdir, log):
+      return _train_and_evaluate(run, workdir, log, stop_after, progress, preempt)
+  finally:
+    preempt.restore()
+
+
+def _preempted(preempt: Preemption, step: int, message: str, log) -> dict[str, Any]:
+  log(f"{preempt.name} received{message}")
+  return {"step": step, "stopped": True, "preempted": preempt.name,
+          "exit_code": 128 + preempt.signum}
 
 
 @contextlib.contextmanager
@@ -147,8 +161,8 @@ def hold_workdir(workdir: str, log):
     lock.release()
 
 
-def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None,
-                        progress: bool) -> dict[str, Any]:
+def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None, progress: bool,
+                        preempt: Preemption) -> dict[str, Any]:
   cfg, config = run.cfg, run.config
   lead = jax.process_index() == 0
   ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_checkpoints,
@@ -169,13 +183,20 @@ def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None,
       json.dump(run.run_config(), f, indent=2)
 
   batches = run.dataset("train", train=True, start_batch=start)
+  if preempt.agreed():  # asked by every process once, before the first step
+    writer.close()
+    ckpt.close()
+    since = f"step {start} in {ckpt.directory}" if start else "the start (no checkpoint yet)"
+    return _preempted(preempt, start, f" before training started (set-up, restore or data): "
+                      f"nothing was trained since {since}, so nothing new was saved. Run the "
+                      "same command again to continue.", log)
   bar = logging_utils.Progress(start, cfg.num_train_steps, enabled=lead and progress)
-  preempt = Preemption()
   if jax.process_count() > 1:
     log(f"preemption agreed by {preempt.mode} across {jax.process_count()} processes")
   guard = NonFiniteGuard(cfg, ckpt, log)
   end = cfg.num_train_steps if stop_after is None else min(cfg.num_train_steps, start + stop_after)
   step = last_saved = last_logged = start
+  stop = False
   lost = None  # LostProcessError when a process of a multi-process run is gone
   prev = None  # (step, device metrics) of the step launched before the current one
 
@@ -204,7 +225,7 @@ def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None,
         writer.write(step, results["metrics"], prefix="eval")
         bar.write(f"step {step}: eval " + ", ".join(
             f"{k} {v:.4g}" for k, v in results["metrics"].items()))
-      stop = preempt.agreed(step)
+      stop = preempt.agreed()
       if step % cfg.checkpoint_every == 0 or stop:
         settle(prev)  # never save a step that is not known to be finite
         prev = None
@@ -227,19 +248,24 @@ def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None,
         raise lost from err  # no close: an async save would wait for the lost process
     raise
   finally:
-    preempt.restore()
     if lost is None:
       ckpt.close()
-  if preempt.requested:
+  if stop:
     writer.close()
-    log(f"{preempt.name} received: checkpoint of step {step} saved in {ckpt.directory}; "
-        "stopping. Run the same command again to resume from it.")
-    return {"step": step, "stopped": True, "preempted": preempt.name,
-            "exit_code": 128 + preempt.signum}
+    return _preempted(preempt, step, f": checkpoint of step {step} saved in {ckpt.directory}; "
+                      "stopping. Run the same command again to resume from it.", log)
   if step < cfg.num_train_steps:
     writer.close()
     return {"step": step, "stopped": True}
-  results = evaluation.final_results(run, state)
+  try:
+    results = evaluation.final_results(run, state, stop=preempt.agreed)
+  except evaluation.Stopped as where:
+    writer.close()
+    return _preempted(preempt, step, f" during the final evaluation ({where}): training is "
+                      f"complete and step {step} is saved in {ckpt.directory}; no results were "
+                      "written. Run the same command again to evaluate it (it restores step "
+                      f"{step} and trains no further), or: python eval.py --workdir {workdir}",
+                      log)
   writer.write(step, results["metrics"], prefix="eval")
   writer.close()
   evaluation.write_results(workdir, step, results)

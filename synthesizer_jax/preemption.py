@@ -3,10 +3,17 @@
 Every process must save the same step. One process: a Python signal handler sets a flag.
 Several processes: JAX's coordination service does it (`jax.distributed.initialize` starts
 a preemption sync manager whose notifier catches SIGTERM on any process);
-`multihost_utils.reached_preemption_sync_point(step)` then tells every process the same
+`multihost_utils.reached_preemption_sync_point(n)` then tells every process the same
 step to save at. That call is a host-side check of the coordination client, about 25
 microseconds, with no device collective, so the host keeps running ahead of the device.
 SIGINT (Ctrl-C) on one process is passed on as SIGTERM to that notifier.
+
+The sync point is a count of calls, not a training step: the coordination service picks
+"one more than the furthest process's last count", and each process stops when its own count
+gets there. So the loop may ask at any point every process passes the same number of times:
+once before training (a signal during set-up, restore or compilation), at every step, and
+between the batches of the final evaluation. The first call is made at construction: a notice
+that arrives before any process has called would find no counts and be dropped.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ class Preemption:
     self.mode = mode
     self.signum = None
     self._old = {}
+    self._calls = -1  # sync_point: calls of agreed() so far, the count the service compares
+    self._agreed = False
     # With a sync manager its notifier owns SIGTERM; SIGINT is forwarded to it.
     handlers = ({signal.SIGINT: self._forward} if mode == "sync_point"
                 else {signal.SIGTERM: self._handle, signal.SIGINT: self._handle})
@@ -58,6 +67,8 @@ class Preemption:
         self._old[sig] = signal.signal(sig, handler)
       except ValueError:  # not the main thread
         pass
+    if mode == "sync_point":
+      self.agreed()  # registers a count (see the module docstring)
 
   @property
   def requested(self) -> bool:
@@ -67,23 +78,28 @@ class Preemption:
   def name(self) -> str:
     return signal.Signals(self.signum).name if self.signum else ""
 
-  def agreed(self, step: int) -> bool:
-    """Whether every process is to save `step` and stop (call it at every step, on all)."""
+  def agreed(self) -> bool:
+    """Whether every process is to stop here. Every process must make the same sequence of
+    calls (e.g. one per step); once True, it stays True."""
+    if self._agreed:
+      return True
     if self.mode == "signal":
-      return self.requested
-    if self.mode == "sync_point":
+      self._agreed = self.requested
+    elif self.mode == "sync_point":
       from jax.experimental import multihost_utils
 
-      if multihost_utils.reached_preemption_sync_point(step):
+      self._calls += 1
+      if multihost_utils.reached_preemption_sync_point(self._calls):
         self.signum = self.signum or signal.SIGTERM
-        return True
-      return False
-    from jax.experimental import multihost_utils
+        self._agreed = True
+    else:
+      from jax.experimental import multihost_utils
 
-    flags = multihost_utils.process_allgather(np.int32(self.signum or 0))
-    if not self.requested and np.any(flags):
-      self.signum = int(np.max(flags))
-    return bool(np.any(flags))
+      flags = multihost_utils.process_allgather(np.int32(self.signum or 0))
+      if not self.requested and np.any(flags):
+        self.signum = int(np.max(flags))
+      self._agreed = bool(np.any(flags))
+    return self._agreed
 
   def _handle(self, signum, frame):
     if self.signum is not None:

@@ -69,13 +69,17 @@ def unigram_logprobs(batches: Iterable[Mapping[str, np.ndarray]], vocab_size: in
 
 
 def _global_sum(x: np.ndarray) -> np.ndarray:
+  """float64 `x` summed over the processes, exactly: gathered as its bytes, because JAX
+  without x64 would gather float64 as float32 (counts over 2**24 would round)."""
   import jax
 
   if jax.process_count() == 1:
     return x
   from jax.experimental import multihost_utils
 
-  return np.asarray(multihost_utils.process_allgather(x)).sum(axis=0)
+  raw = np.ascontiguousarray(x, np.float64).view(np.uint8)
+  gathered = np.asarray(multihost_utils.process_allgather(raw))  # [processes, 8 * x.size]
+  return np.ascontiguousarray(gathered).view(np.float64).reshape(-1, *x.shape).sum(axis=0)
 
 
 def lm_references(run, split: str, metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -92,7 +96,7 @@ def lm_references(run, split: str, metrics: Mapping[str, Any]) -> dict[str, floa
     tgt = np.minimum(np.asarray(batch["decoder_target_tokens"]), vocab_size - 1)
     w = (np.asarray(batch["decoder_loss_weights"]) > 0).astype(np.float64)
     sums += [np.sum(table[tgt] * w), -np.sum(logp[tgt] * w), np.sum(w)]
-  num_bytes, unigram_nll, tokens = _global_sum(sums)
+  num_bytes, unigram_nll, tokens = (float(v) for v in _global_sum(sums))
   model_nll = float(metrics["nll"]) * float(metrics["tokens"])
   return {"unigram_perplexity": math.exp(unigram_nll / tokens),
           "bits_per_byte": model_nll / _LN2 / num_bytes,

@@ -3,7 +3,10 @@
     python tests/multihost_worker.py PROCESS_ID NUM_PROCESSES PORT WORKDIR DATA_DIR [OPTIONS]
 
 OPTIONS is a JSON object: "train" (TrainConfig fields to change), "sleep" (seconds each batch
-takes to arrive, to leave time for a signal), "heartbeat" (the heartbeat timeout, seconds).
+takes to arrive, to leave time for a signal), "heartbeat" (the heartbeat timeout, seconds),
+"stop_after" (stop with a checkpoint after this many steps), "signal_at" (a phase of
+signal_phases.py: process 1 sends itself SIGTERM there, and every process pauses "pause"
+seconds in it).
 The exit code is the run's (143 after SIGTERM, 75 when another process is lost).
 
 Each process has 2 CPU devices, joins the others through jax.distributed (gloo
@@ -67,9 +70,14 @@ def main(pid, nproc, port, workdir, data_dir, options=None):
   cfg = train_config(data_dir, **options.get("train", {}))
   from synthesizer_jax.agreement import LostProcessError
 
+  if options.get("signal_at"):
+    import signal_phases
+
+    signal_phases.arrange(options["signal_at"], send=pid == 1, pause=options.get("pause", 3))
+
   try:
     result = loop.train_and_evaluate(RunConfig.build(MODEL, cfg, mesh), workdir, data=data,
-                                     progress=False)
+                                     stop_after=options.get("stop_after"), progress=False)
   except LostProcessError as e:  # as train.py does: exit without JAX's shutdown barrier
     print(f"error: {e}", flush=True)
     os._exit(75)

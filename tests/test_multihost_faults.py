@@ -132,3 +132,41 @@ def test_a_killed_process_is_named_and_the_others_stop_in_bounded_time(tmp_path)
   codes, outs = finish(start(work, data_dir, {"train": options["train"]}))
   assert codes == [0, 0], outs[0][-3000:]
   assert f"resumed from {os.path.join(work, 'checkpoints')} step {last}" in outs[0]
+
+
+def test_sigterm_to_one_process_during_restore_compilation_or_final_evaluation(tmp_path):
+  """Each phase outside the step loop, SIGTERM to process 1 only: both processes exit 143 at
+  the same point with the message, no step is lost, nothing half-written, the rerun goes on."""
+  data_dir = str(tmp_path / "data")
+  os.makedirs(data_dir)
+  work = str(tmp_path / "run")
+  train = {"num_train_steps": 4, "checkpoint_every": 1000, "eval_batches": 2}
+  root = os.path.join(work, "checkpoints")
+
+  def both(options, code):
+    codes, outs = finish(start(work, data_dir, {"train": train, **options}))
+    assert codes == [code, code], outs[0][-3000:] + outs[1][-3000:]
+    return outs[0]
+
+  # Compilation of a fresh run: the step in flight (the first) is saved.
+  out = both({"signal_at": "compile"}, 143)
+  assert f"SIGTERM received: checkpoint of step 1 saved in {root}" in out, out[-3000:]
+  assert sorted(os.listdir(root)) == ["1"]
+  # Restore: nothing trained since step 1, so nothing is written.
+  out = both({"signal_at": "restore"}, 143)
+  assert ("SIGTERM received before training started (set-up, restore or data): nothing was "
+          f"trained since step 1 in {root}") in out, out[-3000:]
+  assert sorted(os.listdir(root)) == ["1"]
+  # The final evaluation: training finished and its last step is saved, no results yet.
+  out = both({"signal_at": "final_eval"}, 143)
+  assert ("SIGTERM received during the final evaluation (before evaluation batch 0): training is "
+          f"complete and step 4 is saved in {root}") in out, out[-3000:]
+  assert sorted(os.listdir(root)) == ["1", "4"]
+  assert not os.path.exists(os.path.join(work, "eval_results.json"))
+  # The rerun trains nothing and evaluates.
+  out = both({}, 0)
+  assert f"resumed from {root} step 4" in out and "validation: loss" in out, out[-3000:]
+  with open(os.path.join(work, "eval_results.json")) as f:
+    results = json.load(f)
+  # The LM references, summed over both processes (float64 gathered exactly), made it too.
+  assert results["step"] == 4 and results["metrics"]["unigram_perplexity"] > 1

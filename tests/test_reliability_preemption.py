@@ -12,6 +12,7 @@ import fake_data
 import jax
 import numpy as np
 import pytest
+import signal_phases
 from test_reliability import MODEL, ONE, train_cfg
 
 from synthesizer_jax import checkpointing, loop, preemption
@@ -69,7 +70,7 @@ def test_sigint_is_a_preemption_and_a_second_signal_stops_at_once():
   preempt = preemption.Preemption()
   try:
     os.kill(os.getpid(), signal.SIGINT)
-    assert preempt.requested and preempt.name == "SIGINT" and preempt.agreed(1)
+    assert preempt.requested and preempt.name == "SIGINT" and preempt.agreed()
     with pytest.raises(KeyboardInterrupt, match="second SIGTERM: stopped without saving"):
       os.kill(os.getpid(), signal.SIGTERM)
   finally:
@@ -98,3 +99,50 @@ def test_sigkill_during_async_save_never_exposes_a_half_written_step(tmp_path):
   loop.train_and_evaluate(RunConfig.build(MODEL, cfg, ONE), str(work), data=fake_data,
                           progress=False)
   assert params_of(work)[0] == 2
+
+
+def _run(tmp_path, work, stop_after=None, **changes):
+  cfg = train_cfg(tmp_path, **{"num_train_steps": 4, **changes})
+  return loop.train_and_evaluate(RunConfig.build(MODEL, cfg, ONE), str(work), data=fake_data,
+                                 stop_after=stop_after, progress=False)
+
+
+def test_sigterm_during_restore_stops_before_training_and_writes_nothing(tmp_path, monkeypatch,
+                                                                         capsys):
+  work = tmp_path / "run"
+  assert _run(tmp_path, work, checkpoint_every=1, stop_after=2) == {"step": 2, "stopped": True}
+  signal_phases.arrange("restore", patch=monkeypatch.setattr)
+  result = _run(tmp_path, work, checkpoint_every=1)
+  assert result == {"step": 2, "stopped": True, "preempted": "SIGTERM", "exit_code": 143}
+  root = checkpointing.checkpoint_root(str(work))
+  assert ("SIGTERM received before training started (set-up, restore or data): nothing was "
+          f"trained since step 2 in {root}") in capsys.readouterr().out
+  assert sorted(os.listdir(root)) == ["1", "2"]  # no new step, no temporary directory
+  monkeypatch.undo()
+  assert _run(tmp_path, work, checkpoint_every=1)["step"] == 4
+
+
+def test_sigterm_during_compilation_saves_the_first_step(tmp_path, monkeypatch, capsys):
+  work = tmp_path / "run"
+  signal_phases.arrange("compile", patch=monkeypatch.setattr)
+  result = _run(tmp_path, work)
+  assert result == {"step": 1, "stopped": True, "preempted": "SIGTERM", "exit_code": 143}
+  assert "SIGTERM received: checkpoint of step 1 saved in" in capsys.readouterr().out
+  assert params_of(work)[0] == 1
+
+
+def test_sigterm_during_final_evaluation_keeps_the_last_step_and_evaluates_on_rerun(
+    tmp_path, monkeypatch, capsys):
+  work = tmp_path / "run"
+  signal_phases.arrange("final_eval", patch=monkeypatch.setattr)
+  result = _run(tmp_path, work, eval_batches=2)
+  assert result == {"step": 4, "stopped": True, "preempted": "SIGTERM", "exit_code": 143}
+  out = capsys.readouterr().out
+  assert ("SIGTERM received during the final evaluation (before evaluation batch 0): training "
+          "is complete and step 4 is saved") in out and "eval.py --workdir" in out, out
+  assert params_of(work)[0] == 4
+  assert not os.path.exists(work / "eval_results.json")
+  monkeypatch.undo()
+  again = _run(tmp_path, work, eval_batches=2)
+  assert again["step"] == 4 and "perplexity" in again["metrics"]
+  assert "resumed from" in capsys.readouterr().out and (work / "eval_results.json").exists()
