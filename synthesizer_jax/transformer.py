@@ -17,8 +17,9 @@ import jax.numpy as jnp
 from synthesizer_jax import attention as registry
 from synthesizer_jax import checks
 from synthesizer_jax.attention import Attention
-from synthesizer_jax.attention.core import Mask, check_positions
+from synthesizer_jax.attention.core import Mask
 from synthesizer_jax.attention.layer import check_mode
+from synthesizer_jax.attention.positions import Positions
 from synthesizer_jax.config import ModelConfig
 from synthesizer_jax.layers import MLP, NORMS, Embed, Projection, constrain, sinusoidal_positions
 
@@ -47,17 +48,16 @@ class _Inputs:
       self.valid = tokens_bl != cfg.pad_id
     else:
       self.valid = segment_ids_bl != 0
-    # `attend` is what attention layers get: an int when positions are implicit (slicing).
-    self.attend = positions_bl
-    if positions_bl is None:
-      if segment_ids_bl is None:
-        if any(registry.uses_positions(k) for k in kinds):
-          check_positions(None, length, cfg.max_len)
-        positions_bl = jnp.arange(length)[None, :]  # batch 1: shared by every row
-        self.attend = length
-      else:
-        positions_bl = self.attend = segment_positions(segment_ids_bl)
-    self.positions = positions_bl
+    # `attend` is what attention layers get; `positions` feeds the sinusoidal embedding.
+    if positions_bl is None and segment_ids_bl is None:
+      self.attend = Positions.contiguous(length)  # sliced, shared by every row
+      if any(registry.uses_positions(k) for k in kinds):
+        self.attend.check(cfg.max_len)
+    else:
+      if positions_bl is None:
+        positions_bl = segment_positions(segment_ids_bl)
+      self.attend = Positions.of(positions_bl)
+    self.positions = self.attend.dense()
 
 
 def _checked(cfg: ModelConfig, tokens, positions, segment_ids, prefix: str, kinds,
@@ -154,8 +154,8 @@ class Block(nn.Module):
     if self.cross:
       h_bqe = NORMS[cfg.norm](dtype=cfg.dtype, name="pre_cross_attention_norm")(x_bqe)
       h_bqe = Attention(cfg.attention(cfg.cross_attention), cross=True, name="cross_attention")(
-          h_bqe, encoded_bke, cross_mask,
-          pos_bq if isinstance(pos_bq, int) else jnp.maximum(pos_bq, 0), enc_pos_bk,
+          h_bqe, encoded_bke, cross_mask, Positions.of(pos_bq, x_bqe.shape[1]).clipped(),
+          enc_pos_bk,
           deterministic=deterministic, mode=mode)
       x_bqe = residual(x_bqe, h_bqe)
     h_bqe = NORMS[cfg.norm](dtype=cfg.dtype, name="pre_mlp_norm")(x_bqe)

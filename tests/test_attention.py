@@ -8,6 +8,7 @@ from helpers import ALL_KINDS, MIXTURES, randomize, small_config, unbox
 
 import synthesizer_jax as sj
 from synthesizer_jax.attention.core import make_mask
+from synthesizer_jax.attention.positions import Positions
 
 B, N = 2, 7
 CFG = small_config()
@@ -154,7 +155,8 @@ def test_factorized_dense_shapes_and_rank():
   assert p["f_c"]["w2"].shape == (CFG.num_heads, CFG.head_dim, b_)
   full_pos = np.broadcast_to(np.arange(CFG.max_len), (B, CFG.max_len))
   source = sj.attention.make_source(CFG.attention("factorized_dense"))
-  logits = source.apply({"params": p}, x, x, full_pos[:, :N], full_pos)
+  logits = source.apply({"params": p}, x, x, Positions.of(full_pos[:, :N]),
+                        Positions.contiguous(CFG.max_len))
   assert logits.shape == (B, CFG.num_heads, N, CFG.max_len)
   grid = np.asarray(logits).reshape(B, CFG.num_heads, N, b_, a)
   for idx in np.ndindex(B, CFG.num_heads, N):
@@ -173,7 +175,8 @@ def test_mixture_is_gated_sum_of_components(kind, maybe_jit):
   total = 0.0
   for c, part in enumerate(sj.parse_kind(kind)):
     source = sj.attention.make_source(CFG.attention(part))
-    logits = source.apply({"params": variables["params"]["mixture"][part]}, x, x, pos, pos)
+    p = Positions.of(pos)
+    logits = source.apply({"params": variables["params"]["mixture"][part]}, x, x, p, p)
     total = total + gates[None, :, c, None, None] * np.asarray(logits)
   np.testing.assert_allclose(w_mix, np_softmax(total, np.ones_like(total, bool)), rtol=1e-4,
                              atol=1e-6)

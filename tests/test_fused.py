@@ -14,6 +14,7 @@ from helpers import ALL_KINDS, randomize, small_config
 import synthesizer_jax as sj
 from synthesizer_jax.attention import fused, pallas
 from synthesizer_jax.attention.core import MASK_VALUE, DotForm, Mask, masked_softmax
+from synthesizer_jax.attention.positions import Positions
 
 FUSED_KINDS = [k for k in ALL_KINDS if sj.attention.has_dot_form(k)]
 #: Kinds run in every shape; the others' forms are checked on the packed decoder alone (their
@@ -116,8 +117,8 @@ def test_kernel_matches_reference_with_causal_offset_and_padding(offset):
   pos = jnp.asarray(np.stack([np.arange(n), np.r_[np.arange(5), np.arange(8)]]), jnp.int32)
   mask = Mask(k_valid_bk=valid, q_offset=jnp.asarray(offset), causal=True)
   form = DotForm(q, k, bias)
-  got = sj.attention.blockwise.blockwise_attention(form, v, mask, pos, pos, n, block_q=4,
-                                                    block_k=3)
+  p = Positions.of(pos)
+  got = sj.attention.blockwise.blockwise_attention(form, v, mask, p, p, n, block_q=4, block_k=3)
   np.testing.assert_allclose(got, _reference(form, v, mask, pos, n), rtol=1e-5, atol=1e-5)
 
 
@@ -127,7 +128,8 @@ def test_fully_masked_rows_are_uniform_like_the_materialized_path():
   mask = Mask(valid, valid)
   pos = jnp.arange(6)[None, :]
   form = DotForm(q, k, bias)
-  got = sj.attention.blockwise.blockwise_attention(form, v, mask, pos, pos, 6, block_q=4,
+  got = sj.attention.blockwise.blockwise_attention(form, v, mask, Positions.of(pos),
+                                                    Positions.contiguous(6), 6, block_q=4,
                                                     block_k=4)
   np.testing.assert_allclose(got, _reference(form, v, mask, jnp.broadcast_to(pos, (2, 6)), 6),
                              rtol=1e-5, atol=1e-5)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from synthesizer_jax.attention.core import AttentionConfig, DotForm, LogitSource, Mask
 from synthesizer_jax.attention.layer import Attention
 from synthesizer_jax.attention.mixture import Mixture
+from synthesizer_jax.attention.positions import Positions
 from synthesizer_jax.attention.registry import (
   KINDS,
   SOURCES,
@@ -24,5 +25,5 @@ from synthesizer_jax.attention.registry import (
 )
 
 __all__ = ["Attention", "AttentionConfig", "DotForm", "KINDS", "LogitSource", "Mask", "Mixture",
-           "SOURCES", "has_bias", "has_dot_form", "make_source", "needs_keys", "parse_kind",
-           "register", "uses_positions"]
+           "Positions", "SOURCES", "has_bias", "has_dot_form", "make_source", "needs_keys",
+           "parse_kind", "register", "uses_positions"]

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from synthesizer_jax.attention.core import MASK_VALUE, DotForm, Mask, gather_bias
+from synthesizer_jax.attention.positions import Positions
 
 F32 = jnp.float32
 
@@ -35,7 +36,8 @@ class _Static:
   num_k_blocks: int
 
 
-def blockwise_attention(form: DotForm, v_bkhd: jax.Array, mask: Mask, pos_bq, pos_bk, q_len: int,
+def blockwise_attention(form: DotForm, v_bkhd: jax.Array, mask: Mask, pos_bq: Positions,
+                        pos_bk: Positions, q_len: int,
                         *, block_q: int = 512, block_k: int = 512) -> jax.Array:
   """Attention output [b, q_len, heads, dv] of `form`'s logits under `mask`.
 
@@ -43,8 +45,8 @@ def blockwise_attention(form: DotForm, v_bkhd: jax.Array, mask: Mask, pos_bq, po
     form: queries/keys/bias of the logits (a kind's `dot_form`).
     v_bkhd: values [batch, k_len, heads, dv].
     mask: which keys each query sees (`Mask`; never materialized here).
-    pos_bq, pos_bk: positions [batch or 1, len] (or an int n: 0..n-1) at which the bias
-      table is read; unused without a bias.
+    pos_bq, pos_bk: `Positions` of queries and keys at which the bias table is read;
+      unused without a bias.
     q_len: the number of queries.
     block_q, block_k: block sizes (clipped to the lengths).
   """
@@ -62,14 +64,10 @@ def blockwise_attention(form: DotForm, v_bkhd: jax.Array, mask: Mask, pos_bq, po
     widths[1] = (0, amount)
     return jnp.pad(x, widths, constant_values=value)
 
-  def positions(pos, n):
-    pos = jnp.arange(n, dtype=jnp.int32)[None, :] if isinstance(pos, int) else pos
-    return pos.astype(jnp.int32)
-
   if form.bias_hll is None:
     qpos = kpos = None
   else:
-    qpos, kpos = pad(positions(pos_bq, n_q), pad_q), pad(positions(pos_bk, n_k), pad_k)
+    qpos, kpos = pad(pos_bq.dense(), pad_q), pad(pos_bk.dense(), pad_k)
   # Padded keys are dropped by index (-inf), not by the mask (which would give MASK_VALUE).
   padded = Mask(pad(mask.q_valid_bq, pad_q, False), pad(mask.k_valid_bk, pad_k, False),
                 pad(mask.q_segments_bq, pad_q), pad(mask.k_segments_bk, pad_k),

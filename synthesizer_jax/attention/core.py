@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from synthesizer_jax.attention.positions import Positions
+
 
 @dataclasses.dataclass(frozen=True)
 class AttentionConfig:
@@ -62,7 +64,8 @@ class LogitSource(nn.Module):
   A subclass implements `logits`, and `keys` if it reads the keys' content.
   `keys(x)` is what a decode cache must keep per key position (None: nothing,
   the pure synthetic kinds); `logits` gets it back together with the query
-  hidden states and the segment-relative positions of queries and keys.
+  hidden states and the segment-relative positions of queries and keys
+  (`positions.Positions`, read through its `rows` / `columns`).
   """
 
   cfg: AttentionConfig
@@ -75,8 +78,8 @@ class LogitSource(nn.Module):
   #: True when that form has a positional bias table (kernels without a bias cannot run it).
   has_bias: ClassVar[bool] = False
 
-  def __call__(self, x_bqe: jax.Array, x_bke: jax.Array, pos_bq: jax.Array,
-               pos_bk: jax.Array) -> jax.Array:
+  def __call__(self, x_bqe: jax.Array, x_bke: jax.Array, pos_bq: Positions,
+               pos_bk: Positions) -> jax.Array:
     """Logits [batch, heads, q_len, k_len] from query and key hidden states."""
     return self.logits(x_bqe, self.keys(x_bke), pos_bq, pos_bk)
 
@@ -85,7 +88,8 @@ class LogitSource(nn.Module):
     del x_bke
     return None
 
-  def logits(self, x_bqe: jax.Array, keys: Any, pos_bq: jax.Array, pos_bk: jax.Array) -> jax.Array:
+  def logits(self, x_bqe: jax.Array, keys: Any, pos_bq: Positions,
+             pos_bk: Positions) -> jax.Array:
     """Attention logits, [batch, heads, q_len, k_len]."""
     raise NotImplementedError
 
@@ -99,7 +103,8 @@ class LogitSource(nn.Module):
     """Matrix-product FLOPs of the logits of one sequence of n tokens (multiply-add = 2)."""
     raise NotImplementedError(f"{cls.__name__} declares no FLOP count")
 
-  def dot_form(self, x_bqe: jax.Array, keys: Any, pos_bq, pos_bk) -> DotForm | None:
+  def dot_form(self, x_bqe: jax.Array, keys: Any, pos_bq: Positions,
+               pos_bk: Positions) -> DotForm | None:
     """The same logits as `DotForm` (queries, keys, bias table) for the fused kernels.
 
     None: the kind has no such form and is only computed materialized.
@@ -191,58 +196,12 @@ class Mask:
                      (k_start + jnp.arange(k_len))[None, :])
 
 
-def gather_columns(table_bhql: jax.Array, pos_bk) -> jax.Array:
-  """out[b, h, q, k] = table[b, h, q, pos[b, k]]; an out-of-range position gives NaN.
-
-  `pos_bk` may be an int k, meaning positions 0..k-1 of every row: a slice, which is
-  much cheaper than a gather (and whose gradient is no scatter-add).
-  """
-  if isinstance(pos_bk, int):
-    return table_bhql[..., :pos_bk]
-  batch = max(table_bhql.shape[0], pos_bk.shape[0])
-  table_bhql = jnp.broadcast_to(table_bhql, (batch,) + table_bhql.shape[1:])
-  idx_bhqk = jnp.broadcast_to(pos_bk[:, None, None, :],
-                              table_bhql.shape[:3] + pos_bk.shape[-1:])
-  return jnp.take_along_axis(table_bhql, idx_bhqk, axis=-1, mode="fill", fill_value=jnp.nan)
-
-
 def gather_bias(table_hll: jax.Array, pos_bq: jax.Array, pos_bk: jax.Array) -> jax.Array:
   """out[b, h, q, k] = table[h, pos_q[b, q], pos_k[b, k]] (batch of the positions; NaN when
   out of range): a `DotForm`'s bias read for a block of queries and keys."""
   out_hbqk = table_hll.at[:, pos_bq[:, :, None], pos_bk[:, None, :]].get(
       mode="fill", fill_value=jnp.nan)
   return jnp.swapaxes(out_hbqk, 0, 1)
-
-
-def gather_rows(table_hlx: jax.Array, pos_bq) -> jax.Array:
-  """out[b, h, q, :] = table[h, pos[b, q], :]; an int q means rows 0..q-1 (batch 1)."""
-  if isinstance(pos_bq, int):
-    return table_hlx[None, :, :pos_bq]
-  out_hbqx = jnp.take(table_hlx, pos_bq, axis=1, mode="fill", fill_value=jnp.nan)
-  return jnp.transpose(out_hbqx, (1, 0, 2, 3))
-
-
-def check_positions(positions, length: int, max_len: int) -> None:
-  """Raises ValueError when a synthetic kind would index a position >= max_len.
-
-  Checks the static length when positions are implicit (None or an int: 0..length-1),
-  and the values when they are concrete. Traced positions cannot be checked here: the
-  gathers then yield NaN for out-of-range positions instead of a wrong answer.
-  """
-  if positions is None or isinstance(positions, int):
-    if length > max_len:
-      raise ValueError(
-          f"sequence length {length} exceeds max_len={max_len}, the number of positions the "
-          "synthetic attention kinds were built for: truncate the input or raise "
-          "ModelConfig.max_len (this changes the parameter shapes)")
-    return
-  if isinstance(positions, jax.core.Tracer):
-    return
-  top = int(np.max(np.asarray(positions))) if np.size(positions) else -1
-  if top >= max_len:
-    raise ValueError(
-        f"position {top} >= max_len={max_len}: synthetic attention kinds only have logits for "
-        "positions 0..max_len-1; truncate or split the sequence, or raise ModelConfig.max_len")
 
 
 def make_mask(q_valid_bq: jax.Array, k_valid_bk: jax.Array,

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from synthesizer_jax.attention import pallas
 from synthesizer_jax.attention.blockwise import blockwise_attention
 from synthesizer_jax.attention.core import DotForm, Mask, gather_bias
+from synthesizer_jax.attention.positions import Positions
 
 IMPLS = ("auto", "materialized", "blockwise", "cudnn", "pallas")
 #: "auto" computes blockwise once the materialized float32 logits of one layer would exceed
@@ -80,8 +81,8 @@ def choose(impl: str, *, has_dot_form: bool, mask_is_dense: bool, dropout_active
   return "materialized"
 
 
-def attend(impl: str, form: DotForm, v_bkhd: jax.Array, mask: Mask, pos_bq, pos_bk, q_len: int,
-           *, block_size: int = 512) -> jax.Array:
+def attend(impl: str, form: DotForm, v_bkhd: jax.Array, mask: Mask, pos_bq: Positions,
+           pos_bk: Positions, q_len: int, *, block_size: int = 512) -> jax.Array:
   """softmax(mask(form's logits)) V by a fused implementation: [b, q_len, heads, dv]."""
   if impl == "blockwise":
     return blockwise_attention(form, v_bkhd, mask, pos_bq, pos_bk, q_len, block_q=block_size,
@@ -111,8 +112,9 @@ def _pad_last(x: jax.Array, size: int) -> jax.Array:
   return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, size - x.shape[-1])])
 
 
-def dot_product_attention(form: DotForm, v_bkhd: jax.Array, mask: Mask, pos_bq, pos_bk,
-                          q_len: int, *, implementation: str | None = "cudnn") -> jax.Array:
+def dot_product_attention(form: DotForm, v_bkhd: jax.Array, mask: Mask, pos_bq: Positions,
+                          pos_bk: Positions, q_len: int, *,
+                          implementation: str | None = "cudnn") -> jax.Array:
   """`form` through `jax.nn.dot_product_attention` (cuDNN on a GPU; "xla" runs anywhere).
 
   Queries, keys and values share one head dim there: all are zero-padded to a multiple
@@ -134,9 +136,7 @@ def dot_product_attention(form: DotForm, v_bkhd: jax.Array, mask: Mask, pos_bq, 
   k = jnp.broadcast_to(k, (batch,) + k.shape[1:])
   bias = None
   if form.bias_hll is not None:
-    as_pos = lambda p, n: jnp.arange(n)[None, :] if isinstance(p, int) else p
-    qp, kp = as_pos(pos_bq, n_q), as_pos(pos_bk, n_k)
-    bias = gather_bias(jnp.asarray(form.bias_hll), qp, kp).astype(dtype)
+    bias = gather_bias(jnp.asarray(form.bias_hll), pos_bq.dense(), pos_bk.dense()).astype(dtype)
   plain_causal = mask.causal and mask.is_plain
   dense = None
   if not mask.is_plain:

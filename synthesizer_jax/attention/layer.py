@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 
 from synthesizer_jax.attention import fused, registry
-from synthesizer_jax.attention.core import AttentionConfig, Mask, check_positions, masked_softmax
+from synthesizer_jax.attention.core import AttentionConfig, Mask, masked_softmax
+from synthesizer_jax.attention.positions import Positions
 from synthesizer_jax.layers import Projection
 
 MODES = ("train", "prefill", "decode")
@@ -46,7 +47,8 @@ class Attention(nn.Module):
 
   @nn.compact
   def __call__(self, x_bqe: jax.Array, x_bke: jax.Array | None,
-               mask: Mask | jax.Array | None, pos_bq: jax.Array, pos_bk: jax.Array | None, *,
+               mask: Mask | jax.Array | None, pos_bq: Positions | jax.Array | int | None,
+               pos_bk: Positions | jax.Array | int | None, *,
                deterministic: bool = True, mode: str = "train") -> jax.Array:
     """Attends from queries x_bqe to keys/values x_bke.
 
@@ -56,10 +58,10 @@ class Attention(nn.Module):
       mask: a `Mask` (or a boolean [batch or 1, 1, q_len, k_len] array, materialized path
         only), True where attending is allowed (train mode, and cross-attention prefill;
         self-attention builds it from the cache). None: every key is visible.
-      pos_bq, pos_bk: segment-relative integer positions of queries and keys, [batch or 1, len],
-        or (train mode) an int n for positions 0..n-1 of every row, which the synthetic kinds
-        read by slicing instead of gathering. Positions (or masks) of batch 1 let the random
-        family compute its softmax once for the whole batch.
+      pos_bq, pos_bk: segment-relative positions of queries and keys: `Positions` (what the
+        models pass), or an int array [batch or 1, len], or an int n / None for 0..n-1 of
+        every row (`Positions.of`). Contiguous positions are read by slicing; positions (and
+        masks) of batch 1 let the random family compute its softmax once for the batch.
       deterministic: disables attention dropout.
       mode: "train", "prefill" or "decode".
 
@@ -68,11 +70,14 @@ class Attention(nn.Module):
     """
     check_mode(mode)
     c = self.cfg
+    batch, q_len = x_bqe.shape[:2]
     mask = Mask() if mask is None else mask
+    pos_bq = Positions.of(pos_bq, q_len)
     source = registry.make_source(c)
     value = Projection((c.num_heads, c.head_dim), ("embed",), ("heads", "head_dim"),
                        dtype=c.dtype, name="value")
     if mode == "train":
+      pos_bk = Positions.of(pos_bk, x_bke.shape[1])
       self._check(pos_bq, pos_bk)
       v_bkhd, keys = value(x_bke), source.keys(x_bke)
     elif self.cross:
@@ -82,9 +87,9 @@ class Attention(nn.Module):
         raise ValueError("decode step without a cache: create one with "
                          "sj.decoding.init_cache(...) and pass it as variables['cache']")
       self._check(pos_bq, None)
-      v_bkhd, keys, pos_bk, mask = self._self_cache(value(x_bqe), source.keys(x_bqe), pos_bq)
-      pos_bq = jnp.maximum(pos_bq, 0)
-    batch, q_len = x_bqe.shape[:2]
+      v_bkhd, keys, pos_bk, mask = self._self_cache(value(x_bqe), source.keys(x_bqe),
+                                                    pos_bq.dense())
+      pos_bq = pos_bq.clipped()
     impl = fused.choose(
         c.impl, has_dot_form=registry.has_dot_form(c.kind),
         mask_is_dense=not isinstance(mask, Mask),
@@ -123,13 +128,11 @@ class Attention(nn.Module):
       out_bqhd = jnp.einsum("bhqk,bkhd->bqhd", weights_bhqk.astype(c.dtype), v_bkhd)
     return out_bqhd
 
-  def _check(self, pos_bq, pos_bk):
+  def _check(self, pos_bq: Positions, pos_bk: Positions | None):
     if registry.uses_positions(self.cfg.kind):
       for pos in (pos_bq, pos_bk):
-        if isinstance(pos, int):
-          check_positions(pos, pos, self.cfg.max_len)
-        elif pos is not None:
-          check_positions(pos, pos.shape[1], self.cfg.max_len)
+        if pos is not None:
+          pos.check(self.cfg.max_len)
 
   def _self_cache(self, v_bqhd, keys_new, pos_bq):
     """Appends the new slots to the cache; returns cached values, keys, positions and mask."""
@@ -155,19 +158,21 @@ class Attention(nn.Module):
     cached_ok.value = write(cached_ok.value, pos_bq >= 0)
     index.value = i + q_len
     mask = Mask(k_valid_bk=cached_ok.value, q_offset=i, causal=True)
-    return cached_v.value, None if cached_k is None else cached_k.value, cached_pos.value, mask
+    return (cached_v.value, None if cached_k is None else cached_k.value,
+            Positions.of(cached_pos.value), mask)
 
   def _cross_cache(self, value, source, x_bke, mask, pos_bk, mode):
     """Encoder values/keys: computed and stored at prefill, read at every decode step."""
     if mode == "prefill":
       if x_bke is None or pos_bk is None:
         raise ValueError("cross-attention prefill needs the encoder outputs and positions")
-      self._check(None, pos_bk)
+      pos_bk = Positions.of(pos_bk, x_bke.shape[1])
+      self._check(pos_bk, None)
       v_new, k_new = value(x_bke), source.keys(x_bke)
       if isinstance(mask, Mask):
         mask = mask.dense(1, x_bke.shape[1])
       visible_bk = jnp.broadcast_to(jnp.any(mask, axis=(1, 2)), x_bke.shape[:2])
-      pos_new = jnp.broadcast_to(pos_bk, visible_bk.shape)
+      pos_new = jnp.broadcast_to(pos_bk.dense(), visible_bk.shape)
     else:
       if not self.has_variable("cache", "cross_value"):
         raise ValueError("cross-attention decode step before prefill: run the decoder once with "
@@ -181,4 +186,5 @@ class Attention(nn.Module):
       cv.value, cp.value, cm.value = v_new, pos_new, visible_bk
       if ck is not None:
         ck.value = k_new
-    return cv.value, None if ck is None else ck.value, cp.value, Mask(k_valid_bk=cm.value)
+    return (cv.value, None if ck is None else ck.value, Positions.of(cp.value),
+            Mask(k_valid_bk=cm.value))

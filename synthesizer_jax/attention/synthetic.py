@@ -12,7 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from synthesizer_jax.attention.core import DotForm, LogitSource, gather_columns, gather_rows
+from synthesizer_jax.attention.core import DotForm, LogitSource
+from synthesizer_jax.attention.positions import Positions
 from synthesizer_jax.layers import fan_in_init, param
 
 
@@ -65,7 +66,7 @@ class Dense(LogitSource):
   def logits(self, x_bqe, keys, pos_bq, pos_bk):
     del keys, pos_bq
     table_bhql = jnp.transpose(self.f(x_bqe), (0, 2, 1, 3))
-    return gather_columns(table_bhql, pos_bk)
+    return pos_bk.columns(table_bhql)
 
   def dot_form(self, x_bqe, keys, pos_bq, pos_bk):
     """query = [relu(W1 x_i + b1), 1], key = [W2[:, pos_j], b2[pos_j]] (docs/synthesizers.md)."""
@@ -106,13 +107,12 @@ class FactorizedDense(LogitSource):
   def logits(self, x_bqe, keys, pos_bq, pos_bk):
     del keys, pos_bq
     a, b = self.cfg.factor_sizes
-    if isinstance(pos_bk, int):
-      pos_bk = jnp.arange(pos_bk)[None, :]
+    pos = pos_bk.dense()
     # Positions >= a * b are sent out of range so they give NaN, like the other kinds.
-    pos_bk = jnp.where(pos_bk < a * b, pos_bk, a * b * 2)
+    pos = jnp.where(pos < a * b, pos, a * b * 2)
     a_bhqa = jnp.transpose(self.f_a(x_bqe), (0, 2, 1, 3))
     c_bhqb = jnp.transpose(self.f_c(x_bqe), (0, 2, 1, 3))
-    return gather_columns(a_bhqa, pos_bk % a) * gather_columns(c_bhqb, pos_bk // a)
+    return Positions.of(pos % a).columns(a_bhqa) * Positions.of(pos // a).columns(c_bhqb)
 
 
 class Random(LogitSource):
@@ -149,8 +149,7 @@ class Random(LogitSource):
 
   def logits(self, x_bqe, keys, pos_bq, pos_bk):
     del x_bqe, keys
-    rows_bhql = gather_rows(self.matrix().astype(self.cfg.dtype), pos_bq)
-    return gather_columns(rows_bhql, pos_bk)
+    return pos_bk.columns(pos_bq.rows(self.matrix().astype(self.cfg.dtype)))
 
   def dot_form(self, x_bqe, keys, pos_bq, pos_bk):
     del x_bqe, keys, pos_bq, pos_bk
@@ -195,8 +194,8 @@ class FactorizedRandom(LogitSource):
   def logits(self, x_bqe, keys, pos_bq, pos_bk):
     del x_bqe, keys
     dt = self.cfg.dtype
-    r1_bhqr = gather_rows(self.r1.astype(dt), pos_bq)
-    r2_bhkr = gather_rows(self.r2.astype(dt), pos_bk)
+    r1_bhqr = pos_bq.rows(self.r1.astype(dt))
+    r2_bhkr = pos_bk.rows(self.r2.astype(dt))
     return jnp.einsum("bhqr,bhkr->bhqk", r1_bhqr, r2_bhkr)
 
   def dot_form(self, x_bqe, keys, pos_bq, pos_bk):
@@ -206,6 +205,6 @@ class FactorizedRandom(LogitSource):
     return DotForm(_rows(self.r1.astype(dt), pos_bq), _rows(self.r2.astype(dt), pos_bk))
 
 
-def _rows(table_hlx: jax.Array, pos_bq) -> jax.Array:
+def _rows(table_hlx: jax.Array, pos: Positions) -> jax.Array:
   """table[h, pos[b, q], :] as [b or 1, q, h, x] (a query or key of a positional table)."""
-  return jnp.transpose(gather_rows(table_hlx, pos_bq), (0, 2, 1, 3))
+  return jnp.transpose(pos.rows(table_hlx), (0, 2, 1, 3))
