@@ -9,6 +9,10 @@ Sizes:
   tiny   a smoke test: 20 steps of a one-layer width-16 model (tests/test_experiments.py).
   small  CPU: the whole default sweep in a few hours on 2 cores.
   gpu    about 10x the tokens and 4x the width, for one GPU.
+  learn  CPU budgets at which `dot` has learned the task (issue 17), for the tasks that have
+         one so far: recall (issue 19's recall spec and loop settings: dot solved it on 20 of
+         20 seeds) and lm (configs/offline_lm.py's model, 1,000 steps, the learning rate of
+         the search in docs/results.md). A task without one names the sizes that have it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import synthesizer_jax as sj
 
 #: The paper's single kinds and the two mixtures every sweep runs.
 KINDS = sj.KINDS + ("random+dot", "dense+dot")
-SIZES = ("tiny", "small", "gpu")
+SIZES = ("tiny", "small", "gpu", "learn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +119,17 @@ _BUDGETS = {
                             pack=False), {}),
     },
 }
+_BUDGETS["learn"] = {
+    # Widths of issue 19's baseline check; 4 pairs, 4 queries (the DiagSpec below): 16 tokens.
+    "recall": (_model(64, 4, 128, 2, 24),
+               _train(3000, 64, 3e-3, 100, evals=30, eval_batches=8, targets_length=24,
+                      pack=False), {"diag_spec": dict(recall_pairs=4, recall_queries=4,
+                                                      recall_keys=16, recall_values=16,
+                                                      eval_batches=8)}),
+    # configs/offline_lm.py's model and schedule (d=128, 2 layers, batch 16 x 128 tokens).
+    "lm": (_model(128, 4, 512, 2, 128),
+           _train(1000, 16, 2.4e-2, 100, evals=2, eval_batches=8, targets_length=128), {}),
+}
 _FAMILY = {"reverse": "diag", "recall": "diag", "lookup": "diag", "lm": "lm",
            "translate": "seq2seq", "summarize": "seq2seq", "classify": "classify"}
 
@@ -126,10 +141,26 @@ def budget(task: str, size: str) -> tuple[dict[str, Any], dict[str, Any], dict[s
                      f"{sorted(GROUPS)}")
   if size not in SIZES:
     raise ValueError(f"unknown size {size!r}; choose from {SIZES}")
-  model, train, extra = _BUDGETS[size][_FAMILY[task]]
+  by_task = _BUDGETS[size]
+  key = task if task in by_task else _FAMILY[task]
+  if key not in by_task:
+    have = [z for z in SIZES if task in _BUDGETS[z] or _FAMILY[task] in _BUDGETS[z]]
+    raise ValueError(f"no budget for task {task!r} at size {size!r} yet; sizes with one: {have}")
+  model, train, extra = by_task[key]
   if task == "summarize":
     train = {**train, "targets_length": min(32, train["targets_length"])}
   return dict(model), dict(train), dict(extra)
+
+
+def has_budget(task: str, size: str) -> bool:
+  return task in _BUDGETS[size] or _FAMILY[task] in _BUDGETS[size]
+
+
+def diag_spec(size: str, task: str = "recall") -> dict[str, Any]:
+  """DiagSpec fields a size sets for its diagnostic tasks (the --diag_spec flag adds to them)."""
+  if not has_budget(task, size):
+    return {}
+  return dict(budget(task, size)[2].get("diag_spec", {}))
 
 
 def expand_tasks(spec: str) -> list[str]:

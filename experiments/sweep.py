@@ -231,7 +231,8 @@ def main(argv=None):
     p.error("--seeds must be >= 1")
   out = args.out or os.path.join("experiments", "results", args.size)
   seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-  diag_spec = diagnostics.DiagSpec(**json.loads(args.diag_spec))
+  diag_spec = diagnostics.DiagSpec(**{**budgets.diag_spec(args.size),
+                                      **json.loads(args.diag_spec)})
   train_override = json.loads(args.train_override)
   from synthesizer_jax.config import TrainConfig
 

@@ -111,7 +111,7 @@ def test_bad_input_names_the_problem(call, match):
 def test_every_kind_of_a_task_gets_one_budget():
   assert budgets.expand_tasks("diagnostics,lm,recall") == ["reverse", "lookup", "recall", "lm"]
   for size in budgets.SIZES:
-    for task in budgets.TASKS:
+    for task in filter(lambda t: budgets.has_budget(t, size), budgets.TASKS):
       model, train, _ = budgets.budget(task, size)
       lengths = [train.get(k, 0) for k in ("targets_length", "inputs_length")]
       assert max(lengths) <= model["max_len"]  # synthetic kinds can see every position
@@ -119,6 +119,11 @@ def test_every_kind_of_a_task_gets_one_budget():
   # Diagnostic rows fit the diagnostic budget.
   _, train, _ = budgets.budget("recall", "small")
   assert max(SPEC.length(t) for t in diagnostics.TASKS) <= train["targets_length"]
+  learn = diagnostics.DiagSpec(**budgets.diag_spec("learn"))
+  assert learn.length("diag_recall") <= budgets.budget("recall", "learn")[1]["targets_length"]
+  assert budgets.has_budget("lm", "learn") and not budgets.has_budget("translate", "learn")
+  with pytest.raises(ValueError, match="no budget for task 'translate' at size 'learn' yet"):
+    budgets.budget("translate", "learn")
 
 
 def test_tiny_sweep_runs_and_reports(tmp_path):
