@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments import budgets, diagnostics
+from experiments import budgets, diagnostics, gates
 
 SOLVED = 95.0  # diagnostic accuracy (%) counted as "solved"
 
@@ -307,6 +307,15 @@ def write_report(out: str, *, workroot: str | None = None, size: str = "",
         plots += plot_maps(runs, task, plot_dir, data_dir)
       except Exception as err:  # noqa: BLE001 -- a stale checkpoint must not sink the tables
         print(f"report: no attention maps for {task}: {type(err).__name__}: {err}")
+  if maps and any("+" in r["kind"] for r in runs):
+    try:
+      gate_rows = gates.gate_table(runs)
+      written["gates"] = os.path.join(out, "gates.md")
+      with open(written["gates"], "w") as f:
+        f.write(gates.markdown(gate_rows))
+      plots += gates.plot_gates(gate_rows, plot_dir)
+    except Exception as err:  # noqa: BLE001 -- as for the maps
+      print(f"report: no mixture gates: {type(err).__name__}: {err}")
   written["plots"] = plots
   return written
 

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import budgets, diagnostics, report, sweep
+from experiments import budgets, diagnostics, gates, report, sweep
 
 SPEC = diagnostics.DiagSpec()
 
@@ -148,6 +148,7 @@ def test_tiny_sweep_runs_and_reports(tmp_path):
   names = {os.path.basename(p) for p in written["plots"]}
   assert {"curves_recall.png", "maps_recall.png", "random_recall.png"} <= names
   assert "| random |" in open(written["tables"]).read()
+  assert "gates" not in written  # no mixture among the runs
   # A run whose checkpoint the current code cannot run (here: an empty checkpoints folder)
   # gives way to the kind's next seed instead of sinking the kind's maps.
   stale = {**runs[1], "seed": -1, "workdir": str(tmp_path / "stale")}
@@ -233,3 +234,30 @@ def test_probe_finds_no_future_leak_and_splits_accuracy_by_slot():
   assert probe.future_leak(model, variables, tokens["decoder_input_tokens"], rng) == 0.0
   by_slot = probe.lookup_accuracy_by_slot(model, variables, spec, rows=64)
   assert len(by_slot) == spec.lookup_len and all(0 <= a <= 100 for a in by_slot)
+
+
+def test_mixture_gates_are_read_per_layer_and_head(tmp_path):
+  import flax.linen as nn
+  import jax
+
+  import synthesizer_jax as sj
+
+  cfg = sj.ModelConfig(vocab_size=32, d_model=16, num_heads=2, head_dim=8, mlp_dim=32,
+                       num_layers=2, max_len=8, self_attention="random+dot")
+  params = sj.DecoderLM(cfg).init(jax.random.key(0), np.zeros((1, 8), np.int32))["params"]
+  params = jax.tree.map(np.asarray, nn.meta.unbox(params))
+  logits = np.array([[2.0, 0.0], [0.0, 1.0]])  # head 0 leans to random, head 1 to dot
+  params["decoder"]["layers_1"]["self_attention"]["mixture"]["gate_logits"] = logits
+  found = gates.gate_weights(params)
+  assert list(found) == [f"decoder/layers_{i}/self_attention/mixture" for i in (0, 1)]
+  np.testing.assert_allclose(found["decoder/layers_0/self_attention/mixture"], 0.5)  # init
+  e = np.exp(logits)
+  np.testing.assert_allclose(found["decoder/layers_1/self_attention/mixture"],
+                             e / e.sum(1, keepdims=True))
+  rows = [{"task": "recall", "kind": "random+dot", "seed": s, "layer": layer,
+           "components": ("random", "dot"), "weights": w.tolist()}
+          for s in (0, 1) for layer, w in found.items()]
+  table = gates.markdown(rows)
+  assert "| decoder/layers_1/self_attention/mixture | 0.88, 0.27 | 0.12, 0.73 |" in table
+  assert [os.path.basename(p) for p in gates.plot_gates(rows, str(tmp_path))] == [
+      "gates_recall_random_plus_dot.png"]
