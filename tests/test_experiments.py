@@ -261,3 +261,21 @@ def test_mixture_gates_are_read_per_layer_and_head(tmp_path):
   assert "| decoder/layers_1/self_attention/mixture | 0.88, 0.27 | 0.12, 0.73 |" in table
   assert [os.path.basename(p) for p in gates.plot_gates(rows, str(tmp_path))] == [
       "gates_recall_random_plus_dot.png"]
+
+
+def test_classify_reference_scores_a_bag_of_words_model(tmp_path):
+  from experiments import classify_reference
+
+  rng = np.random.default_rng(0)
+  os.makedirs(tmp_path / "offline_classify")
+  for split, n in (("train", 60), ("validation", 20), ("test", 20)):
+    labels = rng.integers(0, 2, n)
+    labels[: n // 4] = 1  # 1 is the majority class
+    with open(tmp_path / "offline_classify" / f"{split}.tsv", "w") as f:
+      for y in labels:
+        word = "great tasty" if y else "awful stale"
+        f.write(f"{y}\tthis food was {word} really\n")
+  out = classify_reference.main(["--data_dir", str(tmp_path)])
+  _, y = classify_reference.load(str(tmp_path), "validation")
+  assert out["majority"]["validation"] == pytest.approx(100 * max(y.mean(), 1 - y.mean()))
+  assert out["bag_of_words"]["validation"] == 100.0  # the label is in the words
