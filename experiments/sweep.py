@@ -131,7 +131,7 @@ def run_one(task_name: str, kind: str, seed: int, size: str, *, workroot: str, d
   info = data.task_info(task.data_task, run_data_dir)
   vocab = data.get_vocabulary(task.data_task, run_data_dir)
   lengths = shapes.get(info.shape).feature_lengths(cfg)
-  start = time.time()
+  start, load_start = time.time(), os.getloadavg()
   result = loop.train_and_evaluate(RunConfig.build(model_fields, cfg, mesh or shd.MeshConfig()),
                                    workdir, data=data, progress=progress)
   train_s = time.time() - start
@@ -147,6 +147,9 @@ def run_one(task_name: str, kind: str, seed: int, size: str, *, workroot: str, d
       "model": model_fields, "learning_rate": cfg.learning_rate, "metrics": metrics,
       "curve": curves(workdir, task.metric if task.metric in metrics else "loss"),
       "train_eval_s": round(train_s, 1), "workdir": workdir,
+      # 1-minute load average of the machine when the run started and ended (2 cores here):
+      # how much the wall times can be trusted.
+      "load_average": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
   }
   if task.diagnostic:
     record["diag_spec"] = dataclasses.asdict(data.spec)

@@ -200,6 +200,7 @@ def test_train_override_changes_the_budget_and_is_recorded(tmp_path):
   assert run["steps"] == 6 and run["train_override"] == {"num_train_steps": 6, "eval_every": 3}
   assert run["token_budget"] == 6 * run["batch_size"] * run["lengths"]["targets"]
   assert [step for step, _ in run["curve"]["validation"]] == [3, 6]
+  assert len(run["load_average"]) == 2 and min(run["load_average"]) >= 0  # machine load noted
 
 
 def test_gpu_script_runs_one_sweep_per_kind_side_by_side(tmp_path):
