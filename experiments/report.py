@@ -213,7 +213,7 @@ def _example_inputs(task: str, record: dict[str, Any], data_dir: str):
   t = budgets.TASKS[task]
   lengths = record["lengths"]
   if t.diagnostic:
-    data = diagnostics.DiagnosticData()
+    data = diagnostics.DiagnosticData(diagnostics.DiagSpec(**record.get("diag_spec", {})))
   else:
     from synthesizer_jax import data
 

@@ -280,3 +280,10 @@ def test_classify_reference_scores_a_bag_of_words_model(tmp_path):
   _, y = classify_reference.load(str(tmp_path), "validation")
   assert out["majority"]["validation"] == pytest.approx(100 * max(y.mean(), 1 - y.mean()))
   assert out["bag_of_words"]["validation"] == 100.0  # the label is in the words
+
+
+def test_report_reads_example_rows_with_the_runs_own_diag_spec():
+  spec = budgets.diag_spec("learn")  # 16-token recall rows; the default spec has 32
+  record = {"lengths": {"targets": 16}, "diag_spec": {**dataclasses.asdict(SPEC), **spec}}
+  (tokens,) = report._example_inputs("recall", record, "")
+  assert tokens.shape == (1, 16)
