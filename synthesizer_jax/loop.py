@@ -173,6 +173,13 @@ def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None, pro
   except BaseException:
     ckpt.close()
     raise
+  batches = run.dataset("train", train=True, start_batch=start)
+  if preempt.agreed():  # asked by every process once, before the first step and any write
+    ckpt.close()
+    since = f"step {start} in {ckpt.directory}" if start else "the start (no checkpoint yet)"
+    return _preempted(preempt, start, f" before training started (set-up, restore or data): "
+                      f"nothing was trained since {since}, so nothing new was saved. Run the "
+                      "same command again to continue.", log)
   writer = logging_utils.MetricWriter(workdir, enabled=lead)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   log(f"model: {type(run.model).__name__} self_attention={run.model_cfg.self_attention}, "
@@ -181,15 +188,6 @@ def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None, pro
   if lead:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       json.dump(run.run_config(), f, indent=2)
-
-  batches = run.dataset("train", train=True, start_batch=start)
-  if preempt.agreed():  # asked by every process once, before the first step
-    writer.close()
-    ckpt.close()
-    since = f"step {start} in {ckpt.directory}" if start else "the start (no checkpoint yet)"
-    return _preempted(preempt, start, f" before training started (set-up, restore or data): "
-                      f"nothing was trained since {since}, so nothing new was saved. Run the "
-                      "same command again to continue.", log)
   bar = logging_utils.Progress(start, cfg.num_train_steps, enabled=lead and progress)
   if jax.process_count() > 1:
     log(f"preemption agreed by {preempt.mode} across {jax.process_count()} processes")

@@ -111,8 +111,11 @@ def test_sigterm_during_restore_stops_before_training_and_writes_nothing(tmp_pat
                                                                          capsys):
   work = tmp_path / "run"
   assert _run(tmp_path, work, checkpoint_every=1, stop_after=2) == {"step": 2, "stopped": True}
+  before = {p: os.stat(p).st_mtime_ns for p in map(str, work.rglob("*")) if os.path.isfile(p)}
   signal_phases.arrange("restore", patch=monkeypatch.setattr)
   result = _run(tmp_path, work, checkpoint_every=1)
+  after = {p: os.stat(p).st_mtime_ns for p in map(str, work.rglob("*")) if os.path.isfile(p)}
+  assert after == before  # no file written or touched: config.json, metrics, events
   assert result == {"step": 2, "stopped": True, "preempted": "SIGTERM", "exit_code": 143}
   root = checkpointing.checkpoint_root(str(work))
   assert ("SIGTERM received before training started (set-up, restore or data): nothing was "
