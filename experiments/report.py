@@ -85,9 +85,25 @@ def _add_paired_deltas(rows: list[dict[str, Any]], runs: list[dict[str, Any]],
     diffs = np.array([value[(row["task"], row["kind"], s)] - value[(row["task"], baseline, s)]
                       for s in seeds], float)
     if len(diffs):
-      row["delta_vs_dot"] = {"mean": float(diffs.mean()), "n": len(diffs),
-                             "std": float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0,
-                             "min": float(diffs.min()), "max": float(diffs.max())}
+      row["delta_vs_dot"] = paired_delta(diffs)
+
+
+def paired_delta(diffs) -> dict[str, Any]:
+  """Mean, std, range of differences paired by seed, and a two-sided paired t-test.
+
+  "outside_noise" means p < 0.05: the mean difference is larger than the seed-to-seed
+  spread of the differences explains (at 3 seeds that needs |mean| > 2.48 std).
+  """
+  diffs = np.asarray(diffs, float)
+  out = {"mean": float(diffs.mean()), "n": len(diffs),
+         "std": float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0,
+         "min": float(diffs.min()), "max": float(diffs.max()), "p": None, "outside_noise": None}
+  if len(diffs) > 1:
+    from scipy import stats
+
+    p = 0.0 if out["std"] == 0 and out["mean"] != 0 else float(stats.ttest_1samp(diffs, 0).pvalue)
+    out.update(p=p, outside_noise=bool(p < 0.05))
+  return out
 
 
 def _first_step(curve, threshold: float) -> int | None:
@@ -120,8 +136,12 @@ def _delta_text(delta: dict[str, Any] | None) -> str:
   if delta is None:
     return "-"
   spread = f" ± {delta['std']:.2f}" if delta["n"] > 1 else ""
+  test = ""
+  if delta.get("p") is not None:
+    test = f"; p = {delta['p']:.2f}, " + ("outside" if delta["outside_noise"] else "inside")
+    test += " seed noise"
   return (f"{delta['mean']:+.2f}{spread} ({delta['min']:+.2f} .. {delta['max']:+.2f}, "
-          f"{delta['n']} seed{'s' if delta['n'] > 1 else ''})")
+          f"{delta['n']} seed{'s' if delta['n'] > 1 else ''}{test})")
 
 
 def markdown_tables(rows: list[dict[str, Any]], diag_spec=None) -> str:

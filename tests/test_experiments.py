@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from experiments import budgets, diagnostics, gates, report, sweep
 
@@ -185,7 +186,16 @@ def test_report_pairs_each_kind_with_dot_by_seed():
   assert delta["n"] == 2 and delta["mean"] == 2.0 and delta["min"] == 1.0
   assert np.isclose(delta["std"], np.sqrt(2.0))
   assert "delta_vs_dot" not in rows["dot"]
-  assert "| +2.00 ± 1.41 (+1.00 .. +3.00, 2 seeds) |" in report.markdown_tables(list(rows.values()))
+  p = stats.ttest_rel([11.0, 15.0], [10.0, 12.0]).pvalue  # scipy's paired test as reference
+  assert np.isclose(delta["p"], p) and delta["outside_noise"] is False
+  assert (f"| +2.00 ± 1.41 (+1.00 .. +3.00, 2 seeds; p = {p:.2f}, inside seed noise) |"
+          in report.markdown_tables(list(rows.values())))
+
+
+def test_paired_delta_outside_noise_when_every_seed_moves_the_same_way():
+  assert report.paired_delta([3.0, 3.1, 2.9])["outside_noise"] is True
+  assert report.paired_delta([3.0, -2.0, 0.5])["outside_noise"] is False
+  assert report.paired_delta([1.0])["p"] is None
 
 
 def test_train_override_changes_the_budget_and_is_recorded(tmp_path):
@@ -287,3 +297,25 @@ def test_report_reads_example_rows_with_the_runs_own_diag_spec():
   record = {"lengths": {"targets": 16}, "diag_spec": {**dataclasses.asdict(SPEC), **spec}}
   (tokens,) = report._example_inputs("recall", record, "")
   assert tokens.shape == (1, 16)
+
+
+def test_equal_time_gives_the_slower_kind_fewer_steps_and_reads_its_loss_there():
+  from experiments import equal_time
+
+  def log(rate, loss_of_step):  # logged every 10 steps; the first interval is compilation
+    return [{"step": s, "steps_per_sec": 0.01 if s == 10 else rate, "loss": loss_of_step(s)}
+            for s in range(10, 210, 10)]
+
+  logs = {("dot", 0): log(2.0, lambda s: 5.0 - s / 100),
+          ("dot", 1): log(2.0, lambda s: 5.2 - s / 100),
+          ("random", 0): log(1.0, lambda s: 4.0 - s / 200),
+          ("random", 1): log(1.0, lambda s: 4.1 - s / 200)}
+  rows = {r["kind"]: r for r in equal_time.compare(logs, steps=200, window=0)}
+  assert rows["dot"]["budget_s"] == 100.0  # dot: 200 steps at 2 steps/s
+  assert rows["random"]["steps_in_budget"] == 100.0 and rows["dot"]["steps_in_budget"] == 200.0
+  assert np.allclose(rows["random"]["ppl_equal_time"], np.exp([3.5, 3.6]))
+  assert np.allclose(rows["random"]["ppl_equal_steps"], np.exp([3.0, 3.1]))
+  delta = rows["random"]["delta_equal_time"]
+  expected = np.mean(np.exp([3.5, 3.6]) - np.exp([3.0, 3.2]))
+  assert delta["n"] == 2 and np.isclose(delta["mean"], expected)
+  assert "| random | 1.000 | 0.500 | 100 |" in equal_time.markdown(list(rows.values()), 200)

@@ -1,0 +1,160 @@
+"""The LM comparison at equal wall-clock: every kind gets the seconds the fastest kind needs.
+
+    python -m experiments.equal_time --out experiments/results/learn [--steps 900]
+
+The sweep gives every kind the same steps. The paper's argument is about cost, so this asks
+what each kind reaches in the same time on this machine. It reads each LM run's
+`metrics.jsonl` (the run's workdir, recorded in runs.jsonl):
+
+* a kind's speed is the median of its logged training steps/s (the first interval, which
+  holds compilation, left out), averaged over its seeds;
+* the time budget T is the fastest kind's time for `--steps` steps; a kind reaches
+  T x its speed steps, never more than `--steps`;
+* the model quality at a step is the training loss there: the mean of the logged losses
+  within +-`window` steps. Each of the first ~970 steps reads batches no step saw before
+  (one epoch of offline_lm is 1.99M tokens, 2,048 per step), so before that point the
+  training loss is a held-out loss. `--steps` must stay below the epoch.
+
+Writes equal_time.md (one row per kind: speed, steps in T, perplexity at equal steps and at
+equal time, paired-by-seed difference with dot) and plots/equal_time_lm.png (training
+perplexity against seconds of training steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from experiments import report
+
+
+def read_train_log(workdir: str) -> list[dict[str, Any]]:
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} is missing: the run's workdir was moved or deleted")
+  with open(path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  return [r for r in rows if r.get("split") == "train"]
+
+
+def speed(log: list[dict[str, Any]]) -> float:
+  """Median training steps/s over the logged intervals, the first (compilation) left out."""
+  rates = [r["steps_per_sec"] for r in log[1:] if r.get("steps_per_sec")]
+  if not rates:
+    raise ValueError("the training log has no steps_per_sec after its first interval")
+  return float(np.median(rates))
+
+
+def loss_at(log: list[dict[str, Any]], step: float, window: float) -> float:
+  """Mean logged training loss within +-window steps of `step`."""
+  near = [r["loss"] for r in log if abs(r["step"] - step) <= window]
+  if not near:
+    raise ValueError(f"no training loss logged within {window} steps of step {step:.0f}")
+  return float(np.mean(near))
+
+
+def compare(logs: dict[tuple[str, int], list], steps: int,
+            window: float = 50.0) -> list[dict[str, Any]]:
+  """One row per kind: speed, steps reached in the shared time, perplexities, paired deltas."""
+  kinds = sorted({k for k, _ in logs}, key=report._order)
+  speeds = {k: float(np.mean([speed(logs[key]) for key in logs if key[0] == k])) for k in kinds}
+  budget_s = min(steps / s for s in speeds.values())
+  at_steps, at_time = {}, {}
+  for (kind, seed), log in logs.items():
+    reached = min(steps, budget_s * speeds[kind])
+    at_steps[(kind, seed)] = math.exp(loss_at(log, steps, window))
+    at_time[(kind, seed)] = math.exp(loss_at(log, reached, window))
+  rows = []
+  for kind in kinds:
+    seeds = sorted(s for k, s in logs if k == kind)
+    row = {"kind": kind, "seeds": seeds, "steps_per_s": speeds[kind],
+           "speed_vs_dot": speeds[kind] / speeds["dot"] if "dot" in speeds else math.nan,
+           "budget_s": budget_s, "steps_in_budget": min(steps, budget_s * speeds[kind]),
+           "ppl_equal_steps": [at_steps[(kind, s)] for s in seeds],
+           "ppl_equal_time": [at_time[(kind, s)] for s in seeds]}
+    if kind != "dot":
+      paired = [s for s in seeds if ("dot", s) in at_time]
+      if paired:
+        row["delta_equal_steps"] = report.paired_delta(
+            [at_steps[(kind, s)] - at_steps[("dot", s)] for s in paired])
+        row["delta_equal_time"] = report.paired_delta(
+            [at_time[(kind, s)] - at_time[("dot", s)] for s in paired])
+    rows.append(row)
+  return rows
+
+
+def _mean_std(values: list[float]) -> str:
+  return (f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}" if len(values) > 1
+          else f"{values[0]:.1f} (1 seed)")
+
+
+def markdown(rows: list[dict[str, Any]], steps: int) -> str:
+  budget = rows[0]["budget_s"]
+  lines = [f"Time budget: {budget:.0f} s of training steps, the fastest kind's time for "
+           f"{steps} steps. Perplexity: exp(training loss) on batches not seen before, "
+           "mean of the logged losses within 50 steps.\n",
+           "| kind | steps/s | vs dot | steps in the budget | perplexity at equal steps | "
+           "minus dot (paired) | perplexity at equal time | minus dot (paired) |",
+           "|" + " --- |" * 8]
+  for r in rows:
+    lines.append(
+        f"| {r['kind']} | {r['steps_per_s']:.3f} | {r['speed_vs_dot']:.3f} | "
+        f"{r['steps_in_budget']:.0f} | {_mean_std(r['ppl_equal_steps'])} | "
+        f"{report._delta_text(r.get('delta_equal_steps'))} | {_mean_std(r['ppl_equal_time'])} | "
+        f"{report._delta_text(r.get('delta_equal_time'))} |")
+  return "\n".join(lines) + "\n"
+
+
+def plot(logs: dict[tuple[str, int], list], path: str) -> str:
+  """Training perplexity against seconds of training steps (step / the run's speed)."""
+  plt = report._plt()
+  fig, ax = plt.subplots(figsize=(6.5, 4))
+  colors: dict[str, Any] = {}
+  by_kind = defaultdict(list)
+  for kind, seed in sorted(logs, key=lambda key: (report._order(key[0]), key[1])):
+    by_kind[kind].append(logs[(kind, seed)])
+  for kind, kind_logs in by_kind.items():
+    for i, log in enumerate(kind_logs):
+      rate = speed(log)
+      x = [r["step"] / rate for r in log[1:]]
+      y = [math.exp(r["loss"]) for r in log[1:]]
+      line, = ax.plot(x, y, color=colors.get(kind), linewidth=1, alpha=0.8,
+                      linestyle="--" if "+" in kind else "-", label=kind if i == 0 else None)
+      colors[kind] = line.get_color()
+  ax.set_yscale("log")
+  ax.set_xlabel("seconds of training steps (this machine)")
+  ax.set_ylabel("training perplexity (unseen batches)")
+  ax.set_title("lm: perplexity against training time, every seed")
+  ax.legend(fontsize=7, ncol=2)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--out", required=True, help="a sweep's results folder (holds runs.jsonl)")
+  p.add_argument("--task", default="lm")
+  p.add_argument("--steps", type=int, default=900,
+                 help="equal-steps point and the fastest kind's budget (below one epoch)")
+  args = p.parse_args(argv)
+  runs = [r for r in report.load_runs(args.out) if r["task"] == args.task]
+  logs = {(r["kind"], r["seed"]): read_train_log(r["workdir"]) for r in runs}
+  rows = compare(logs, args.steps)
+  text = markdown(rows, args.steps)
+  with open(os.path.join(args.out, "equal_time.md"), "w") as f:
+    f.write(text)
+  plot(logs, os.path.join(args.out, "plots", f"equal_time_{args.task}.png"))
+  print(text)
+
+
+if __name__ == "__main__":
+  main()
