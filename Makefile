@@ -14,11 +14,11 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/python -m synthesizer_jax.demo
 
-# The default experiment: prepare the offline corpus (idempotent), train ~10 min on a CPU,
+# The default experiment: prepare the offline prose corpus (idempotent), train 10-15 min on a CPU,
 # evaluate, print a sample and the validation perplexity. Re-running resumes the run.
 train: $(STAMP)
-	$(VENV)/bin/python -m synthesizer_jax.data.prepare --data_dir data --tasks offline_lm --apt_update --cache
-	$(VENV)/bin/python train.py --config configs/offline_lm.py --workdir workdirs/offline_lm \
+	$(VENV)/bin/python -m synthesizer_jax.data.prepare --data_dir data --tasks offline_lm_prose --apt_update --cache
+	$(VENV)/bin/python train.py --config configs/offline_lm_prose.py --workdir workdirs/offline_lm_prose \
 		--config.data_dir=data
 
 test: $(STAMP)
