@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import os
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -111,26 +110,25 @@ def markdown(rows: list[dict[str, Any]], steps: int) -> str:
   return "\n".join(lines) + "\n"
 
 
-def plot(logs: dict[tuple[str, int], list], path: str) -> str:
-  """Training perplexity against seconds of training steps (step / the run's speed)."""
+def plot(logs: dict[tuple[str, int], list], path: str, smooth: int = 5) -> str:
+  """Training perplexity against seconds of training steps, per kind: the seeds' mean loss at
+  each logged step, a running mean over `smooth` logged points, at step / the kind's speed."""
   plt = report._plt()
   fig, ax = plt.subplots(figsize=(6.5, 4))
-  colors: dict[str, Any] = {}
-  by_kind = defaultdict(list)
-  for kind, seed in sorted(logs, key=lambda key: (report._order(key[0]), key[1])):
-    by_kind[kind].append(logs[(kind, seed)])
-  for kind, kind_logs in by_kind.items():
-    for i, log in enumerate(kind_logs):
-      rate = speed(log)
-      x = [r["step"] / rate for r in log[1:]]
-      y = [math.exp(r["loss"]) for r in log[1:]]
-      line, = ax.plot(x, y, color=colors.get(kind), linewidth=1, alpha=0.8,
-                      linestyle="--" if "+" in kind else "-", label=kind if i == 0 else None)
-      colors[kind] = line.get_color()
+  for kind in sorted({k for k, _ in logs}, key=report._order):
+    runs = [logs[key] for key in sorted(logs) if key[0] == kind]
+    steps = sorted(set.intersection(*({r["step"] for r in log[1:]} for log in runs)))
+    loss = np.mean([[next(r["loss"] for r in log if r["step"] == s) for s in steps]
+                    for log in runs], axis=0)
+    loss = np.convolve(loss, np.ones(smooth) / smooth, mode="valid")
+    rate = np.mean([speed(log) for log in runs])
+    x = np.array(steps[smooth // 2: len(steps) - smooth // 2]) / rate
+    ax.plot(x, np.exp(loss), linewidth=1.2, linestyle="--" if "+" in kind else "-",
+            label=f"{kind} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
   ax.set_yscale("log")
   ax.set_xlabel("seconds of training steps (this machine)")
-  ax.set_ylabel("training perplexity (unseen batches)")
-  ax.set_title("lm: perplexity against training time, every seed")
+  ax.set_ylabel(f"training perplexity (unseen batches, mean of {smooth} logs)")
+  ax.set_title("lm: perplexity against training time, mean over seeds")
   ax.legend(fontsize=7, ncol=2)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   fig.tight_layout()
