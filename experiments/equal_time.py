@@ -129,12 +129,7 @@ def plot(logs: dict[tuple[str, int], list], path: str, smooth: int = 5) -> str:
   ax.set_xlabel("seconds of training steps (this machine)")
   ax.set_ylabel(f"training perplexity (unseen batches, mean of {smooth} logs)")
   ax.set_title("lm: perplexity against training time, mean over seeds")
-  ax.legend(fontsize=7, ncol=2)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return report.save_figure(plt, fig, ax, path)
 
 
 def main(argv=None):

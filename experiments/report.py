@@ -220,6 +220,11 @@ def plot_curves(runs: list[dict[str, Any]], task: str, path: str) -> str | None:
   ax.set_xlabel("step")
   ax.set_ylabel(f"validation {metric}")
   ax.set_title(f"{task}: validation {metric} per attention kind")
+  return save_figure(plt, fig, ax, path)
+
+
+def save_figure(plt, fig, ax, path: str) -> str:
+  """Legend, layout, write `path` (its folder made), close."""
   ax.legend(fontsize=7, ncol=2)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   fig.tight_layout()
