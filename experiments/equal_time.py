@@ -4,7 +4,8 @@
 
 The sweep gives every kind the same steps. The paper's argument is about cost, so this asks
 what each kind reaches in the same time on this machine. It reads each LM run's
-`metrics.jsonl` (the run's workdir, recorded in runs.jsonl):
+training curve (in runs.jsonl; records from before the curve carried steps/s are read from
+the run's workdir, `metrics.jsonl`):
 
 * a kind's speed is the median of its logged training steps/s (the first interval, which
   holds compilation, left out), averaged over its seeds;
@@ -31,6 +32,17 @@ from typing import Any
 import numpy as np
 
 from experiments import report
+
+
+def run_log(record: dict[str, Any]) -> list[dict[str, Any]]:
+  """[{step, loss, steps_per_sec}] of a sweep record: from its curve, or, for a record that
+  predates the curve's steps/s, from its workdir's metrics.jsonl."""
+  curve = record["curve"]
+  if not curve.get("steps_per_sec"):
+    return read_train_log(record["workdir"])
+  rate = dict(map(tuple, curve["steps_per_sec"]))
+  return [{"step": step, "loss": loss, "steps_per_sec": rate.get(step)}
+          for step, loss in curve["train_loss"]]
 
 
 def read_train_log(workdir: str) -> list[dict[str, Any]]:
@@ -140,7 +152,7 @@ def main(argv=None):
                  help="equal-steps point and the fastest kind's budget (below one epoch)")
   args = p.parse_args(argv)
   runs = [r for r in report.load_runs(args.out) if r["task"] == args.task]
-  logs = {(r["kind"], r["seed"]): read_train_log(r["workdir"]) for r in runs}
+  logs = {(r["kind"], r["seed"]): run_log(r) for r in runs}
   rows = compare(logs, args.steps)
   text = markdown(rows, args.steps)
   with open(os.path.join(args.out, "equal_time.md"), "w") as f:

@@ -56,9 +56,10 @@ def param_count(run_model_fields: dict[str, Any], shape: str, vocab_size: int,
 
 
 def curves(workdir: str, metric: str) -> dict[str, list]:
-  """Validation `metric` and training loss per step, from the run's metrics.jsonl."""
+  """Validation `metric`, training loss and training steps/s per logged step, from the run's
+  metrics.jsonl (steps/s is what experiments/equal_time.py compares kinds' costs by)."""
   path = os.path.join(workdir, "metrics.jsonl")
-  val, train = [], []
+  val, train, speed = [], [], []
   if os.path.exists(path):
     with open(path) as f:
       for line in f:
@@ -67,7 +68,9 @@ def curves(workdir: str, metric: str) -> dict[str, list]:
           val.append([row["step"], row[metric]])
         elif row.get("split") == "train" and "loss" in row:
           train.append([row["step"], row["loss"]])
-  return {"validation": val, "train_loss": train}
+          if "steps_per_sec" in row:
+            speed.append([row["step"], round(row["steps_per_sec"], 4)])
+  return {"validation": val, "train_loss": train, "steps_per_sec": speed}
 
 
 def beam_scores(workdir: str, task: budgets.SweepTask, data, data_dir: str, lengths, *,

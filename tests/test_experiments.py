@@ -319,3 +319,20 @@ def test_equal_time_gives_the_slower_kind_fewer_steps_and_reads_its_loss_there()
   expected = np.mean(np.exp([3.5, 3.6]) - np.exp([3.0, 3.2]))
   assert delta["n"] == 2 and np.isclose(delta["mean"], expected)
   assert "| random | 1.000 | 0.500 | 100 |" in equal_time.markdown(list(rows.values()), 200)
+
+
+def test_equal_time_reads_a_records_curve_or_else_its_workdir(tmp_path):
+  from experiments import equal_time
+
+  curve = {"validation": [], "train_loss": [[25, 5.0], [50, 4.0]],
+           "steps_per_sec": [[25, 0.5], [50, 1.5]]}
+  assert equal_time.run_log({"curve": curve, "workdir": "unused"}) == [
+      {"step": 25, "loss": 5.0, "steps_per_sec": 0.5}, {"step": 50, "loss": 4.0,
+                                                         "steps_per_sec": 1.5}]
+  rows = [{"step": 25, "split": "train", "loss": 5.0, "steps_per_sec": 0.5},
+          {"step": 50, "split": "eval", "loss": 9.0}]
+  (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  old = {"curve": {"validation": [], "train_loss": [[25, 5.0]]}, "workdir": str(tmp_path)}
+  assert equal_time.run_log(old) == rows[:1]
+  with pytest.raises(FileNotFoundError, match="metrics.jsonl is missing"):
+    equal_time.run_log({"curve": {}, "workdir": str(tmp_path / "gone")})
