@@ -137,6 +137,9 @@ def test_tiny_sweep_runs_and_reports(tmp_path):
   for r in runs:
     assert r["steps"] == 20 and r["params"] > 0 and 0 <= r["metrics"]["token_accuracy"] <= 100
     assert r["curve"]["validation"] and r["curve"]["validation"][-1][0] == 20
+    speeds = r["curve"]["steps_per_sec"]
+    assert [s for s, _ in speeds] == [s for s, _ in r["curve"]["train_loss"]]
+    assert all(v > 0 for _, v in speeds)
   # The random table is [heads, max_len, max_len] per layer on top of dot's missing q/k.
   assert runs[0]["params"] != runs[1]["params"]
   # A second call finds both runs done and trains nothing.
