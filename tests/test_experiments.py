@@ -122,9 +122,9 @@ def test_every_kind_of_a_task_gets_one_budget():
   assert max(SPEC.length(t) for t in diagnostics.TASKS) <= train["targets_length"]
   learn = diagnostics.DiagSpec(**budgets.diag_spec("learn"))
   assert learn.length("diag_recall") <= budgets.budget("recall", "learn")[1]["targets_length"]
-  assert budgets.has_budget("lm", "learn") and not budgets.has_budget("translate", "learn")
-  with pytest.raises(ValueError, match="no budget for task 'translate' at size 'learn' yet"):
-    budgets.budget("translate", "learn")
+  assert budgets.has_budget("lm", "learn") and not budgets.has_budget("summarize", "learn")
+  with pytest.raises(ValueError, match="no budget for task 'summarize' at size 'learn' yet"):
+    budgets.budget("summarize", "learn")
 
 
 def test_tiny_sweep_runs_and_reports(tmp_path):
