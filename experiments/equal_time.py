@@ -74,7 +74,8 @@ def compare(logs: dict[tuple[str, int], list], steps: int,
             window: float = 50.0) -> list[dict[str, Any]]:
   """One row per kind: speed, steps reached in the shared time, perplexities, paired deltas."""
   kinds = sorted({k for k, _ in logs}, key=report._order)
-  speeds = {k: float(np.mean([speed(logs[key]) for key in logs if key[0] == k])) for k in kinds}
+  per_run = {key: speed(log) for key, log in logs.items()}
+  speeds = {k: float(np.mean([v for key, v in per_run.items() if key[0] == k])) for k in kinds}
   budget_s = min(steps / s for s in speeds.values())
   at_steps, at_time = {}, {}
   for (kind, seed), log in logs.items():
@@ -85,6 +86,8 @@ def compare(logs: dict[tuple[str, int], list], steps: int,
   for kind in kinds:
     seeds = sorted(s for k, s in logs if k == kind)
     row = {"kind": kind, "seeds": seeds, "steps_per_s": speeds[kind],
+           "steps_per_s_range": (min(per_run[(kind, s)] for s in seeds),
+                                 max(per_run[(kind, s)] for s in seeds)),
            "speed_vs_dot": speeds[kind] / speeds["dot"] if "dot" in speeds else math.nan,
            "budget_s": budget_s, "steps_in_budget": min(steps, budget_s * speeds[kind]),
            "ppl_equal_steps": [at_steps[(kind, s)] for s in seeds],
@@ -110,12 +113,14 @@ def markdown(rows: list[dict[str, Any]], steps: int) -> str:
   lines = [f"Time budget: {budget:.0f} s of training steps, the fastest kind's time for "
            f"{steps} steps. Perplexity: exp(training loss) on batches not seen before, "
            "mean of the logged losses within 50 steps.\n",
-           "| kind | steps/s | vs dot | steps in the budget | perplexity at equal steps | "
-           "minus dot (paired) | perplexity at equal time | minus dot (paired) |",
+           "| kind | steps/s, mean (min .. max over seeds) | vs dot | steps in the budget | "
+           "perplexity at equal steps | minus dot (paired) | perplexity at equal time | "
+           "minus dot (paired) |",
            "|" + " --- |" * 8]
   for r in rows:
     lines.append(
-        f"| {r['kind']} | {r['steps_per_s']:.3f} | {r['speed_vs_dot']:.3f} | "
+        f"| {r['kind']} | {r['steps_per_s']:.3f} ({r['steps_per_s_range'][0]:.3f} .. "
+        f"{r['steps_per_s_range'][1]:.3f}) | {r['speed_vs_dot']:.3f} | "
         f"{r['steps_in_budget']:.0f} | {_mean_std(r['ppl_equal_steps'])} | "
         f"{report._delta_text(r.get('delta_equal_steps'))} | {_mean_std(r['ppl_equal_time'])} | "
         f"{report._delta_text(r.get('delta_equal_time'))} |")
