@@ -11,10 +11,10 @@ the run's workdir, `metrics.jsonl`):
   holds compilation, left out), averaged over its seeds;
 * the time budget T is the fastest kind's time for `--steps` steps; a kind reaches
   T x its speed steps, never more than `--steps`;
-* the model quality at a step is the training loss there: the mean of the logged losses
-  within +-`window` steps. Each of the first ~970 steps reads batches no step saw before
-  (one epoch of offline_lm is 1.99M tokens, 2,048 per step), so before that point the
-  training loss is a held-out loss. `--steps` must stay below the epoch.
+* the model quality at a step is the training loss there: a line fitted to the logged
+  losses within +-150 steps, none past `--steps` + 50. Each of the first ~970 steps reads
+  batches no step saw before (one epoch of offline_lm is 1.99M tokens, 2,048 per step), so
+  up to there the training loss is a held-out loss. `--steps` + 50 must stay below the epoch.
 
 Writes equal_time.md (one row per kind: speed, steps in T, perplexity at equal steps and at
 equal time, paired-by-seed difference with dot) and plots/equal_time_lm.png (training
@@ -62,16 +62,23 @@ def speed(log: list[dict[str, Any]]) -> float:
   return float(np.median(rates))
 
 
-def loss_at(log: list[dict[str, Any]], step: float, window: float) -> float:
-  """Mean logged training loss within +-window steps of `step`."""
-  near = [r["loss"] for r in log if abs(r["step"] - step) <= window]
-  if not near:
-    raise ValueError(f"no training loss logged within {window} steps of step {step:.0f}")
-  return float(np.mean(near))
+def loss_at(log: list[dict[str, Any]], step: float, window: float,
+            last: float = math.inf) -> float:
+  """Training loss at `step`: a straight line fitted to the logged losses within +-window
+  steps (and at most `last`), read at `step`. One logged loss is one batch's, so a single
+  value is noisy; the fit averages it out without the lag of a trailing mean."""
+  near = [(r["step"], r["loss"]) for r in log
+          if abs(r["step"] - step) <= window and r["step"] <= last]
+  if len(near) < 2:
+    raise ValueError(f"fewer than 2 training losses logged within {window} steps of step "
+                     f"{step:.0f} (and at most step {last})")
+  x, y = np.array(near, float).T
+  slope, intercept = np.polyfit(x, y, 1)
+  return float(slope * step + intercept)
 
 
-def compare(logs: dict[tuple[str, int], list], steps: int,
-            window: float = 50.0) -> list[dict[str, Any]]:
+def compare(logs: dict[tuple[str, int], list], steps: int, window: float = 150.0,
+            margin: float = 50.0) -> list[dict[str, Any]]:
   """One row per kind: speed, steps reached in the shared time, perplexities, paired deltas."""
   kinds = sorted({k for k, _ in logs}, key=report._order)
   per_run = {key: speed(log) for key, log in logs.items()}
@@ -80,8 +87,8 @@ def compare(logs: dict[tuple[str, int], list], steps: int,
   at_steps, at_time = {}, {}
   for (kind, seed), log in logs.items():
     reached = min(steps, budget_s * speeds[kind])
-    at_steps[(kind, seed)] = math.exp(loss_at(log, steps, window))
-    at_time[(kind, seed)] = math.exp(loss_at(log, reached, window))
+    at_steps[(kind, seed)] = math.exp(loss_at(log, steps, window, steps + margin))
+    at_time[(kind, seed)] = math.exp(loss_at(log, reached, window, steps + margin))
   rows = []
   for kind in kinds:
     seeds = sorted(s for k, s in logs if k == kind)
@@ -112,7 +119,7 @@ def markdown(rows: list[dict[str, Any]], steps: int) -> str:
   budget = rows[0]["budget_s"]
   lines = [f"Time budget: {budget:.0f} s of training steps, the fastest kind's time for "
            f"{steps} steps. Perplexity: exp(training loss) on batches not seen before, "
-           "mean of the logged losses within 50 steps.\n",
+           "from a line fitted to the logged losses within 150 steps.\n",
            "| kind | steps/s, mean (min .. max over seeds) | vs dot | steps in the budget | "
            "perplexity at equal steps | minus dot (paired) | perplexity at equal time | "
            "minus dot (paired) |",

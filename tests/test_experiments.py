@@ -313,7 +313,7 @@ def test_equal_time_gives_the_slower_kind_fewer_steps_and_reads_its_loss_there()
           ("dot", 1): log(2.0, lambda s: 5.2 - s / 100),
           ("random", 0): log(1.0, lambda s: 4.0 - s / 200),
           ("random", 1): log(1.0, lambda s: 4.1 - s / 200)}
-  rows = {r["kind"]: r for r in equal_time.compare(logs, steps=200, window=0)}
+  rows = {r["kind"]: r for r in equal_time.compare(logs, steps=200, window=20)}
   assert rows["dot"]["budget_s"] == 100.0  # dot: 200 steps at 2 steps/s
   assert rows["random"]["steps_in_budget"] == 100.0 and rows["dot"]["steps_in_budget"] == 200.0
   assert np.allclose(rows["random"]["ppl_equal_time"], np.exp([3.5, 3.6]))
@@ -323,6 +323,11 @@ def test_equal_time_gives_the_slower_kind_fewer_steps_and_reads_its_loss_there()
   assert delta["n"] == 2 and np.isclose(delta["mean"], expected)
   assert ("| random | 1.000 (1.000 .. 1.000) | 0.500 | 100 |"
           in equal_time.markdown(list(rows.values()), 200))
+  # The loss at a step is read off a line through the nearby logs; later ones are left out.
+  bent = [{"step": s, "loss": 1.0 if s <= 100 else 9.0} for s in range(10, 210, 10)]
+  assert np.isclose(equal_time.loss_at(bent, 90, window=30, last=100), 1.0)
+  with pytest.raises(ValueError, match="fewer than 2 training losses"):
+    equal_time.loss_at(bent, 150, window=5)
 
 
 def test_equal_time_reads_a_records_curve_or_else_its_workdir(tmp_path):
