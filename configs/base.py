@@ -103,7 +103,7 @@ def get_config():
   m.factor_sizes = ml_collections.FieldReference(None, field_type=tuple)
   m.random_init_stddev = ml_collections.FieldReference(None, field_type=float)
   m.mlp_activation = "relu"
-  m.norm = "layernorm"  # "rmsnorm" learned recall slower (docs/results.md, baseline check)
+  m.norm = "layernorm"  # "rmsnorm" learned recall slower (docs/results_early.md, baseline check)
   m.tie_embeddings = True
   m.pad_id = 0
   m.dtype = "float32"  # "bfloat16" for bf16 compute (params and softmax stay float32)

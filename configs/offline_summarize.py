@@ -7,7 +7,7 @@ description -> one-line synopsis): EncoderDecoder, small.
 Metric: ROUGE-1/2/L of beam-search decodes (4 beams, alpha 0.6).
 
 Expected result: not yet measured at this config (3,000 steps at length 256 is over an
-hour on the 2-core CPU); docs/results.md has every kind at a smaller budget (issue 17).
+hour on the 2-core CPU); docs/results_early.md has every kind at a smaller budget (issue 17).
 """
 
 from configs import base

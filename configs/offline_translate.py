@@ -9,7 +9,7 @@ French: --config.task=offline_translate_en_fr. Metric: sacreBLEU of beam-search
 decodes (4 beams, alpha 0.6; `--config.decode_method=greedy` for greedy).
 
 Expected result: not yet measured at this config (3,000 steps is about an hour on the
-2-core CPU); docs/results.md has every kind at a smaller budget (BLEU 3-4, issue 17).
+2-core CPU); docs/results_early.md has every kind at a smaller budget (BLEU 3-4, issue 17).
 """
 
 from configs import base

@@ -81,7 +81,7 @@ class ModelConfig:
   factor_sizes: tuple[int, int] | None = knob(None, optional(int_pair()))  # None: the default
   random_init_stddev: float | None = knob(None, optional(real(gt=0)))  # default: 1/sqrt(max_len)
   mlp_activation: str = knob("relu", one_of(*_ACTIVATIONS))
-  # Or "rmsnorm" (T5; the default before 2026-12-02): docs/results.md, "Baseline check".
+  # Or "rmsnorm" (T5; the default before 2026-12-02): docs/results_early.md, "Baseline check".
   norm: str = knob("layernorm", one_of(*_NORMS))
   tie_embeddings: bool = knob(True, boolean())
   pad_id: int = knob(0, integer(ge=0))

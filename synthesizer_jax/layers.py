@@ -25,7 +25,7 @@ def fan_in_init(fan_in_axes: int | Sequence[int] = 0):
   Every other axis counts as an output axis, so a per-head kernel [embed, heads, head_dim]
   has fan-in embed, as one [embed, heads * head_dim] matrix would. (Before 2026-12-02 the
   heads axis counted as a receptive field: fan-in embed * heads, a sqrt(heads) times smaller
-  init that made `dot` learn recall on 3 of 6 seeds; docs/results.md, issue 19.)
+  init that made `dot` learn recall on 3 of 6 seeds; docs/results_early.md, issue 19.)
   """
   axes = (fan_in_axes,) if isinstance(fan_in_axes, int) else tuple(fan_in_axes)
 
