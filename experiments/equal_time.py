@@ -96,7 +96,8 @@ def compare(logs: dict[tuple[str, int], list], steps: int, window: float = 150.0
            "steps_per_s_range": (min(per_run[(kind, s)] for s in seeds),
                                  max(per_run[(kind, s)] for s in seeds)),
            "speed_vs_dot": speeds[kind] / speeds["dot"] if "dot" in speeds else math.nan,
-           "budget_s": budget_s, "steps_in_budget": min(steps, budget_s * speeds[kind]),
+           "budget_s": budget_s, "window": window,
+           "steps_in_budget": min(steps, budget_s * speeds[kind]),
            "ppl_equal_steps": [at_steps[(kind, s)] for s in seeds],
            "ppl_equal_time": [at_time[(kind, s)] for s in seeds]}
     if kind != "dot":
@@ -116,10 +117,10 @@ def _mean_std(values: list[float]) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], steps: int) -> str:
-  budget = rows[0]["budget_s"]
+  budget, window = rows[0]["budget_s"], rows[0]["window"]
   lines = [f"Time budget: {budget:.0f} s of training steps, the fastest kind's time for "
            f"{steps} steps. Perplexity: exp(training loss) on batches not seen before, "
-           "from a line fitted to the logged losses within 150 steps.\n",
+           f"from a line fitted to the logged losses within {window:g} steps.\n",
            "| kind | steps/s, mean (min .. max over seeds) | vs dot | steps in the budget | "
            "perplexity at equal steps | minus dot (paired) | perplexity at equal time | "
            "minus dot (paired) |",
