@@ -4,8 +4,7 @@
 
 The sweep gives every kind the same steps. The paper's argument is about cost, so this asks
 what each kind reaches in the same time on this machine. It reads each LM run's
-training curve (in runs.jsonl; records from before the curve carried steps/s are read from
-the run's workdir, `metrics.jsonl`):
+training curve, with its steps/s, from runs.jsonl:
 
 * a kind's speed is the median of its logged training steps/s (the first interval, which
   holds compilation, left out), averaged over its seeds;
@@ -24,7 +23,6 @@ perplexity against seconds of training steps).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from typing import Any
@@ -35,23 +33,15 @@ from experiments import report
 
 
 def run_log(record: dict[str, Any]) -> list[dict[str, Any]]:
-  """[{step, loss, steps_per_sec}] of a sweep record: from its curve, or, for a record that
-  predates the curve's steps/s, from its workdir's metrics.jsonl."""
+  """[{step, loss, steps_per_sec}] of a sweep record, from its curve."""
   curve = record["curve"]
   if not curve.get("steps_per_sec"):
-    return read_train_log(record["workdir"])
+    raise ValueError(
+        f"the {record.get('kind')} seed {record.get('seed')} record has no steps/s in its curve "
+        "(it predates them): rerun it with experiments.sweep, which records them")
   rate = dict(map(tuple, curve["steps_per_sec"]))
   return [{"step": step, "loss": loss, "steps_per_sec": rate.get(step)}
           for step, loss in curve["train_loss"]]
-
-
-def read_train_log(workdir: str) -> list[dict[str, Any]]:
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} is missing: the run's workdir was moved or deleted")
-  with open(path) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
-  return [r for r in rows if r.get("split") == "train"]
 
 
 def speed(log: list[dict[str, Any]]) -> float:

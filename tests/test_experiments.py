@@ -330,18 +330,14 @@ def test_equal_time_gives_the_slower_kind_fewer_steps_and_reads_its_loss_there()
     equal_time.loss_at(bent, 150, window=5)
 
 
-def test_equal_time_reads_a_records_curve_or_else_its_workdir(tmp_path):
+def test_equal_time_reads_a_records_curve_and_refuses_one_without_speeds():
   from experiments import equal_time
 
   curve = {"validation": [], "train_loss": [[25, 5.0], [50, 4.0]],
            "steps_per_sec": [[25, 0.5], [50, 1.5]]}
-  assert equal_time.run_log({"curve": curve, "workdir": "unused"}) == [
+  assert equal_time.run_log({"curve": curve}) == [
       {"step": 25, "loss": 5.0, "steps_per_sec": 0.5}, {"step": 50, "loss": 4.0,
                                                          "steps_per_sec": 1.5}]
-  rows = [{"step": 25, "split": "train", "loss": 5.0, "steps_per_sec": 0.5},
-          {"step": 50, "split": "eval", "loss": 9.0}]
-  (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-  old = {"curve": {"validation": [], "train_loss": [[25, 5.0]]}, "workdir": str(tmp_path)}
-  assert equal_time.run_log(old) == rows[:1]
-  with pytest.raises(FileNotFoundError, match="metrics.jsonl is missing"):
-    equal_time.run_log({"curve": {}, "workdir": str(tmp_path / "gone")})
+  old = {"kind": "dense", "seed": 2, "curve": {"validation": [], "train_loss": [[25, 5.0]]}}
+  with pytest.raises(ValueError, match="dense seed 2 record has no steps/s.*rerun"):
+    equal_time.run_log(old)
