@@ -341,3 +341,29 @@ def test_equal_time_reads_a_records_curve_and_refuses_one_without_speeds():
   old = {"kind": "dense", "seed": 2, "curve": {"validation": [], "train_loss": [[25, 5.0]]}}
   with pytest.raises(ValueError, match="dense seed 2 record has no steps/s.*rerun"):
     equal_time.run_log(old)
+
+
+def test_late_average_scores_each_run_by_the_mean_of_its_last_evaluations(tmp_path):
+  from experiments import late_average
+
+  def run(kind, seed, curve):
+    return {"task": "classify", "kind": kind, "seed": seed, "params": 1, "steps": 300,
+            "batch_size": 1, "token_budget": 1, "metrics": {"accuracy": curve[-1]},
+            "curve": {"validation": [[100 * (i + 1), v] for i, v in enumerate(curve)]}}
+
+  runs = [run("dot", 0, [60.0, 80.0, 82.0, 78.0]), run("dot", 1, [61.0, 79.0, 81.0, 83.0]),
+          run("dense", 0, [50.0, 77.0, 79.0, 78.0]), run("dense", 1, [52.0, 75.0, 80.0, 79.0]),
+          {"task": "lm", "kind": "dot", "seed": 0}]
+  late = {(r["kind"], r["seed"]): r["metrics"]["accuracy"]
+          for r in late_average.late_runs(runs, "classify", 3)}
+  assert late == {("dot", 0): 80.0, ("dot", 1): 81.0, ("dense", 0): 78.0, ("dense", 1): 78.0}
+  with open(tmp_path / "runs.jsonl", "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in runs[:4])
+  late_average.main(["--out", str(tmp_path), "--last", "3"])
+  text = (tmp_path / "late_classify.md").read_text()
+  assert "last 3 evaluations (steps 200, 300, 400)" in text
+  assert "| -2.50 ± 0.71 (-3.00 .. -2.00, 2 seeds;" in text  # (78-80, 78-81), paired by seed
+  with pytest.raises(ValueError, match="dot seed 0 has 4 evaluations, fewer than --last 5"):
+    late_average.late_runs(runs[:1], "classify", 5)
+  with pytest.raises(ValueError, match="validation curve is the loss, not bleu"):
+    late_average.late_runs(runs, "translate", 3)
