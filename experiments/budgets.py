@@ -134,7 +134,7 @@ _BUDGETS["learn"] = {
            _train(1000, 16, 1.6e-2, 100, evals=2, eval_batches=8, targets_length=128), {}),
     # The two below are the one-seed dot trials of docs/results.md: dot does NOT reach the
     # issue's bar in them (BLEU 4.7, not 10; 78.9%, not 84.7%). They are the most a run of
-    # about 15 minutes here buys, and the budget the kinds would be compared at on this CPU.
+    # about 15 minutes here buys, and the budget the kinds are compared at on this CPU.
     "translate": ({**_model(128, 4, 512, 2, 64), "dropout_rate": 0.1},
                   _train(1200, 16, 5e-3, 100, evals=4, eval_batches=8, inputs_length=64,
                          targets_length=64, label_smoothing=0.1),
