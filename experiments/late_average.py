@@ -24,6 +24,8 @@ from experiments import budgets, report
 
 def late_runs(runs: list[dict[str, Any]], task: str, last: int) -> list[dict[str, Any]]:
   """`task`'s records with their metric replaced by the mean of their last `last` evaluations."""
+  if task not in budgets.TASKS:
+    raise ValueError(f"unknown sweep task {task!r}; choose from {sorted(budgets.TASKS)}")
   spec = budgets.TASKS[task]
   if spec.decode:
     raise ValueError(f"task {task!r} is scored by {spec.decode} search once, after training; "
@@ -47,7 +49,7 @@ def late_runs(runs: list[dict[str, Any]], task: str, last: int) -> list[dict[str
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--out", required=True, help="a sweep's results folder (holds runs.jsonl)")
-  p.add_argument("--task", default="classify")
+  p.add_argument("--task", default="classify", choices=sorted(budgets.TASKS))
   p.add_argument("--last", type=int, default=3, help="evaluations averaged per run")
   args = p.parse_args(argv)
   runs = late_runs(report.load_runs(args.out), args.task, args.last)

@@ -367,3 +367,5 @@ def test_late_average_scores_each_run_by_the_mean_of_its_last_evaluations(tmp_pa
     late_average.late_runs(runs[:1], "classify", 5)
   with pytest.raises(ValueError, match="validation curve is the loss, not bleu"):
     late_average.late_runs(runs, "translate", 3)
+  with pytest.raises(ValueError, match="unknown sweep task 'clasify'; choose from"):
+    late_average.late_runs(runs, "clasify", 3)
