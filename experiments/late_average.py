@@ -7,8 +7,9 @@ On a small validation split, one evaluation swings by its sampling error from st
 the luck of the last step. This averages each run's last `--last` evaluations of the task's
 metric (from the validation curve in runs.jsonl) and prints the sweep's table on that score:
 mean ± std over seeds and the difference with dot paired by seed, with its t-test. It also
-writes `late_<task>.md` beside runs.jsonl. Only tasks whose curve holds their metric qualify:
-a beam-decoded task's curve is the validation loss, its BLEU / ROUGE is scored once, at the end.
+writes `late_<task>.md` beside runs.jsonl. Only runs whose curve holds the task's metric
+qualify (each curve names its metric): a beam-decoded task's curve is the validation loss,
+since its BLEU / ROUGE is scored once, at the end.
 """
 
 from __future__ import annotations
@@ -26,21 +27,24 @@ def late_runs(runs: list[dict[str, Any]], task: str, last: int) -> list[dict[str
   """`task`'s records with their metric replaced by the mean of their last `last` evaluations."""
   if task not in budgets.TASKS:
     raise ValueError(f"unknown sweep task {task!r}; choose from {sorted(budgets.TASKS)}")
-  spec = budgets.TASKS[task]
-  if spec.decode:
-    raise ValueError(f"task {task!r} is scored by {spec.decode} search once, after training; "
-                     f"its validation curve is the loss, not {spec.metric}: choose another task")
+  metric = budgets.TASKS[task].metric
   if last < 1:
     raise ValueError(f"--last must be at least 1, got {last}")
   out = []
   for r in runs:
     if r["task"] != task:
       continue
+    held = r["curve"].get("metric")
+    if held != metric:
+      raise ValueError(f"{task} {r['kind']} seed {r['seed']}: its validation curve holds "
+                       f"{held or 'an unnamed metric (a record from before 2026-12-03)'}, "
+                       f"not {metric}, so it cannot be averaged: choose a task scored on its "
+                       f"curve")
     values = [v for _, v in r["curve"]["validation"]]
     if len(values) < last:
       raise ValueError(f"{task} {r['kind']} seed {r['seed']} has {len(values)} evaluations, "
                        f"fewer than --last {last}: lower --last")
-    out.append({**r, "metrics": {**r["metrics"], spec.metric: float(np.mean(values[-last:]))}})
+    out.append({**r, "metrics": {**r["metrics"], metric: float(np.mean(values[-last:]))}})
   if not out:
     raise ValueError(f"no {task} runs in the records: run experiments.sweep --tasks {task}")
   return out

@@ -56,8 +56,9 @@ def param_count(run_model_fields: dict[str, Any], shape: str, vocab_size: int,
 
 
 def curves(workdir: str, metric: str) -> dict[str, list]:
-  """Validation `metric`, training loss and training steps/s per logged step, from the run's
-  metrics.jsonl (steps/s is what experiments/equal_time.py compares kinds' costs by)."""
+  """Validation `metric` (named under "metric"), training loss and training steps/s per logged
+  step, from the run's metrics.jsonl (steps/s is what experiments/equal_time.py compares
+  kinds' costs by)."""
   path = os.path.join(workdir, "metrics.jsonl")
   val, train, speed = [], [], []
   if os.path.exists(path):
@@ -70,7 +71,7 @@ def curves(workdir: str, metric: str) -> dict[str, list]:
           train.append([row["step"], row["loss"]])
           if "steps_per_sec" in row:
             speed.append([row["step"], round(row["steps_per_sec"], 4)])
-  return {"validation": val, "train_loss": train, "steps_per_sec": speed}
+  return {"metric": metric, "validation": val, "train_loss": train, "steps_per_sec": speed}
 
 
 def beam_scores(workdir: str, task: budgets.SweepTask, data, data_dir: str, lengths, *,

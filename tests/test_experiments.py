@@ -137,6 +137,7 @@ def test_tiny_sweep_runs_and_reports(tmp_path):
   for r in runs:
     assert r["steps"] == 20 and r["params"] > 0 and 0 <= r["metrics"]["token_accuracy"] <= 100
     assert r["curve"]["validation"] and r["curve"]["validation"][-1][0] == 20
+    assert r["curve"]["metric"] == budgets.TASKS["recall"].metric
     speeds = r["curve"]["steps_per_sec"]
     assert [s for s, _ in speeds] == [s for s, _ in r["curve"]["train_loss"]]
     assert all(v > 0 for _, v in speeds)
@@ -349,7 +350,8 @@ def test_late_average_scores_each_run_by_the_mean_of_its_last_evaluations(tmp_pa
   def run(kind, seed, curve):
     return {"task": "classify", "kind": kind, "seed": seed, "params": 1, "steps": 300,
             "batch_size": 1, "token_budget": 1, "metrics": {"accuracy": curve[-1]},
-            "curve": {"validation": [[100 * (i + 1), v] for i, v in enumerate(curve)]}}
+            "curve": {"metric": "accuracy",
+                      "validation": [[100 * (i + 1), v] for i, v in enumerate(curve)]}}
 
   runs = [run("dot", 0, [60.0, 80.0, 82.0, 78.0]), run("dot", 1, [61.0, 79.0, 81.0, 83.0]),
           run("dense", 0, [50.0, 77.0, 79.0, 78.0]), run("dense", 1, [52.0, 75.0, 80.0, 79.0]),
@@ -365,7 +367,12 @@ def test_late_average_scores_each_run_by_the_mean_of_its_last_evaluations(tmp_pa
   assert "| -2.50 ± 0.71 (-3.00 .. -2.00, 2 seeds;" in text  # (78-80, 78-81), paired by seed
   with pytest.raises(ValueError, match="dot seed 0 has 4 evaluations, fewer than --last 5"):
     late_average.late_runs(runs[:1], "classify", 5)
-  with pytest.raises(ValueError, match="validation curve is the loss, not bleu"):
-    late_average.late_runs(runs, "translate", 3)
+  beam = {"task": "translate", "kind": "dot", "seed": 0,
+          "curve": {"metric": "loss", "validation": [[100, 5.0]] * 4}}
+  with pytest.raises(ValueError, match="dot seed 0: its validation curve holds loss, not bleu"):
+    late_average.late_runs(runs + [beam], "translate", 3)
+  unnamed = {**runs[0], "curve": {"validation": runs[0]["curve"]["validation"]}}
+  with pytest.raises(ValueError, match="holds an unnamed metric"):
+    late_average.late_runs([unnamed], "classify", 3)
   with pytest.raises(ValueError, match="unknown sweep task 'clasify'; choose from"):
     late_average.late_runs(runs, "clasify", 3)
