@@ -24,7 +24,8 @@ from experiments import budgets, report
 
 
 def late_runs(runs: list[dict[str, Any]], task: str, last: int) -> list[dict[str, Any]]:
-  """`task`'s records with their metric replaced by the mean of their last `last` evaluations."""
+  """`task`'s records with their metric replaced by the mean of their last `last` evaluations
+  (and those evaluations' steps under "late_steps", the same for every run)."""
   if task not in budgets.TASKS:
     raise ValueError(f"unknown sweep task {task!r}; choose from {sorted(budgets.TASKS)}")
   metric = budgets.TASKS[task].metric
@@ -44,7 +45,13 @@ def late_runs(runs: list[dict[str, Any]], task: str, last: int) -> list[dict[str
     if len(values) < last:
       raise ValueError(f"{task} {r['kind']} seed {r['seed']} has {len(values)} evaluations, "
                        f"fewer than --last {last}: lower --last")
-    out.append({**r, "metrics": {**r["metrics"], metric: float(np.mean(values[-last:]))}})
+    steps = [s for s, _ in r["curve"]["validation"]][-last:]
+    if out and steps != out[0]["late_steps"]:
+      raise ValueError(f"{task} {r['kind']} seed {r['seed']} ends its evaluations at steps "
+                       f"{steps}, {out[0]['kind']} seed {out[0]['seed']} at "
+                       f"{out[0]['late_steps']}: average runs of one budget (one --out)")
+    out.append({**r, "late_steps": steps,
+                "metrics": {**r["metrics"], metric: float(np.mean(values[-last:]))}})
   if not out:
     raise ValueError(f"no {task} runs in the records: run experiments.sweep --tasks {task}")
   return out
@@ -57,9 +64,8 @@ def main(argv=None):
   p.add_argument("--last", type=int, default=3, help="evaluations averaged per run")
   args = p.parse_args(argv)
   runs = late_runs(report.load_runs(args.out), args.task, args.last)
-  steps = [s for s, _ in runs[0]["curve"]["validation"]][-args.last:]
   text = (f"Score: the mean of each run's last {args.last} evaluations (steps "
-          f"{', '.join(map(str, steps))}), not the final one.\n\n"
+          f"{', '.join(map(str, runs[0]['late_steps']))}), not the final one.\n\n"
           + report.markdown_tables(report.summarize(runs)))
   with open(os.path.join(args.out, f"late_{args.task}.md"), "w") as f:
     f.write(text)

@@ -365,6 +365,10 @@ def test_late_average_scores_each_run_by_the_mean_of_its_last_evaluations(tmp_pa
   text = (tmp_path / "late_classify.md").read_text()
   assert "last 3 evaluations (steps 200, 300, 400)" in text
   assert "| -2.50 ± 0.71 (-3.00 .. -2.00, 2 seeds;" in text  # (78-80, 78-81), paired by seed
+  longer = run("dense", 2, [50.0, 77.0, 79.0, 78.0, 80.0])
+  with pytest.raises(ValueError, match=r"dense seed 2 ends its evaluations at steps \[300, 400, "
+                     r"500\], dot seed 0 at \[200, 300, 400\]: average runs of one budget"):
+    late_average.late_runs(runs[:4] + [longer], "classify", 3)
   with pytest.raises(ValueError, match="dot seed 0 has 4 evaluations, fewer than --last 5"):
     late_average.late_runs(runs[:1], "classify", 5)
   beam = {"task": "translate", "kind": "dot", "seed": 0,
