@@ -11,9 +11,10 @@ other). With tasks of one vocabulary family add "embed" to init_params.
 The model fields must match the pre-trained run's (d_model, heads, mlp_dim, max_len, kind);
 a mismatch stops with the offending parameter and both shapes.
 
-Measured (docs/results.md, "Classification"): from the 2-layer encoder of a 1,200-step
-translation trial, with the classify sweep's dropout 0.2, weight decay 0.1, learning rate 1e-3
-and 800 steps, validation accuracy ends at 72.3% (75.4% over the last three evaluations),
+Expected result: not measured at this config's own settings (learning rate 5e-4, 1,000 steps).
+The nearest measurement (docs/results.md, "Classification"): from the 2-layer encoder of a
+1,200-step translation trial, with the classify sweep's dropout 0.2, weight decay 0.1, learning
+rate 1e-3 and 800 steps, validation accuracy ends at 72.3% (75.4% over the last three evaluations),
 below the 79.6% of the same model trained from scratch: encoder layers trained on another
 vocabulary's embeddings are no better a start than random ones at this scale.
 """
