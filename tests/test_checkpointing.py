@@ -5,6 +5,7 @@ import json
 import os
 
 import fake_data
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -114,3 +115,35 @@ def test_fine_tune_from_encoder_decoder(tmp_path):
     run_lib.initial_state(run, log=lambda *_: None)
   with pytest.raises(ValueError, match="matches no parameter"):
     checkpointing.merge_params(state.params, source["params"], ("decoder",))
+
+
+def _init(shape, num_classes=None):
+  from synthesizer_jax import shapes
+  from synthesizer_jax.config import ModelConfig
+
+  cfg = ModelConfig(**{**MODEL, "vocab_size": 40})
+  shp = shapes.get(shape)
+  model = shp.build(cfg, num_classes)
+  dummy = shp.dummy_inputs({k: 16 for k in shp.feature_lengths(train_cfg("/tmp"))})
+  return nn.unbox(jax.jit(model.init)(jax.random.PRNGKey(0), *dummy)["params"])
+
+
+def test_init_params_renames_a_language_models_decoder_into_an_encoder():
+  lm, clf = _init("lm"), _init("classifier", 2)
+  merged, loaded = checkpointing.merge_params(clf, lm, ("embed", "encoder=decoder"))
+  flat, src, fresh = (checkpointing._flat(t) for t in (merged, lm, clf))
+  assert sorted(loaded) == sorted(k for k in flat if k.startswith(("embed/", "encoder/")))
+  assert any(k.startswith("encoder/layers_0/self_attention/") for k in loaded)
+  for key, value in flat.items():
+    if key.startswith("encoder/"):
+      np.testing.assert_array_equal(np.asarray(value), src["decoder/" + key[len("encoder/"):]])
+    elif key.startswith("embed/"):
+      np.testing.assert_array_equal(np.asarray(value), src[key])
+    else:  # the head has no counterpart in a language model: it stays fresh
+      assert key.startswith("head/")
+      np.testing.assert_array_equal(np.asarray(value), np.asarray(fresh[key]))
+  # Without the rename the encoder has no counterpart, and the error lists both trees' names.
+  with pytest.raises(ValueError, match=r"'encoder' matches no parameter.*has \['decoder', "):
+    checkpointing.merge_params(clf, lm, ("encoder",))
+  with pytest.raises(ValueError, match=r"init_params entry '=decoder'.*encoder=decoder"):
+    checkpointing.merge_params(clf, lm, ("=decoder",))

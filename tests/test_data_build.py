@@ -11,7 +11,7 @@ from synthesizer_jax import data
 from synthesizer_jax.data import build, corpora
 
 TASKS = ("offline_lm", "offline_lm_prose", "offline_translate_en_de", "offline_summarize",
-         "offline_classify")
+         "offline_classify", "offline_classify_text")
 
 
 def _lines(path):
@@ -32,7 +32,7 @@ def built(tmp_path_factory):
 def test_splits_are_written_disjoint_and_counted(built):
   data_dir, metas = built
   for name in TASKS:
-    ext = "txt" if name.startswith("offline_lm") else "tsv"
+    ext = "txt" if data.task_info(name, data_dir).shape == "lm" else "tsv"
     lines = {s: _lines(os.path.join(data_dir, name, f"{s}.{ext}"))
              for s in ("train", "validation", "test")}
     for split, rows in lines.items():
@@ -88,6 +88,31 @@ def test_rebuild_gives_the_same_splits_and_vocabulary(built, tmp_path, monkeypat
   # The vocabulary is deterministic too (the files differ only in the temp paths they record).
   paths = [data.task_info("offline_translate_en_de", d).vocab_path for d in (data_dir, other)]
   models = [spm.SentencePieceProcessor(model_file=p) for p in paths]
+  pieces = [[(m.id_to_piece(i), m.get_score(i)) for i in range(m.get_piece_size())]
+            for m in models]
+  assert pieces[0] == pieces[1]
+
+
+def test_review_text_task_is_the_classifier_splits_without_labels_in_one_vocabulary(
+    built, tmp_path, monkeypatch):
+  data_dir, _ = built
+  for split in ("train", "validation", "test"):
+    labelled = _lines(os.path.join(data_dir, "offline_classify", f"{split}.tsv"))
+    text = _lines(os.path.join(data_dir, "offline_classify_text", f"{split}.txt"))
+    assert text == [row.split("\t", 1)[1] for row in labelled]
+  paths = {data.task_info(n, data_dir).vocab_path for n in ("offline_classify",
+                                                           "offline_classify_text")}
+  assert len(paths) == 1
+  # Built first, the text task makes the vocabulary the classifier would have made.
+  fake_debian.install(monkeypatch, str(tmp_path))
+  other = os.path.join(str(tmp_path), "data")
+  coverage, train_vocab = [], build.train_vocab
+  monkeypatch.setattr(build, "train_vocab", lambda *a, **kw: (
+      coverage.append(kw["character_coverage"]), train_vocab(*a, **kw)))
+  data.prepare(other, ["offline_classify_text"], progress=False)
+  assert coverage == [0.9999]  # the classifier's setting, not the LM corpora's 1.0
+  models = [spm.SentencePieceProcessor(model_file=data.task_info("offline_classify", d).vocab_path)
+            for d in (data_dir, other)]
   pieces = [[(m.id_to_piece(i), m.get_score(i)) for i in range(m.get_piece_size())]
             for m in models]
   assert pieces[0] == pieces[1]

@@ -125,6 +125,11 @@ def _build_specs() -> dict:
           "classifier", "glue", "offline_classify", "offline", vocab_size=4000,
           label_names=("other", "great"),
           description="Amazon fine-food reviews labelled great/other (r-cran-modeldata)"),
+      # The same reviews as LM documents, in offline_classify's vocabulary (one family), to
+      # pre-train on the classifier's own text (labels dropped; the splits are the same).
+      "offline_classify_text": _Spec(
+          "lm", "perplexity", "offline_classify", "offline", vocab_size=4000,
+          description="offline_classify's reviews as an LM corpus, in its vocabulary"),
       "offline_summarize": _Spec(
           "encdec", "rouge", "offline_summarize", "offline", vocab_size=8000,
           description="Debian long package description -> its one-line synopsis"),
