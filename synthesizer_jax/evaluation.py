@@ -165,7 +165,11 @@ def evaluate(run, state, split: str = "validation", num_batches: int | None = No
   if fns and predict_batches > 0 and run.shape.predicts:
     inputs, targets, preds = predictions(run, state, run.eval_batches(split), predict_batches,
                                          stop)
-    results.update(metrics_lib.compute(fns, targets, preds))
+    predicted = metrics_lib.compute(fns, targets, preds)
+    # A name both passes compute (a classifier's accuracy) keeps the teacher-forced value,
+    # which covered `examples` rows; the decoded metrics cover `predicted_examples`.
+    results.update({k: v for k, v in predicted.items() if k not in results})
+    results["predicted_examples"] = float(len(targets))
     examples = [{"input": i, "target": t, "prediction": p}
                 for i, t, p in list(zip(inputs, targets, preds, strict=False))[:5]]
   return {"metrics": results, "examples": examples}

@@ -47,3 +47,28 @@ def test_predict_tokens_defaults_to_beam_search():
                      max_new_tokens=7, method="beam", num_beams=4, alpha=0.6,
                      eos_id=evaluation.EOS_ID)
   np.testing.assert_array_equal(got, np.asarray(want.tokens))
+
+
+def test_a_classifiers_accuracy_covers_the_evaluated_rows_not_only_the_predicted_ones(tmp_path):
+  """eval_batches > predict_batches: "accuracy" is over every evaluated row (as "examples"
+  says); the decoded metrics say how many rows they saw."""
+  import fake_data
+
+  from synthesizer_jax import metrics as metrics_lib
+  from synthesizer_jax import run as run_lib
+  from synthesizer_jax import sharding as shd
+  from synthesizer_jax.config import RunConfig, TrainConfig
+
+  cfg = TrainConfig(task="fake_classify", data_dir=str(tmp_path), batch_size=4,
+                    inputs_length=16, targets_length=16, eval_batches=3, predict_batches=1,
+                    sample_prompt="")
+  model = dict(d_model=16, num_heads=2, head_dim=8, mlp_dim=32, num_layers=1, max_len=16,
+               dropout_rate=0.0, self_attention="dot")
+  run = run_lib.setup(RunConfig.build(model, cfg, shd.MeshConfig(num_devices=1)), data=fake_data)
+  state = run_lib.initial_state(run, log=lambda *_: None)
+  got = evaluation.evaluate(run, state)["metrics"]
+  forced = evaluation.teacher_forced(run, state, run.eval_batches("validation"), 3)
+  _, targets, preds = evaluation.predictions(run, state, run.eval_batches("validation"), 1)
+  assert got["accuracy"] == forced["accuracy"]
+  assert got["examples"] == forced["examples"] == 12 and got["predicted_examples"] == 4
+  assert got["f1"] == metrics_lib.f1(targets, preds)["f1"]
