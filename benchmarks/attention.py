@@ -38,6 +38,7 @@ import optax
 
 import synthesizer_jax as sj
 from benchmarks import measure, variants
+from synthesizer_jax import steps
 from synthesizer_jax.attention import costs, needs_keys
 
 
@@ -57,6 +58,7 @@ class Preset:
   variants: Sequence[str] = ()
   batch_length: int = 1024  # length of the batch-size sweep
   batch_sizes: Sequence[int] = (1, 2, 4, 8, 16)
+  loss_chunk: int = 0  # training steps: logits and loss this many positions at a time (0: all)
 
   def model_config(self, kind: str, length: int, attention_impl: str = "auto") -> sj.ModelConfig:
     # Synthetic kinds are built for the benchmarked length (max_len = n), as the paper does.
@@ -160,10 +162,12 @@ def _model_flops(cfg: sj.ModelConfig, length: int) -> float:
 
 
 def _train_step(v: variants.Variant, cfg: sj.ModelConfig, batch: int, length: int,
-                abstract: bool = False):
+                abstract: bool = False, loss_chunk: int = 0):
   """(step, args) of a DecoderLM AdamW training step; step(state, inputs, targets) -> (state, loss).
 
-  The state is (params, opt_state, constants); `abstract` gives shapes only.
+  The state is (params, opt_state, constants); `abstract` gives shapes only. `loss_chunk`
+  > 0 computes the logits and loss that many positions at a time (`steps.chunked_loss_sums`,
+  TrainConfig.loss_chunk), so the [batch, length, vocab] logits never exist.
   """
   model = sj.DecoderLM(cfg)
   rng = np.random.default_rng(2)
@@ -180,7 +184,14 @@ def _train_step(v: variants.Variant, cfg: sj.ModelConfig, batch: int, length: in
     return variables["params"], tx.init(variables["params"]), consts
 
   def loss_fn(params, consts, inputs, targets):
-    logits = model.apply({"params": params, **consts}, inputs, positions)
+    variables = {"params": params, **consts}
+    if loss_chunk:
+      hidden = model.apply(variables, inputs, positions, return_hidden=True)
+      sums = steps.chunked_loss_sums(
+          lambda h: model.apply(variables, h, method="output_logits"), hidden, targets,
+          jnp.ones(targets.shape, jnp.float32), loss_chunk)
+      return sums["loss"] / sums["weight"]
+    logits = model.apply(variables, inputs, positions)
     return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
 
   def step(state, inputs, targets):
@@ -252,7 +263,7 @@ def run_step(p: Preset, vs, lengths, repeats, peak, log) -> None:
   for n, batch, v, cfg in _model_cases(p, vs, lengths):
     analytic = 3 * _model_flops(cfg, n) * batch  # forward + backward = 3 x forward
     try:
-      step, args = _train_step(v, cfg, batch, n)
+      step, args = _train_step(v, cfg, batch, n, loss_chunk=p.loss_chunk)
       with variants.model_attention(v):
         result = measure.measure(step, args, repeats=repeats, carry=True, donate=(0,))
     except Exception as err:  # noqa: BLE001
@@ -271,7 +282,7 @@ def run_batch(p: Preset, vs, length, batch_sizes, log) -> None:
         _, fwd_bwd, args = _layer_fns(v, cfg.attention(v.kind), batch, length, p.d_model,
                                       abstract=True)
         layer = measure.measure(fwd_bwd, args, run=False)
-        step, sargs = _train_step(v, cfg, batch, length, abstract=True)
+        step, sargs = _train_step(v, cfg, batch, length, abstract=True, loss_chunk=p.loss_chunk)
         with variants.model_attention(v):
           train = measure.measure(step, sargs, donate=(0,), run=False)
       except Exception as err:  # noqa: BLE001
@@ -292,7 +303,7 @@ def run_memory(p: Preset, vs, lengths, log) -> None:
     for mode in ("layer_fwd_bwd", "train_step"):
       try:
         if mode == "train_step":
-          fn, args = _train_step(v, cfg, batch, n, abstract=True)
+          fn, args = _train_step(v, cfg, batch, n, abstract=True, loss_chunk=p.loss_chunk)
         else:
           _, fn, args = _layer_fns(v, cfg.attention(v.kind), batch, n, p.d_model, abstract=True)
         with variants.model_attention(v):
@@ -373,6 +384,8 @@ def main(argv=None) -> int:
   parser.add_argument("--benches", default="layer,step,batch",
                       help="subset of layer,step,batch,memory (memory: compiled train step only)")
   parser.add_argument("--dtype", choices=("float32", "bfloat16"))
+  parser.add_argument("--loss_chunk", type=int,
+                      help="training steps: logits and loss this many positions at a time")
   parser.add_argument("--out", help="output prefix (default benchmarks/results/<preset>)")
   parser.add_argument("--append", action="store_true",
                       help="add to the results already at --out (same measurements are replaced)")
@@ -381,6 +394,10 @@ def main(argv=None) -> int:
   p = PRESETS[args.preset]
   if args.dtype:
     p = dataclasses.replace(p, dtype=args.dtype)
+  if args.loss_chunk is not None:
+    if args.loss_chunk < 0:
+      parser.error(f"--loss_chunk {args.loss_chunk}: must be >= 0 (0: the whole sequence)")
+    p = dataclasses.replace(p, loss_chunk=args.loss_chunk)
   names = args.variants.split(",") if args.variants else list(p.variants)
   try:
     vs = [variants.make_variant(name.strip()) for name in names]

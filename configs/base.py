@@ -66,6 +66,7 @@ def get_config():
   c.clip_norm = 1.0
   c.label_smoothing = 0.0
   c.z_loss = 0.0
+  c.loss_chunk = 0  # >0: logits and loss this many positions at a time (long sequences)
   c.grad_accum_steps = 1
   c.seed = 0
   c.log_every = 50

@@ -195,6 +195,10 @@ class TrainConfig:
   clip_norm: float = knob(1.0, real(ge=0))  # 0 turns it off
   label_smoothing: float = knob(0.0, real(ge=0, lt=1))
   z_loss: float = knob(0.0, real(ge=0))
+  # Output logits and loss this many target positions at a time (0: all at once): memory
+  # O(batch x loss_chunk x vocab) instead of O(batch x length x vocab), recomputed in the
+  # backward pass. Same loss and gradients; for long sequences and large vocabularies.
+  loss_chunk: int = knob(0, integer(ge=0))
   grad_accum_steps: int = knob(1, integer(ge=1))
   seed: int = knob(0, integer(ge=0))
   log_every: int = knob(50, integer(ge=1))

@@ -40,6 +40,8 @@ class ModelShape:
       corpus; offline files hold one text per line).
     offline_columns: TSV columns of an offline task's files (when not `chunked`).
     text_targets: GLUE-style labels become text targets (text-to-text).
+    vocab_outputs: the model ends in vocabulary logits, so `forward(return_hidden=True)`
+      and `project` can compute them a chunk of positions at a time (TrainConfig.loss_chunk).
   """
 
   name: str = ""
@@ -52,6 +54,7 @@ class ModelShape:
   chunked: bool = False
   offline_columns: tuple[str, ...] = ()
   text_targets: bool = False
+  vocab_outputs: bool = False
 
   def __repr__(self) -> str:
     return f"<model shape {self.name!r}>"
@@ -81,9 +84,15 @@ class ModelShape:
     """Model inputs of the right shapes for `init`."""
     return tuple(jnp.ones((batch, lengths[k]), jnp.int32) for k in self.task_features)
 
-  def forward(self, model, variables, batch, *, deterministic: bool, rngs=None):
-    """(logits, targets, weights): [b, l, V], [b, l], [b, l] (or [b, C], [b], [b])."""
+  def forward(self, model, variables, batch, *, deterministic: bool, rngs=None,
+              return_hidden: bool = False):
+    """(logits, targets, weights): [b, l, V], [b, l], [b, l] (or [b, C], [b], [b]).
+    `return_hidden` (shapes with `vocab_outputs`): [b, l, embed] outputs instead of logits."""
     raise NotImplementedError
+
+  def project(self, model, variables, hidden):
+    """Vocabulary logits of `forward(return_hidden=True)` outputs (any [..., embed])."""
+    return model.apply(variables, hidden, method="output_logits")
 
   def batch_tokens(self, batch: Mapping[str, Any], pad_id: int = 0) -> int:
     """Tokens a training step learns from: the scored target tokens."""
@@ -128,11 +137,13 @@ class LanguageModel(ModelShape):
   batch_features = _DECODER
   predicts = False
   chunked = True
+  vocab_outputs = True
 
-  def forward(self, model, variables, batch, *, deterministic: bool, rngs=None):
+  def forward(self, model, variables, batch, *, deterministic: bool, rngs=None,
+              return_hidden: bool = False):
     logits = model.apply(variables, batch["decoder_input_tokens"],
                          batch.get("decoder_positions"), batch.get("decoder_segment_ids"),
-                         deterministic=deterministic, rngs=rngs)
+                         deterministic=deterministic, rngs=rngs, return_hidden=return_hidden)
     return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"]
 
   def converter(self, pack: bool):
@@ -164,15 +175,17 @@ class EncoderDecoderShape(ModelShape):
   batch_features = ("encoder_input_tokens",) + _DECODER
   offline_columns = ("inputs", "targets")
   text_targets = True
+  vocab_outputs = True
 
   def attention_kinds(self, cfg: ModelConfig) -> list[str]:
     return [cfg.self_attention, cfg.cross_attention]
 
-  def forward(self, model, variables, batch, *, deterministic: bool, rngs=None):
+  def forward(self, model, variables, batch, *, deterministic: bool, rngs=None,
+              return_hidden: bool = False):
     logits = model.apply(variables, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
                          batch.get("encoder_positions"), batch.get("decoder_positions"),
                          batch.get("encoder_segment_ids"), batch.get("decoder_segment_ids"),
-                         deterministic=deterministic, rngs=rngs)
+                         deterministic=deterministic, rngs=rngs, return_hidden=return_hidden)
     return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"]
 
   def converter(self, pack: bool):
@@ -203,7 +216,11 @@ class Classifier(ModelShape):
   def num_classes(self, label_names: tuple[str, ...]) -> int | None:
     return len(label_names)
 
-  def forward(self, model, variables, batch, *, deterministic: bool, rngs=None):
+  def forward(self, model, variables, batch, *, deterministic: bool, rngs=None,
+              return_hidden: bool = False):
+    if return_hidden:
+      raise ValueError("the classifier ends in class logits, not vocabulary logits: "
+                       "it has no hidden outputs to project in chunks")
     logits = model.apply(variables, batch["encoder_input_tokens"], deterministic=deterministic,
                          rngs=rngs)
     targets = batch["targets"]

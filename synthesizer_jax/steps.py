@@ -107,6 +107,9 @@ def state_shardings(model, shape, tx, lengths, mesh, rules) -> TrainState:
                     params=params_sh, opt_state=opt_sh, constants=consts_sh)
 
 
+SUM_KEYS = ("loss", "nll", "z_loss", "correct", "weight")
+
+
 def loss_sums(logits, targets, weights, label_smoothing: float = 0.0, z_loss: float = 0.0):
   """Weighted sums over tokens (or examples): the mean of each is sum / `weight`.
 
@@ -137,6 +140,55 @@ def loss_sums(logits, targets, weights, label_smoothing: float = 0.0, z_loss: fl
           "weight": weights.sum()}
 
 
+def chunked_loss_sums(project, hidden, targets, weights, chunk: int,
+                      label_smoothing: float = 0.0, z_loss: float = 0.0):
+  """`loss_sums(project(hidden), ...)` computed `chunk` positions at a time.
+
+  Only one chunk's [b, chunk, vocab] logits exist at once, in the forward pass and, through
+  rematerialisation, in the backward pass: memory O(b x chunk x vocab) instead of
+  O(b x length x vocab). The sums and their gradients equal the unchunked ones (up to the
+  order of float32 additions). A length that `chunk` does not divide is padded with
+  weight-0 positions.
+  """
+  b, length = targets.shape
+  num = -(-length // chunk)
+  pad = num * chunk - length
+  if pad:
+    hidden = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0)))
+    targets, weights = (jnp.pad(x, ((0, 0), (0, pad))) for x in (targets, weights))
+
+  def split(x):  # [b, num * chunk, ...] -> [num, b, chunk, ...]
+    return x.reshape((b, num, chunk) + x.shape[2:]).swapaxes(0, 1)
+
+  @jax.checkpoint
+  def one(h, t, w):
+    return loss_sums(project(h), t, w, label_smoothing, z_loss)
+
+  def body(carry, xs):
+    return jax.tree.map(jnp.add, carry, one(*xs)), None
+
+  zero = {k: jnp.zeros((), jnp.float32) for k in SUM_KEYS}
+  sums, _ = jax.lax.scan(body, zero, (split(hidden), split(targets), split(weights)))
+  return sums
+
+
+def _forward_sums(model, shape: ModelShape, variables, batch, cfg: TrainConfig, *,
+                  deterministic: bool, rngs=None):
+  """The loss sums of one batch: whole, or `cfg.loss_chunk` positions at a time."""
+  chunk = cfg.loss_chunk
+  if chunk and shape.vocab_outputs:
+    hidden, targets, weights = shape.forward(model, variables, batch, deterministic=deterministic,
+                                             rngs=rngs, return_hidden=True)
+    if targets.shape[1] > chunk:
+      return chunked_loss_sums(lambda h: shape.project(model, variables, h), hidden, targets,
+                               weights, chunk, cfg.label_smoothing, cfg.z_loss)
+    logits = shape.project(model, variables, hidden)
+  else:
+    logits, targets, weights = shape.forward(model, variables, batch,
+                                             deterministic=deterministic, rngs=rngs)
+  return loss_sums(logits, targets, weights, cfg.label_smoothing, cfg.z_loss)
+
+
 def train_step(state: TrainState, batch, *, model, shape: ModelShape, tx, cfg: TrainConfig):
   """One optimizer step over `batch`, split into `cfg.grad_accum_steps` micro-batches.
 
@@ -148,9 +200,8 @@ def train_step(state: TrainState, batch, *, model, shape: ModelShape, tx, cfg: T
 
   def micro_loss(params, micro, micro_rng):
     variables = {"params": params, **state.constants}
-    logits, targets, weights = shape.forward(model, variables, micro, deterministic=False,
-                                             rngs={"dropout": micro_rng})
-    sums = loss_sums(logits, targets, weights, cfg.label_smoothing, cfg.z_loss)
+    sums = _forward_sums(model, shape, variables, micro, cfg, deterministic=False,
+                         rngs={"dropout": micro_rng})
     return sums["loss"], sums
 
   grad_fn = jax.grad(micro_loss, has_aux=True)
@@ -167,8 +218,7 @@ def train_step(state: TrainState, batch, *, model, shape: ModelShape, tx, cfg: T
       return jax.tree.map(jnp.add, carry, (g, s)), None
 
     zeros = jax.tree.map(jnp.zeros_like, state.params)
-    zero_sums = {k: jnp.zeros((), jnp.float32) for k in
-                 ("loss", "nll", "z_loss", "correct", "weight")}
+    zero_sums = {k: jnp.zeros((), jnp.float32) for k in SUM_KEYS}
     (grads, sums), _ = jax.lax.scan(body, (zeros, zero_sums), (jnp.arange(accum), micro_bs))
   denom = jnp.maximum(sums["weight"], 1.0)
   grads = jax.tree.map(lambda g: g / denom, grads)
@@ -204,8 +254,7 @@ def _bad_token_ids(batch, vocab_size: int) -> jax.Array:
 def eval_step(state: TrainState, batch, *, model, shape: ModelShape, cfg: TrainConfig):
   """Summed eval metrics of one batch (add them over batches, then divide by `weight`)."""
   variables = {"params": state.params, **state.constants}
-  logits, targets, weights = shape.forward(model, variables, batch, deterministic=True)
-  return loss_sums(logits, targets, weights, cfg.label_smoothing, cfg.z_loss)
+  return _forward_sums(model, shape, variables, batch, cfg, deterministic=True)
 
 
 def jit_train_step(model, shape, tx, cfg: TrainConfig, mesh, rules, shardings: TrainState):

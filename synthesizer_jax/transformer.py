@@ -192,9 +192,10 @@ class DecoderLM(_Model):
     self.decoder = Stack(self.cfg, self.cfg.decoder_layers)
 
   def __call__(self, tokens, positions=None, segment_ids=None, *, deterministic: bool = True,
-               mode: str = "train"):
+               mode: str = "train", return_hidden: bool = False):
     """Logits [b, l, vocab]. mode "prefill"/"decode" read and extend the "cache" collection
-    (see `synthesizer_jax.decoding`); positions < 0 then mark left padding."""
+    (see `synthesizer_jax.decoding`); positions < 0 then mark left padding. `return_hidden`:
+    the final-norm outputs [b, l, embed] instead, for `output_logits` in chunks."""
     check_mode(mode)
     tokens, positions, segment_ids = _checked(self.cfg, tokens, positions, segment_ids, "",
                                               [self.cfg.self_attention], mode)
@@ -206,7 +207,7 @@ class DecoderLM(_Model):
       positions = _cached_inputs(tokens, positions, segment_ids, mode)
       x = self.embed_tokens(tokens, positions, deterministic)
       x = self.decoder(x, None, positions, deterministic, mode=mode)
-    return self.output_logits(x)
+    return x if return_hidden else self.output_logits(x)
 
 
 class EncoderDecoder(_Model):
@@ -265,7 +266,7 @@ class EncoderDecoder(_Model):
 
   def _decode(self, encoded, encoder_tokens, decoder_tokens, encoder_positions,
               decoder_positions, encoder_segment_ids, decoder_segment_ids, *, deterministic,
-              mode):
+              mode, return_hidden: bool = False):
     cfg = self.cfg
     if mode != "train":
       positions = _cached_inputs(decoder_tokens, decoder_positions, decoder_segment_ids, mode)
@@ -290,11 +291,12 @@ class EncoderDecoder(_Model):
     cross_mask = Mask(None, enc.valid, dec.segments, enc.segments)
     x = self.embed_tokens(decoder_tokens, dec.positions, deterministic)
     x = self.decoder(x, self_mask, dec.attend, deterministic, encoded, cross_mask, enc.attend)
-    return self.output_logits(x)
+    return x if return_hidden else self.output_logits(x)
 
   def __call__(self, encoder_tokens, decoder_tokens, encoder_positions=None,
                decoder_positions=None, encoder_segment_ids=None, decoder_segment_ids=None, *,
-               deterministic: bool = True):
+               deterministic: bool = True, return_hidden: bool = False):
+    """Logits [b, t, vocab]; `return_hidden`: the decoder's final-norm outputs [b, t, embed]."""
     kinds = [self.cfg.self_attention, self.cfg.cross_attention]
     enc = _checked(self.cfg, encoder_tokens, encoder_positions, encoder_segment_ids, "encoder_",
                    kinds)
@@ -303,7 +305,7 @@ class EncoderDecoder(_Model):
     _same_batch(enc[0], dec[0])
     encoded = self._encode(*enc, deterministic=deterministic)
     return self._decode(encoded, enc[0], dec[0], enc[1], dec[1], enc[2], dec[2],
-                        deterministic=deterministic, mode="train")
+                        deterministic=deterministic, mode="train", return_hidden=return_hidden)
 
 
 class EncoderClassifier(_Model):

@@ -127,3 +127,22 @@ def test_preemption_benchmark_runs_both_modes_on_two_processes(tmp_path):
   assert [r["mode"] for r in rows] == ["allgather", "sync_point"]
   for r in rows:
     assert r["steps"] == 3 and r["device_ms_per_step"] >= r["host_ms_per_step"] > 0
+
+
+def test_train_step_with_loss_chunks_has_the_whole_steps_loss_and_update():
+  """`--loss_chunk` measures the same training step, only with the logits in chunks."""
+  p = bench.PRESETS["tiny"]
+  v = variants.make_variant("dense")
+  cfg = p.model_config(v.kind, 32, v.attention_impl)
+  outs = []
+  for chunk in (0, 12):  # 12 does not divide 32: the last chunk is padded
+    step, args = bench._train_step(v, cfg, 2, 32, loss_chunk=chunk)
+    with variants.model_attention(v):
+      (params, _, _), loss = jax.jit(step)(*args)
+      assert ("scan[" in str(jax.make_jaxpr(step)(*args))) == bool(chunk)  # the chunk loop
+    outs.append((float(loss), jax.tree.leaves(params)))
+  np.testing.assert_allclose(outs[1][0], outs[0][0], rtol=1e-5)
+  for a, b in zip(outs[0][1], outs[1][1]):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+  with pytest.raises(SystemExit):
+    bench.main(["--preset", "tiny", "--loss_chunk", "-1"])

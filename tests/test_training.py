@@ -83,6 +83,45 @@ def test_grad_accumulation_equals_full_batch():
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.parametrize("shape", ["lm", "encdec", "classifier"])
+def test_loss_chunks_give_the_whole_batchs_loss_and_gradients(shape, monkeypatch):
+  """loss_chunk=5 over 16 targets (the last chunk padded): same losses and updates; the
+  classifier, which has no vocabulary logits, ignores it."""
+  kw = dict(label_smoothing=0.1, z_loss=1e-3)
+  whole, whole_losses = run_steps(shape, config(**kw), num_steps=3)
+  traced, chunked_loss_sums = [], steps.chunked_loss_sums
+  monkeypatch.setattr(steps, "chunked_loss_sums", lambda *a, **k: (
+      traced.append(a[4]), chunked_loss_sums(*a, **k))[1])
+  chunked, chunked_losses = run_steps(shape, config(loss_chunk=5, **kw), num_steps=3)
+  assert traced == ([] if shape == "classifier" else [5])
+  np.testing.assert_allclose(chunked_losses, whole_losses, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(chunked.params)):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=2e-5, atol=2e-6)
+
+
+def test_chunked_loss_sums_and_gradients_equal_the_unchunked_ones():
+  rng = np.random.default_rng(0)
+  hidden = rng.standard_normal((2, 7, 4)).astype(np.float32)
+  w_out = rng.standard_normal((4, 9)).astype(np.float32)
+  targets = rng.integers(0, 9, (2, 7))
+  weights = (rng.random((2, 7)) > 0.3).astype(np.float32)
+
+  def sums(w, h, chunk):
+    if chunk:
+      return steps.chunked_loss_sums(lambda x: x @ w, h, targets, weights, chunk, 0.1, 0.01)
+    return steps.loss_sums(h @ w, targets, weights, 0.1, 0.01)
+
+  want = sums(w_out, hidden, 0)
+  for chunk in (1, 3, 7):
+    got = sums(w_out, hidden, chunk)
+    for key in steps.SUM_KEYS:
+      np.testing.assert_allclose(got[key], want[key], rtol=1e-5, err_msg=f"{key}, chunk {chunk}")
+    grads = jax.grad(lambda w, h, c=chunk: sums(w, h, c)["loss"], argnums=(0, 1))
+    for g, g0 in zip(grads(w_out, hidden), jax.grad(
+        lambda w, h: sums(w, h, 0)["loss"], argnums=(0, 1))(w_out, hidden)):
+      np.testing.assert_allclose(g, g0, rtol=1e-5, atol=1e-6)
+
+
 def test_loss_sums_match_numpy():
   rng = np.random.default_rng(0)
   logits = rng.standard_normal((2, 3, 5)).astype(np.float32)
