@@ -12,7 +12,11 @@ the head starts fresh. The LM saw only the training split's text, no labels.
         --workdir workdirs/reviews_cls --config.init_from=workdirs/reviews_lm \
         --config.model.self_attention=dot
 
-Expected result: being measured.
+Expected result (measured 2026-12-04 on the 2-core CPU VM, 5-8 min per run, 3 seeds, dot;
+docs/results.md, "Classification"): validation accuracy 79.8 +- 1.7% at step 800 over all 383
+reviews (81.7, 78.3, 79.4), against 79.6 +- 1.0% from scratch with the same recipe: paired
+by seed +0.3 points, p = 0.68, inside the seed noise. Pre-training on 3,617 reviews' text
+does not move the classifier at this scale.
 """
 
 from configs import offline_classify

@@ -10,8 +10,10 @@ text (task "offline_classify_text": the classifier's splits without labels, in i
 Only the training split's reviews are read for training (1.43 MB, about 5 epochs in 1,000
 steps); validation perplexity is on the classifier's validation reviews.
 
-Expected result: see configs/offline_classify_selftrained.py (measured there, with the
-fine-tuned classifier).
+Expected result (measured 2026-12-04, 2-core CPU VM, 4 min on both cores, 8 min pinned to
+one): validation perplexity 127.5 (seed 0; 126.6-127.8 over 3 seeds) against a unigram
+642.9 on the same tokens, 1.92 bits per byte (unigram 2.56); 3,000 steps reach 98.8. The
+classifier it starts: configs/offline_classify_selftrained.py.
 """
 
 from configs import base
