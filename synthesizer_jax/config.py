@@ -113,8 +113,7 @@ class ModelConfig:
       kind = getattr(self, name)
       try:
         fused.check_static(self.attention_impl, kind, has_dot_form=registry.has_dot_form(kind),
-                           dropout_rate=self.attention_dropout_rate, dtype=self.dtype,
-                           has_bias=registry.has_bias(kind))
+                           dropout_rate=self.attention_dropout_rate, dtype=self.dtype)
       except ValueError as err:
         raise ValueError(f"ModelConfig.attention_impl ({name}={kind!r}): {err}") from None
 

@@ -97,6 +97,29 @@ def test_pallas_kernel_in_interpret_mode_equals_materialized(kind, monkeypatch):
   assert calls, "the Pallas kernel was never called"
 
 
+@pytest.mark.parametrize("kind", ["dot", "dense", "random+dot", "fixed_random"])
+def test_pallas_tpu_kernel_in_interpret_mode_equals_materialized(kind, monkeypatch):
+  """JAX's Pallas TPU flash kernel, run by the TPU interpreter on the CPU: it takes a bias
+  and separate query / key segment ids, so the random family and cross-attention run on it."""
+  from jax.experimental.pallas import tpu as pltpu
+
+  monkeypatch.setattr(pallas, "TPU_INTERPRET", True)
+  calls = []
+  kernel = pallas.tpu_flash
+  monkeypatch.setattr(pallas, "tpu_flash", lambda *a: calls.append(a[2].causal) or kernel(*a))
+  cases = _cases("dot")
+  with pltpu.force_tpu_interpret_mode():
+    _compare(kind, "pallas", cases[:2] if kind == "random+dot" else cases[:1])
+  assert calls and (kind != "random+dot" or False in calls), "cross-attention not on the kernel"
+
+
+def test_pallas_on_a_gpu_refuses_the_random_family(monkeypatch):
+  monkeypatch.setattr(pallas, "INTERPRET", True)
+  model = sj.DecoderLM(small_config(self_attention="random+dot", attention_impl="pallas"))
+  with pytest.raises(ValueError, match=r"random family.*takes no bias.*'blockwise' or 'auto'"):
+    model.init(jax.random.key(0), _tokens(SEG, 1))
+
+
 def _kernel_inputs(seed=0, b=2, n=13, h=2, d=5, length=16):
   rng = np.random.default_rng(seed)
   f = lambda *s: jnp.asarray(rng.standard_normal(s), jnp.float32)
@@ -162,7 +185,6 @@ def test_cudnn_wrapper_plumbing_on_xla(kind, monkeypatch):
      "cross_attention"),
     (dict(attention_impl="blockwise", attention_dropout_rate=0.1), "attention_dropout_rate"),
     (dict(attention_impl="cudnn"), "bfloat16"),
-    (dict(self_attention="random+dot", attention_impl="pallas"), "bias"),
     (dict(attention_impl="flash"), "must be one of"),
     (dict(attention_block_size=0), "attention_block_size"),
 ])
@@ -171,8 +193,9 @@ def test_unsupported_combinations_are_refused(overrides, match):
     small_config(**overrides)
 
 
-@pytest.mark.parametrize("impl, match", [("cudnn", "needs an NVIDIA GPU.*'blockwise'"),
-                                         ("pallas", "Pallas GPU flash kernel.*'blockwise'")])
+@pytest.mark.parametrize("impl, match", [
+    ("cudnn", "needs an NVIDIA GPU.*'blockwise'"),
+    ("pallas", "Pallas flash kernels for GPUs and TPUs.*'cpu'.*'blockwise'")])
 def test_gpu_kernels_off_gpu_name_the_platform_and_the_alternative(impl, match):
   cfg = small_config(attention_impl=impl, dtype="bfloat16")
   tokens = _tokens(SEG, 1)

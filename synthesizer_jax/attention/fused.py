@@ -3,7 +3,7 @@
 `ModelConfig.attention_impl` names it: "materialized" (logits [b, h, q, k], the
 reference), "blockwise" (`blockwise.py`, pure JAX, any backend), "cudnn"
 (`jax.nn.dot_product_attention` on an NVIDIA GPU), "pallas" (`pallas.py`, JAX's Pallas
-flash kernel for GPUs) or "auto". `check_static` refuses a
+flash kernels for GPUs and TPUs) or "auto". `check_static` refuses a
 combination that can never work when the config is built; `choose` decides per call,
 where "auto" falls back to materialized instead of raising.
 """
@@ -34,7 +34,7 @@ CUDNN_BACKEND = "cudnn"
 
 
 def check_static(impl: str, kind: str, *, has_dot_form: bool, dropout_rate: float,
-                 dtype: str, has_bias: bool = False) -> None:
+                 dtype: str) -> None:
   """ValueError for a fused `impl` that cannot compute `kind` under any input."""
   if impl not in IMPLS:
     raise ValueError(f"attention_impl={impl!r}: must be one of {IMPLS}")
@@ -47,10 +47,6 @@ def check_static(impl: str, kind: str, *, has_dot_form: bool, dropout_rate: floa
     raise ValueError(f"attention_impl={impl!r} does not apply attention dropout "
                      f"(attention_dropout_rate={dropout_rate}); use 'materialized' or 'auto', "
                      "or set attention_dropout_rate=0")
-  if impl == "pallas" and has_bias:
-    raise ValueError(f"attention_impl='pallas' cannot compute kind {kind!r}: the Pallas flash "
-                     "kernel takes no bias, and random / fixed_random logits are a bias table; "
-                     "use attention_impl='blockwise' or 'auto'")
   if impl == "cudnn" and dtype == "float32":
     raise ValueError("attention_impl='cudnn' runs in bfloat16 or float16 only (dtype='float32'); "
                      "set dtype='bfloat16', or use 'blockwise' / 'auto'")
@@ -92,10 +88,21 @@ def attend(impl: str, form: DotForm, v_bkhd: jax.Array, mask: Mask, pos_bq: Posi
     return dot_product_attention(form, v_bkhd, mask, pos_bq, pos_bk, q_len,
                                  implementation=CUDNN_BACKEND)
   if impl == "pallas":
-    _require_gpu("pallas", "wraps JAX's Pallas GPU flash kernel", emulated=pallas.INTERPRET)
-    if pallas.supports(form, mask, q_len, v_bkhd.shape[1]):
-      return pallas.mha(form, v_bkhd, mask)
-    # Cross-attention and prefill: masks the kernel cannot express; same result blockwise.
+    if pallas.TPU_INTERPRET or jax.devices()[0].platform == "tpu":
+      if pallas.tpu_supports(mask):
+        return pallas.tpu_flash(form, v_bkhd, mask, pos_bq, pos_bk, q_len)
+    else:
+      _require_gpu("pallas", "wraps JAX's Pallas flash kernels for GPUs and TPUs",
+                   emulated=pallas.INTERPRET)
+      if form.bias_hll is not None:
+        raise ValueError("attention_impl='pallas' on a GPU cannot compute the random family "
+                         "(random, fixed_random and their mixtures): JAX's Pallas GPU flash "
+                         "kernel takes no bias, and their logits are a bias table; use "
+                         "attention_impl='blockwise' or 'auto' (a TPU's kernel takes one)")
+      if pallas.supports(form, mask, q_len, v_bkhd.shape[1]):
+        return pallas.mha(form, v_bkhd, mask)
+    # Masks the kernel cannot express (GPU: cross-attention, prefill; TPU: prefill's
+    # offset causal mask): the same result blockwise.
     return attend("blockwise", form, v_bkhd, mask, pos_bq, pos_bk, q_len, block_size=block_size)
   raise ValueError(f"attend: {impl!r} is not a fused implementation")
 
