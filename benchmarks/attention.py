@@ -38,7 +38,7 @@ import optax
 
 import synthesizer_jax as sj
 from benchmarks import measure, variants
-from synthesizer_jax import steps
+from synthesizer_jax import shapes, steps
 from synthesizer_jax.attention import costs, needs_keys
 
 
@@ -188,7 +188,7 @@ def _train_step(v: variants.Variant, cfg: sj.ModelConfig, batch: int, length: in
     if loss_chunk:
       hidden = model.apply(variables, inputs, positions, return_hidden=True)
       sums = steps.chunked_loss_sums(
-          lambda h: model.apply(variables, h, method="output_logits"), hidden, targets,
+          lambda h: shapes.get("lm").project(model, variables, h), hidden, targets,
           jnp.ones(targets.shape, jnp.float32), loss_chunk)
       return sums["loss"] / sums["weight"]
     logits = model.apply(variables, inputs, positions)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Fused attention on a GPU, in one go that ends well inside 10 minutes (a device session's
 # limit): training-step speed and MFU of every implementation per kind next to cuDNN `dot`,
-# then compiled memory (the output layer in chunks of LOSS_CHUNK positions, TrainConfig.loss_chunk,
-# so the attention's share shows). Each record is kept as it is measured (PREFIX.partial.json), so a run
-# cut by the deadline still reports what it measured.
+# then compiled memory (the output layer in chunks of LOSS_CHUNK positions, as
+# TrainConfig.loss_chunk, so the attention's share shows). Each record is kept as it is
+# measured (PREFIX.partial.json), so a run cut by the deadline still reports what it measured.
 #   bash benchmarks/fused_gpu.sh            # DEADLINE=480 seconds by default
 set -uo pipefail
 cd "$(dirname "$0")/.."

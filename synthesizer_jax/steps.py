@@ -176,16 +176,13 @@ def _forward_sums(model, shape: ModelShape, variables, batch, cfg: TrainConfig, 
                   deterministic: bool, rngs=None):
   """The loss sums of one batch: whole, or `cfg.loss_chunk` positions at a time."""
   chunk = cfg.loss_chunk
-  if chunk and shape.vocab_outputs:
+  if chunk and shape.vocab_outputs and batch[shape.target_feature].shape[1] > chunk:
     hidden, targets, weights = shape.forward(model, variables, batch, deterministic=deterministic,
                                              rngs=rngs, return_hidden=True)
-    if targets.shape[1] > chunk:
-      return chunked_loss_sums(lambda h: shape.project(model, variables, h), hidden, targets,
-                               weights, chunk, cfg.label_smoothing, cfg.z_loss)
-    logits = shape.project(model, variables, hidden)
-  else:
-    logits, targets, weights = shape.forward(model, variables, batch,
-                                             deterministic=deterministic, rngs=rngs)
+    return chunked_loss_sums(lambda h: shape.project(model, variables, h), hidden, targets,
+                             weights, chunk, cfg.label_smoothing, cfg.z_loss)
+  logits, targets, weights = shape.forward(model, variables, batch, deterministic=deterministic,
+                                           rngs=rngs)
   return loss_sums(logits, targets, weights, cfg.label_smoothing, cfg.z_loss)
 
 
