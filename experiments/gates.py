@@ -35,14 +35,14 @@ def gate_weights(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 def gate_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
   """One row per (mixture run, attention layer): the components' weights per head."""
-  from synthesizer_jax import attention, checkpointing
+  from synthesizer_jax import attention, loading
 
   rows = []
   for run in runs:
     kind = run["kind"]
     if "+" not in kind:
       continue
-    _, variables, _ = checkpointing.load_checkpoint(run["workdir"])
+    _, variables, _ = loading.load_checkpoint(run["workdir"])
     for layer, w_hc in gate_weights(variables["params"]).items():
       rows.append({"task": run["task"], "kind": kind, "seed": run["seed"], "layer": layer,
                    "components": attention.parse_kind(kind), "weights": w_hc.tolist()})

@@ -53,10 +53,10 @@ def lookup_accuracy_by_slot(model, variables, spec: diagnostics.DiagSpec, rows: 
 
 def probe(workdir: str, spec: diagnostics.DiagSpec | None = None) -> dict:
   """Leak and per-slot accuracy of the checkpoint in `workdir` (a diag_lookup run)."""
-  from synthesizer_jax import checkpointing
+  from synthesizer_jax import loading
 
   spec = spec or diagnostics.DiagSpec()
-  model, variables, config = checkpointing.load_checkpoint(workdir)
+  model, variables, config = loading.load_checkpoint(workdir)
   rng = np.random.default_rng(0)
   targets, weights = diagnostics.lookup_rows(rng, 8, spec)
   tokens = diagnostics.lm_batch(targets, weights, model.cfg.max_len)["decoder_input_tokens"]

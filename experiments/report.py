@@ -262,11 +262,11 @@ def _restorable_maps(candidates: list[dict[str, Any]], inputs):
   A checkpoint written before a change of parameter names restores as a tree but fails in
   `apply`; such runs are skipped with a message, and the next seed is tried.
   """
-  from synthesizer_jax import checkpointing, viz
+  from synthesizer_jax import loading, viz
 
   for record in candidates:
     try:
-      model, variables, _ = checkpointing.load_checkpoint(record["workdir"])
+      model, variables, _ = loading.load_checkpoint(record["workdir"])
       return record, variables, viz.attention_maps(model, variables, *inputs)
     except Exception as err:  # noqa: BLE001 -- try the next seed
       print(f"report: skipping {record['workdir']} for attention maps: "

@@ -78,9 +78,9 @@ def beam_scores(workdir: str, task: budgets.SweepTask, data, data_dir: str, leng
                 examples: int, num_beams: int, batch_size: int = 16) -> dict[str, float]:
   """sacreBLEU / ROUGE of beam-search outputs on the first `examples` test examples."""
   import synthesizer_jax as sj
-  from synthesizer_jax import checkpointing, evaluation, metrics
+  from synthesizer_jax import evaluation, loading, metrics
 
-  model, variables, _ = checkpointing.load_checkpoint(workdir)
+  model, variables, _ = loading.load_checkpoint(workdir)
   vocab = data.get_vocabulary(task.data_task, data_dir)
   batches = data.get_dataset(task.data_task, "test", feature_lengths=lengths,
                              batch_size=batch_size, pack=False, shuffle=False, seed=0,

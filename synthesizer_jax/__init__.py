@@ -16,6 +16,6 @@ __all__ = ["KINDS", "Attention", "AttentionConfig", "DecoderLM", "EncoderClassif
 
 def load_checkpoint(workdir_or_path, step=None):
   """(model, variables, config) of a train.py checkpoint, on whatever devices exist."""
-  from synthesizer_jax.checkpointing import load_checkpoint as load
+  from synthesizer_jax.loading import load_checkpoint as load
 
   return load(workdir_or_path, step)

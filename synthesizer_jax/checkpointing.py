@@ -224,7 +224,8 @@ def _locate(path: str) -> tuple[str, int | None]:
   return path, None
 
 
-def _flat(tree) -> dict[str, Any]:
+def flat_paths(tree) -> dict[str, Any]:
+  """{"a/b/c": leaf} of a nested dict of arrays."""
   return {"/".join(str(k.key) for k in path): leaf
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
@@ -260,127 +261,6 @@ def restore_source(path: str, step: int | None = None, *, verify: bool = True):
     return jax.tree.map(np.asarray, out.state), dict(out.config), step
   finally:
     ckpt.close()
-
-
-def _under(path: str, prefix: str) -> bool:
-  prefix = prefix.rstrip("/")
-  return path == prefix or path.startswith(prefix + "/")
-
-
-def _prefix_pairs(prefixes: Sequence[str]) -> list[tuple[str, str, str]]:
-  """(entry, target prefix, source prefix) per entry; "encoder=decoder" renames."""
-  pairs = []
-  for entry in prefixes:
-    target, sep, source = entry.partition("=")
-    target, source = target.strip().rstrip("/"), (source if sep else target).strip().rstrip("/")
-    if not target or not source:
-      raise ValueError(f"init_params entry {entry!r}: write a path prefix (\"encoder\") or "
-                       "target=source (\"encoder=decoder\" takes a language model's decoder "
-                       "layers into this model's encoder)")
-    pairs.append((entry, target, source))
-  return pairs
-
-
-def merge_params(target_params, source_params, prefixes: Sequence[str] = (),
-                 source_name: str = "checkpoint"):
-  """`target_params` with leaves replaced by the matching leaves of `source_params`.
-
-  Args:
-    target_params: the fresh model's parameters (any arrays; shardings are kept).
-    source_params: parameters of another run (nested dicts of arrays).
-    prefixes: take only paths starting with one of these ("encoder", "embed"); an entry
-      "target=source" takes the source's paths under `source` into the target's under
-      `target` ("encoder=decoder": a DecoderLM's layers into an encoder). () takes every
-      path both trees share.
-    source_name: for error messages.
-
-  Returns:
-    (params, loaded_paths). Raises ValueError on a shape mismatch, when a requested
-    prefix matches nothing, or when nothing at all is shared.
-  """
-  src = _flat(source_params)
-  tgt = _flat(target_params)
-  pairs = _prefix_pairs(prefixes)
-
-  def source_path(path):
-    """The source path that fills target `path`, or None when no entry asks for it."""
-    if not pairs:
-      return path
-    for _, target, source in pairs:
-      if _under(path, target):
-        return source + path[len(target):]
-    return None
-
-  for entry, target, _ in pairs:
-    if not any(_under(p, target) and source_path(p) in src for p in tgt):
-      raise ValueError(f"init_params entry {entry!r} matches no parameter shared by the model "
-                       f"and {source_name}; shared top-level names: "
-                       f"{sorted({p.split('/')[0] for p in tgt if p in src})}; "
-                       f"{source_name} has {sorted({p.split('/')[0] for p in src})}")
-  taken = {}
-  for path, leaf in tgt.items():
-    origin = source_path(path)
-    if origin in src:
-      if tuple(src[origin].shape) != tuple(leaf.shape):
-        raise ValueError(f"parameter {path}: shape {tuple(src[origin].shape)} in {source_name}"
-                         f"{'' if origin == path else f' (as {origin})'} but "
-                         f"{tuple(leaf.shape)} in this model; make the model config match "
-                         "(d_model, heads, max_len, vocab) or leave it out with init_params")
-      taken[path] = origin
-  if not taken:
-    raise ValueError(f"no parameter of this model is found in {source_name}")
-
-  def pick(path, leaf):
-    key = "/".join(str(k.key) for k in path)
-    if key in taken:
-      value = np.asarray(src[taken[key]]).astype(leaf.dtype)
-      sharding = getattr(leaf, "sharding", None)
-      return jax.device_put(value, sharding) if sharding is not None else value
-    return leaf
-
-  return jax.tree_util.tree_map_with_path(pick, target_params), list(taken)
-
-
-def load_checkpoint(workdir_or_path: str, step: int | None = None):
-  """(model, variables, config) of a train.py checkpoint, on whatever devices exist.
-
-  `config` is the saved run config dict (model, train, task, vocab_path, ...).
-  """
-  from synthesizer_jax import shapes
-  from synthesizer_jax.config import ModelConfig
-
-  state, config, _ = restore_source(workdir_or_path, step)
-  model_cfg = ModelConfig.from_saved(config["model"])
-  shape = shapes.get(config["shape"])
-  model = shape.build(model_cfg, config.get("num_classes"))
-  variables = {"params": state["params"], **(state.get("constants") or {})}
-  check_matches_config(model, shape, variables, workdir_or_path)
-  return model, variables, config
-
-
-def check_matches_config(model, shape, variables, source: str) -> None:
-  """ValueError when the saved arrays are not those of the model the saved config describes
-  (an edited config.json, or arrays from another run): both sides of each difference named."""
-  lengths = {k: min(8, model.cfg.max_len) for k in shape.task_features}
-  expected = jax.eval_shape(lambda: model.init(jax.random.key(0), *shape.dummy_inputs(lengths)))
-  want = {k: tuple(v.shape) for k, v in _flat(_unbox(expected)).items()}
-  have = {k: tuple(np.shape(v)) for k, v in _flat(variables).items()}
-  diffs = [f"{k}: {have.get(k, 'absent')} in the checkpoint, {want.get(k, 'absent')} for the "
-           "model its config describes" for k in sorted(set(want) | set(have))
-           if want.get(k) != have.get(k)]
-  if diffs:
-    raise ValueError(
-        f"{source}: the saved parameters do not match the saved model config "
-        f"(self_attention={model.cfg.self_attention!r}, d_model={model.cfg.d_model}, ...); "
-        f"{len(diffs)} differences, first: " + "; ".join(diffs[:4]) + ". Was config.json "
-        "edited, or the arrays copied from another run? Load the checkpoint with the config "
-        "it was saved with.")
-
-
-def _unbox(tree):
-  import flax.linen as nn
-
-  return nn.meta.unbox(tree)
 
 
 def verify_workdir(workdir: str, log=print) -> int:

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import optax
 
-from synthesizer_jax import checkpointing, optim, shapes, steps
+from synthesizer_jax import checkpointing, finetune, optim, shapes, steps
 from synthesizer_jax import sharding as shd
 from synthesizer_jax.config import HOW_FIELDS, LEGACY_VALUES, ModelConfig, RunConfig, TrainConfig
 
@@ -149,7 +149,7 @@ def initial_state(run: Run, log=print) -> steps.TrainState:
                                       run.mesh, run.rules, seed=run.cfg.seed)
   if run.cfg.init_from:
     source, _, step = checkpointing.restore_source(run.cfg.init_from)
-    params, loaded = checkpointing.merge_params(
+    params, loaded = finetune.merge_params(
         state.params, source["params"], run.cfg.init_params,
         source_name=f"{run.cfg.init_from} (step {step})")
     # Fresh optimizer state for the new parameters (fine-tuning starts its own schedule).

@@ -9,7 +9,7 @@ import fake_data
 import pytest
 from test_reliability import MODEL, ONE, train_cfg
 
-from synthesizer_jax import checkpointing, evaluation, loop
+from synthesizer_jax import checkpointing, evaluation, loading, loop
 from synthesizer_jax import run as run_lib
 from synthesizer_jax.config import RunConfig
 
@@ -69,7 +69,7 @@ def test_corrupt_step_in_restore_source_and_eval_is_named(tmp_path):
   work = saved_workdir(tmp_path, steps=(1,))
   truncate_state(work, 1)
   with pytest.raises(checkpointing.CheckpointError, match="checkpoint step 1 at .*checkpoints/1"):
-    checkpointing.load_checkpoint(work)
+    loading.load_checkpoint(work)
 
 
 @pytest.mark.parametrize("change,pattern", [
