@@ -3,12 +3,13 @@
     python train.py --config configs/offline_lm.py --workdir /tmp/sj_lm \
         --config.model.self_attention=random --config.num_train_steps=2000
 
-The workdir receives Orbax checkpoints, config.json, metrics.jsonl, TensorBoard events
-(tb/), eval_results.json and loss_curve.png; running the same command again resumes from
-the latest checkpoint. SIGTERM / SIGINT save the current step and exit with 128 + the signal
-number (docs/reliability.md lists the faults handled). Multi-process (multi-host) runs: pass
---coordinator_address, --num_processes and --process_id (or set SJ_COORDINATOR / SJ_NUM_PROCESSES /
-SJ_PROCESS_ID; --coordinator_address=auto on TPU pods and SLURM). See docs/training.md.
+The workdir (a local directory or a bucket URL, gs://BUCKET/run) receives Orbax checkpoints,
+config.json, metrics.jsonl, TensorBoard events (tb/), eval_results.json and loss_curve.png;
+running the same command again resumes from the latest checkpoint. SIGTERM / SIGINT save the
+current step and exit with 128 + the signal number (docs/reliability.md lists the faults
+handled). Multi-process (multi-host) runs: pass --coordinator_address, --num_processes and
+--process_id (or set SJ_COORDINATOR / SJ_NUM_PROCESSES / SJ_PROCESS_ID;
+--coordinator_address=auto on TPU pods and SLURM). See docs/training.md.
 """
 
 import os
@@ -34,8 +35,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save step at INFO
-  from synthesizer_jax import config, sharding
+  from synthesizer_jax import config, paths, sharding
 
+  try:  # a workdir that is a file, or in a bucket that does not exist: one line, nothing set up
+    paths.check_dir(_WORKDIR.value)
+  except (NotADirectoryError, FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    return 2
   run_cfg = config.parse_config(_CONFIG.value.to_dict())  # every field checked first
   # Before anything touches the devices.
   sharding.maybe_initialize_distributed(_COORD.value, _NPROC.value, _PID.value,
@@ -47,6 +53,7 @@ def main(argv):
 
     data.prepare(run_cfg.train.data_dir, [run_cfg.train.task])
   from synthesizer_jax.agreement import LostProcessError
+  from synthesizer_jax.checkpointing import StoreError
   from synthesizer_jax.diskfull import DiskFullError
 
   try:
@@ -55,7 +62,7 @@ def main(argv):
     # Exit now: JAX's shutdown would wait in a barrier for the process that is gone.
     print(f"error: {e}", file=sys.stderr, flush=True)
     os._exit(75)
-  except DiskFullError as e:
+  except (DiskFullError, StoreError) as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     return 74  # EX_IOERR
   # Preempted (SIGTERM / SIGINT): the step is saved; non-zero so schedulers rerun the job.

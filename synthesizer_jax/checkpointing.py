@@ -4,7 +4,10 @@ Layout: `<workdir>/checkpoints/<step>/{state,config,meta}`: `state` is the
 `TrainState` pytree, `config` the JSON of the run (model and train configs, task,
 vocabulary path), `meta` the data position. Orbax writes each step to a temporary
 directory and renames it when complete, so a half-written step is never restored; a save
-that fills the disk raises `diskfull.DiskFullError` with what to free (`diskfull.py`).
+that fills the disk raises `diskfull.DiskFullError` with what to free (`diskfull.py`); a
+save to a bucket that fails (the store unreachable past its retries) raises `StoreError`
+naming the store, the step and the last complete step. Every path is a `paths.Path`
+(etils.epath), so the workdir may be local or gs://.
 
 Restore always targets an abstract state whose leaves carry the *current*
 mesh's shardings, so a checkpoint written on 8 devices restores on 1 and back.
@@ -13,7 +16,6 @@ mesh's shardings, so a checkpoint written on 8 devices restores on 1 and back.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +24,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from synthesizer_jax import paths
 from synthesizer_jax.checksums import mismatches, tree_checksums
 from synthesizer_jax.diskfull import disk_full_error
 
@@ -31,6 +34,10 @@ SET_ASIDE_DIR = "corrupt_checkpoints"  # unreadable steps are moved here on a fa
 
 class CheckpointError(RuntimeError):
   """A checkpoint step that cannot be read: corrupted, truncated, or saved by another model."""
+
+
+class StoreError(OSError):
+  """A save to object storage failed (the store unreachable or refusing past its retries)."""
 
 
 def _unreadable(step: int, path: str, error: Exception) -> CheckpointError:
@@ -64,18 +71,19 @@ def abstract_like(tree, shardings):
                       tree, shardings)
 
 
-def checkpoint_root(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+def checkpoint_root(workdir: paths.PathLike) -> paths.Path:
+  return paths.as_path(workdir) / CHECKPOINT_DIR
 
 
 class Checkpointer:
   """Saves and restores `TrainState`s of one workdir (async saves, keep the newest N)."""
 
-  def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True,
+  def __init__(self, workdir: paths.PathLike, *, keep: int = 3, async_save: bool = True,
                read_only: bool = False, verify: bool = True):
     self.verify, self.keep = verify, keep
     self._state_bytes = 0
     self._failed = False
+    self._saving: int | None = None  # the step of the save last started
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else keep, enable_async_checkpointing=async_save,
         create=not read_only)
@@ -103,7 +111,9 @@ class Checkpointer:
                               meta=ocp.args.JsonSave(meta))
     self._state_bytes = sum(x.nbytes for x in jax.tree.leaves(state) if hasattr(x, "nbytes"))
     with self._disk_errors():  # a failed async save surfaces at the next save
-      return self.manager.save(step, args=args, force=force)
+      started = self.manager.save(step, args=args, force=force)
+    self._saving = step
+    return started
 
   @contextlib.contextmanager
   def _disk_errors(self):
@@ -113,20 +123,38 @@ class Checkpointer:
       yield
     except Exception as e:
       error = None
-      if jax.process_index() == 0:
-        error = disk_full_error(e, self.directory, last_complete=self._last_complete(),
+      if paths.is_remote(self.directory):
+        error = self._store_error(e)
+      elif jax.process_index() == 0:
+        error = disk_full_error(e, str(self.directory), last_complete=self._last_complete(),
                                 keep=self.keep, state_bytes=self._state_bytes)
       if error is None:
         raise
       self._failed = True
       raise error from e
 
+  def _store_error(self, error: Exception) -> StoreError:
+    """The failed save named by store, step and last complete step (steps never half-listed:
+    Orbax lists a step only once its commit marker is written)."""
+    try:
+      last = self._last_complete()
+      kept = (f"the last complete checkpoint is step {last}, which a rerun resumes from"
+              if last is not None else "no checkpoint was complete yet")
+    except Exception:  # noqa: BLE001 - the store may still be down
+      kept = "the store could not be listed to find the last complete step"
+    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+    which = f"checkpoint step {self._saving}" if self._saving is not None else "a checkpoint"
+    return StoreError(
+        f"saving {which} to {self.directory} failed: the store {paths.bucket_of(self.directory)} "
+        f"did not take it ({type(error).__name__}: {first}); {kept}. Check that the store is "
+        "reachable, then run the same command again.")
+
   def _last_complete(self) -> int | None:
     self.manager.reload()
     return self.manager.latest_step()
 
-  def step_path(self, step: int) -> str:
-    return os.path.join(self.directory, str(step))
+  def step_path(self, step: int) -> paths.Path:
+    return self.directory / str(step)
 
   def require_step(self, step: int) -> None:
     """FileNotFoundError listing the steps there are, when `step` is not one of them."""
@@ -172,10 +200,10 @@ class Checkpointer:
   def _set_aside(self, step: int, log):
     """Moves an unreadable step out of the manager's sight, so new saves can reuse its number."""
     if jax.process_index() == 0:
-      aside = os.path.join(os.path.dirname(self.directory), SET_ASIDE_DIR)
-      os.makedirs(aside, exist_ok=True)
-      dest = os.path.join(aside, f"{step}-{int(time.time())}")
-      os.rename(self.step_path(step), dest)
+      aside = self.directory.parent / SET_ASIDE_DIR
+      aside.mkdir(parents=True, exist_ok=True)
+      dest = aside / f"{step}-{int(time.time())}"
+      self.step_path(step).rename(dest)
       log(f"moved unreadable step {step} to {dest}")
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
@@ -208,17 +236,17 @@ class Checkpointer:
         raise
 
 
-def _locate(path: str) -> tuple[str, int | None]:
+def _locate(path: paths.PathLike) -> tuple[paths.Path, int | None]:
   """(workdir, step) for a workdir, its checkpoints/ dir or one step dir inside it."""
-  path = os.path.abspath(path)
-  if not os.path.exists(path):
+  path = paths.as_path(path)
+  paths.check_bucket(path)
+  if not path.exists():
     raise FileNotFoundError(f"checkpoint path {path} does not exist")
-  base = os.path.basename(path.rstrip("/"))
-  if base.isdigit() and os.path.basename(os.path.dirname(path)) == CHECKPOINT_DIR:
-    return os.path.dirname(os.path.dirname(path)), int(base)
-  if base == CHECKPOINT_DIR:
-    return os.path.dirname(path), None
-  if not os.path.isdir(os.path.join(path, CHECKPOINT_DIR)):
+  if path.name.isdigit() and path.parent.name == CHECKPOINT_DIR:
+    return path.parent.parent, int(path.name)
+  if path.name == CHECKPOINT_DIR:
+    return path.parent, None
+  if not (path / CHECKPOINT_DIR).is_dir():
     raise FileNotFoundError(f"{path} holds no {CHECKPOINT_DIR}/ directory; pass a workdir of "
                             "train.py or one of its checkpoints/<step> directories")
   return path, None
@@ -230,7 +258,7 @@ def flat_paths(tree) -> dict[str, Any]:
           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def restore_source(path: str, step: int | None = None, *, verify: bool = True):
+def restore_source(path: paths.PathLike, step: int | None = None, *, verify: bool = True):
   """(state tree as plain dicts / lists of NumPy arrays, config, step) of any checkpoint.
 
   Needs no knowledge of the source run's optimizer: the target is built from the
@@ -263,7 +291,7 @@ def restore_source(path: str, step: int | None = None, *, verify: bool = True):
     ckpt.close()
 
 
-def verify_workdir(workdir: str, log=print) -> int:
+def verify_workdir(workdir: paths.PathLike, log=print) -> int:
   """Restores and checks every step of `workdir`; returns the number of bad steps."""
   ckpt = Checkpointer(workdir, read_only=True)
   steps = sorted(ckpt.all_steps())

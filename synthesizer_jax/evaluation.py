@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from synthesizer_jax import attention as registry
 from synthesizer_jax import metrics as metrics_lib
+from synthesizer_jax import paths
 from synthesizer_jax import sharding as shd
 
 EOS_ID = 1
@@ -190,19 +190,21 @@ def final_results(run, state, split: str = "validation",
   return results
 
 
-def write_results(workdir: str, step: int, results: dict[str, Any], name: str = RESULTS_FILE):
+def write_results(workdir: paths.PathLike, step: int, results: dict[str, Any],
+                  name: str = RESULTS_FILE):
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, name), "w") as f:
-      json.dump({"step": int(step), **results}, f, indent=2)
+    paths.write_text(paths.as_path(workdir) / name,
+                     json.dumps({"step": int(step), **results}, indent=2))
 
 
-def evaluate_checkpoint(workdir: str, *, step: int | None = None, split: str = "validation",
+def evaluate_checkpoint(workdir: paths.PathLike, *, step: int | None = None,
+                        split: str = "validation",
                         overrides: Mapping[str, Any] | None = None, data=None,
                         mesh_cfg=None) -> dict[str, Any]:
   """Restores a train.py checkpoint onto this machine's devices and evaluates it.
 
   Args:
-    workdir: the run's workdir.
+    workdir: the run's workdir (a local directory or a gs:// URL).
     step: checkpoint step (default: latest).
     split: dataset split to score.
     overrides: TrainConfig fields to change (data_dir, eval_batches, predict_batches, ...).
@@ -216,6 +218,7 @@ def evaluate_checkpoint(workdir: str, *, step: int | None = None, split: str = "
   from synthesizer_jax.config import MeshConfig, ModelConfig, RunConfig, TrainConfig
   from synthesizer_jax.run import config_differences, setup
 
+  paths.check_bucket(workdir)
   ckpt = checkpointing.Checkpointer(workdir, read_only=True)
   try:
     step = ckpt.latest_step() if step is None else step

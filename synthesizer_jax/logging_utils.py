@@ -1,11 +1,15 @@
 """Run logs: TensorBoard events + a JSONL file in the workdir, a console progress bar, loss curves.
 
 Only process 0 writes files and draws the bar; other processes get no-op writers,
-so a multi-host run leaves one copy of each log.
+so a multi-host run leaves one copy of each log. The workdir may be a bucket (gs://): an
+object cannot be appended to, so there the JSONL file is rewritten whole, at most every
+`FLUSH_S` seconds and at close (a run killed without warning loses at most those seconds of
+log lines; its checkpoints are unaffected).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -13,7 +17,10 @@ import time
 
 import numpy as np
 
+from synthesizer_jax import paths
+
 METRICS_FILE = "metrics.jsonl"
+FLUSH_S = 10.0  # object stores: the longest a logged line waits before it is written
 
 
 class MetricWriter:
@@ -23,37 +30,57 @@ class MetricWriter:
   writer logs one warning and keeps the JSONL file, which is what the report tools read.
   """
 
-  def __init__(self, workdir: str, enabled: bool = True):
+  def __init__(self, workdir: paths.PathLike, enabled: bool = True):
     self.enabled = enabled
-    self.path = os.path.join(workdir, METRICS_FILE)
+    workdir = paths.as_path(workdir)
+    self.path = workdir / METRICS_FILE
     self._tb = None
+    self._remote = paths.is_remote(workdir)
+    self._text = ""  # object stores: the whole file, rewritten at each flush
+    self._dirty, self._flushed = False, time.monotonic()
     if enabled:
-      os.makedirs(workdir, exist_ok=True)
+      workdir.mkdir(parents=True, exist_ok=True)
+      if self._remote and self.path.exists():
+        self._text = self.path.read_text()  # a resumed run keeps the lines before it
       try:
         from tensorboardX import SummaryWriter
       except ImportError:
         logging.warning("tensorboardX is not installed: no TensorBoard events; metrics go to "
                         "%s only (pip install tensorboardX to get both)", self.path)
       else:
-        self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+        self._tb = SummaryWriter(os.fspath(workdir / "tb"))
 
   def write(self, step: int, scalars: dict[str, float], prefix: str = "train"):
     """One JSON line {"step", "split", name: value...} and one TensorBoard scalar per name."""
     if not self.enabled:
       return
     values = {k: float(v) for k, v in scalars.items() if np.ndim(v) == 0}
-    with open(self.path, "a") as f:
-      row = {"step": int(step), "split": prefix, "time": time.time(), **values}
-      f.write(json.dumps(row) + "\n")
+    row = {"step": int(step), "split": prefix, "time": time.time(), **values}
+    line = json.dumps(row) + "\n"
+    if self._remote:
+      self._text += line
+      self._dirty = True
+      if prefix != "train" or time.monotonic() - self._flushed > FLUSH_S:
+        self.flush()
+    else:
+      with self.path.open("a") as f:
+        f.write(line)
     if self._tb is not None:
       for name, value in values.items():
         self._tb.add_scalar(f"{prefix}/{name}", value, int(step))
+
+  def flush(self):
+    """Object stores: writes the lines logged so far (local files are appended at once)."""
+    if self.enabled and self._dirty:
+      self.path.write_text(self._text)
+      self._dirty, self._flushed = False, time.monotonic()
 
   def write_text(self, step: int, tag: str, text: str):
     if self._tb is not None:
       self._tb.add_text(tag, text, int(step))
 
   def close(self):
+    self.flush()
     if self._tb is not None:
       self._tb.close()
 
@@ -106,16 +133,15 @@ class Progress:
       self._bar.close()
 
 
-def read_metrics(workdir: str):
+def read_metrics(workdir: paths.PathLike):
   """The JSONL log as a list of dicts (empty if absent)."""
-  path = os.path.join(workdir, METRICS_FILE)
-  if not os.path.exists(path):
+  path = paths.as_path(workdir) / METRICS_FILE
+  if not path.exists():
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_loss_curve(workdir: str, out_name: str = "loss_curve.png") -> str | None:
+def plot_loss_curve(workdir: paths.PathLike, out_name: str = "loss_curve.png") -> str | None:
   """Train (and eval) loss against step from the JSONL log, saved as a PNG; returns its path.
 
   Returns None when the workdir has no log yet; a workdir that does not exist is an error
@@ -127,8 +153,9 @@ def plot_loss_curve(workdir: str, out_name: str = "loss_curve.png") -> str | Non
   if not isinstance(out_name, str) or not out_name or os.path.basename(out_name) != out_name:
     raise ValueError(f"out_name={out_name!r}: must be a file name without a directory, such as "
                      "'loss_curve.png' (it is written inside workdir)")
-  if not os.path.isdir(workdir):
-    raise FileNotFoundError(f"workdir {os.path.abspath(workdir)} does not exist: pass the "
+  workdir = paths.as_path(workdir)
+  if not workdir.is_dir():
+    raise FileNotFoundError(f"workdir {workdir} does not exist: pass the "
                             "directory a run wrote (train.py --workdir)")
   rows = read_metrics(workdir)
   if not rows:
@@ -148,8 +175,10 @@ def plot_loss_curve(workdir: str, out_name: str = "loss_curve.png") -> str | Non
   ax.set_ylabel("loss (nats / token)")
   ax.grid(alpha=0.3)
   ax.legend()
-  path = os.path.join(workdir, out_name)
+  path = workdir / out_name
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  png = io.BytesIO()
+  fig.savefig(png, format="png", dpi=100)
   plt.close(fig)
-  return path
+  path.write_bytes(png.getvalue())
+  return os.fspath(path)

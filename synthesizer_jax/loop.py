@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from typing import Any
 
 import jax
 import numpy as np
 
-from synthesizer_jax import checkpointing, evaluation, logging_utils
+from synthesizer_jax import checkpointing, evaluation, logging_utils, paths
 from synthesizer_jax import sharding as shd
 from synthesizer_jax import steps as steps_lib
 from synthesizer_jax.agreement import check_processes_agree, lost_process_error
@@ -97,13 +96,15 @@ def _restore_or_init(run: Run, ckpt: checkpointing.Checkpointer, log):
   return state, int(meta["train_batches"])
 
 
-def train_and_evaluate(config: RunConfig, workdir: str, *, data=None,
+def train_and_evaluate(config: RunConfig, workdir: paths.PathLike, *, data=None,
                        stop_after: int | None = None, progress: bool = True) -> dict[str, Any]:
   """Trains (resuming from `workdir` if it holds checkpoints), evaluates, returns eval results.
 
   Args:
     config: the run (`config.parse_config` of a ConfigDict, or `RunConfig.build`).
-    workdir: checkpoints, metrics.jsonl, TensorBoard events, eval JSON and loss curve go here.
+    workdir: checkpoints, metrics.jsonl, TensorBoard events, eval JSON and loss curve go here:
+      a local directory or a bucket URL (gs://bucket/run). A path that exists as a file, or
+      a bucket that does not exist, is refused before any set-up.
     data: the data module (default `synthesizer_jax.data`).
     stop_after: stop (with a checkpoint) after this many steps of this invocation, as a
       preemption would; used by tests and for time-boxed jobs.
@@ -121,11 +122,12 @@ def train_and_evaluate(config: RunConfig, workdir: str, *, data=None,
   # First of all: a signal during set-up, restore or compilation is then a request too.
   preempt = Preemption()
   try:
+    workdir = paths.check_dir(workdir)
     run = setup(config, data)
     check_processes_agree(run.run_config())
     lead = jax.process_index() == 0
     log = print if lead else (lambda *a, **k: None)
-    os.makedirs(workdir, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
     with hold_workdir(workdir, log):
       return _train_and_evaluate(run, workdir, log, stop_after, progress, preempt)
   finally:
@@ -139,7 +141,7 @@ def _preempted(preempt: Preemption, step: int, message: str, log) -> dict[str, A
 
 
 @contextlib.contextmanager
-def hold_workdir(workdir: str, log):
+def hold_workdir(workdir: paths.PathLike, log):
   """The workdir lock, taken by process 0 for every process of the run (all refuse together)."""
   lock = WorkdirLock(workdir, enabled=jax.process_index() == 0, log=log)
   error = None
@@ -161,7 +163,7 @@ def hold_workdir(workdir: str, log):
     lock.release()
 
 
-def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None, progress: bool,
+def _train_and_evaluate(run: Run, workdir: paths.Path, log, stop_after: int | None, progress: bool,
                         preempt: Preemption) -> dict[str, Any]:
   cfg, config = run.cfg, run.config
   lead = jax.process_index() == 0
@@ -186,8 +188,7 @@ def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None, pro
       f"{n_params:,} parameters; task {cfg.task}; mesh {dict(run.mesh.shape)} rules "
       f"{config.mesh.rules}; workdir {workdir}")
   if lead:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(run.run_config(), f, indent=2)
+    (workdir / "config.json").write_text(json.dumps(run.run_config(), indent=2))
   bar = logging_utils.Progress(start, cfg.num_train_steps, enabled=lead and progress)
   if jax.process_count() > 1:
     log(f"preemption agreed by {preempt.mode} across {jax.process_count()} processes")
@@ -273,6 +274,6 @@ def _train_and_evaluate(run: Run, workdir: str, log, stop_after: int | None, pro
     if key in results:
       log(f"{key}: {results[key]}")
   log(f"checkpoint: {ckpt.directory}/{step}; results: "
-      f"{os.path.join(workdir, evaluation.RESULTS_FILE)}"
+      f"{workdir / evaluation.RESULTS_FILE}"
       + (f"; loss curve: {curve}" if curve else ""))
   return {"step": step, **results}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,7 @@ import jax
 import numpy as np
 import optax
 
-from synthesizer_jax import checkpointing, finetune, optim, shapes, steps
+from synthesizer_jax import checkpointing, finetune, optim, paths, shapes, steps
 from synthesizer_jax import sharding as shd
 from synthesizer_jax.config import HOW_FIELDS, LEGACY_VALUES, ModelConfig, RunConfig, TrainConfig
 
@@ -112,9 +111,9 @@ def setup(config: RunConfig, data=None) -> Run:
   cfg = config.train
   if cfg.task not in data.TASKS:
     raise ValueError(f"unknown task {cfg.task!r}; known tasks: {', '.join(data.TASKS)}")
-  if not os.path.isdir(cfg.data_dir):
+  if not paths.as_path(cfg.data_dir).is_dir():
     raise FileNotFoundError(
-        f"data directory {os.path.abspath(cfg.data_dir)} does not exist; prepare it with "
+        f"data directory {paths.as_path(cfg.data_dir)} does not exist; prepare it with "
         f"`python -m synthesizer_jax.data.prepare --data_dir {cfg.data_dir}` (or `make train`)")
   info = data.task_info(cfg.task, cfg.data_dir)
   shape = shapes.get(info.shape)
@@ -161,10 +160,9 @@ def initial_state(run: Run, log=print) -> steps.TrainState:
 
 def _file_sha256(path: str | None) -> str | None:
   """Content hash of a vocabulary file (None when there is no such file)."""
-  if not path or not os.path.isfile(path):
+  if not path or not paths.as_path(path).is_file():
     return None
-  with open(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
+  return hashlib.sha256(paths.as_path(path).read_bytes()).hexdigest()
 
 
 def _plain(value):

@@ -7,12 +7,11 @@ the seqio / T5 convention the data layer trains with: 0 pad, 1 EOS, 2 UNK.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
 
-from synthesizer_jax import checks
+from synthesizer_jax import checks, paths
 from synthesizer_jax.decoding import generate
 from synthesizer_jax.transformer import EncoderDecoder
 
@@ -20,15 +19,17 @@ from synthesizer_jax.transformer import EncoderDecoder
 class SentencePieceVocab:
   """encode / decode with a SentencePiece model file, without seqio or TensorFlow."""
 
-  def __init__(self, path: str):
-    if not path or not os.path.exists(path):
+  def __init__(self, path: paths.PathLike):
+    if not path or not paths.as_path(path).exists():
       raise FileNotFoundError(
           f"vocabulary file {path!r} not found: it is built by "
           "`python -m synthesizer_jax.data.prepare --data_dir DIR` (the path is stored in the "
           "checkpoint's config as vocab_path; pass the data dir the run used)")
     import sentencepiece
 
-    self._sp = sentencepiece.SentencePieceProcessor(model_file=path)
+    # Read as bytes, so a vocabulary in a bucket loads like a local one.
+    self._sp = sentencepiece.SentencePieceProcessor(
+        model_proto=paths.as_path(path).read_bytes())
     self.path = path
     self.vocab_size = self._sp.get_piece_size()
     self.eos_id = 1

@@ -6,6 +6,7 @@ Every plot function writes a PNG and returns its path.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -15,7 +16,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from synthesizer_jax import checks
+from synthesizer_jax import checks, paths
 
 
 def _plt():
@@ -161,12 +162,13 @@ def plot_kinds(maps_by_kind: Mapping[str, np.ndarray], path: str, head: int = 0)
   return _save(fig, plt, path)
 
 
-def read_jsonl(path: str) -> list:
-  """Records of a JSONL metrics log (one JSON object per line; blank lines skipped)."""
-  if not os.path.exists(path):
+def read_jsonl(path: paths.PathLike) -> list:
+  """Records of a JSONL metrics log (one JSON object per line; blank lines skipped); local
+  or in a bucket (gs://)."""
+  log = paths.as_path(path)
+  if not log.exists():
     raise FileNotFoundError(f"no metrics log at {path}: train with a workdir first")
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
 
 
 def plot_curves(records: Iterable[Mapping], path: str, keys: Sequence[str] | None = None,
@@ -217,9 +219,13 @@ def plot_curves(records: Iterable[Mapping], path: str, keys: Sequence[str] | Non
   return _save(fig, plt, path)
 
 
-def _save(fig, plt, path: str) -> str:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+def _save(fig, plt, path: paths.PathLike) -> str:
+  """Writes the figure as a PNG at `path` (local or gs://), creating its folder."""
+  out = paths.as_path(path)
+  out.parent.mkdir(parents=True, exist_ok=True)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  png = io.BytesIO()
+  fig.savefig(png, format="png", dpi=100)
   plt.close(fig)
-  return path
+  out.write_bytes(png.getvalue())
+  return os.fspath(path)

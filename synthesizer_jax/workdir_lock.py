@@ -3,8 +3,16 @@
 A second train.py on a workdir in use refuses to start, naming the other process (two runs
 would write the same checkpoint steps and logs). A lock left by a process that has died on
 this host is taken over with a warning. A lock from another host cannot be checked from
-here: it is refused, and the message says how to remove it once that run is known to be
-gone. In a multi-process run, process 0 holds the lock for all of them.
+here: the holder rewrites its `beat` time every `lease_s / 4` seconds, so a lock whose beat
+is older than `lease_s` (a host that died without releasing it: a hard preemption, where the
+job restarts on another VM) is taken over with a warning; a fresh one is refused, and the
+message says how to remove it once that run is known to be gone. In a multi-process run,
+process 0 holds the lock for all of them.
+
+On a local disk the lock file is created with O_EXCL. On a bucket (gs://) it is an object
+created only if absent (a generation precondition, `ifGenerationMatch=0`), then read back:
+a store that offers no create-if-absent is refused rather than guessed at
+(docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -12,9 +20,14 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
+import uuid
+
+from synthesizer_jax import paths
 
 LOCK_FILE = "run.lock"
+LEASE_S = 600.0  # a lock not refreshed for this long is left by a dead run
 
 
 class WorkdirInUseError(RuntimeError):
@@ -34,38 +47,80 @@ def _alive(pid: int) -> bool:
 class WorkdirLock:
   """Context manager holding `<workdir>/run.lock` (only where `enabled`)."""
 
-  def __init__(self, workdir: str, *, enabled: bool = True, log=print):
-    self.path = os.path.join(workdir, LOCK_FILE)
-    self.enabled, self.log = enabled, log
+  def __init__(self, workdir: paths.PathLike, *, enabled: bool = True, log=print,
+               lease_s: float = LEASE_S):
+    self.path = paths.as_path(workdir) / LOCK_FILE
+    self.enabled, self.log, self.lease_s = enabled, log, lease_s
     self.held = False
+    self._token = uuid.uuid4().hex  # tells this holder's lock object from another's
+    self._since = time.time()
+    self._stop = threading.Event()
+    self._beater: threading.Thread | None = None
 
   def _mine(self) -> dict:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+    return {"pid": os.getpid(), "host": socket.gethostname(), "since": self._since,
+            "beat": time.time(), "token": self._token}
+
+  def _beat_loop(self) -> None:
+    while not self._stop.wait(self.lease_s / 4):
+      try:
+        if (self._read() or {}).get("token") == self._token:
+          self.path.write_text(json.dumps(self._mine()))
+      except Exception as e:  # noqa: BLE001 - a missed beat is retried at the next one
+        self.log(f"warning: could not refresh {self.path} ({type(e).__name__}: {e})")
 
   def _read(self) -> dict | None:
     try:
-      with open(self.path) as f:
-        return json.load(f)
+      return json.loads(self.path.read_text())
     except FileNotFoundError:
       return None
     except (OSError, ValueError):
       return {}  # half-written or unreadable: treated as stale below
 
+  def _create(self) -> bool:
+    """Writes the lock only if absent; False when it exists already."""
+    data = json.dumps(self._mine()).encode()
+    if not paths.is_remote(self.path):
+      try:
+        fd = os.open(os.fspath(self.path), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        return False
+      with os.fdopen(fd, "wb") as f:
+        f.write(data)
+      return True
+    import fsspec
+
+    fs, key = fsspec.core.url_to_fs(os.fspath(self.path))
+    try:
+      fs.pipe_file(key, data, mode="create")  # ifGenerationMatch=0 on GCS
+    except FileExistsError:
+      return False
+    except (TypeError, NotImplementedError) as e:
+      raise WorkdirInUseError(
+          f"{self.path}: this store ({type(fs).__name__}) offers no create-if-absent write, so "
+          "a second run on the same workdir could not be refused; use a gs:// or local "
+          "workdir (docs/reliability.md)") from e
+    except Exception as e:  # noqa: BLE001 - a precondition failure is the store saying 'exists'
+      if "412" in str(e) or "precondition" in str(e).lower():
+        return False
+      raise
+    mine = self._read()  # the store has the last word on who holds it
+    return bool(mine) and mine.get("token") == self._token
+
   def acquire(self) -> None:
     if not self.enabled:
       return
     for _ in range(3):  # a racing process may create or remove the file in between
-      try:
-        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-      except FileExistsError:
+      if self.path.exists() or not self._create():
         other = self._read()
         if other is None:
           continue
         self._refuse_or_take_over(other)
         continue
-      with os.fdopen(fd, "w") as f:
-        json.dump(self._mine(), f)
       self.held = True
+      self._beater = threading.Thread(target=self._beat_loop, daemon=True,
+                                      name="workdir-lock-beat")
+      self._beater.start()
       return
     raise WorkdirInUseError(f"could not take {self.path}: other processes keep racing for it")
 
@@ -76,26 +131,36 @@ class WorkdirLock:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if since else "unknown"
     if isinstance(pid, int) and host == here and _alive(pid):
       raise WorkdirInUseError(
-          f"{os.path.dirname(self.path)} is in use by another training process (pid {pid} on "
+          f"{self.path.parent} is in use by another training process (pid {pid} on "
           f"{host}, since {when}); two runs on one workdir would overwrite each other's "
           "checkpoints and logs. Wait for it, stop it, or use another --workdir.")
-    if host and host != here:
+    beat = other.get("beat", since)
+    quiet = time.time() - beat if isinstance(beat, (int, float)) else None
+    if host and host != here and (quiet is None or quiet < self.lease_s):
       raise WorkdirInUseError(
-          f"{os.path.dirname(self.path)} is held by pid {pid} on host {host} (since {when}), "
+          f"{self.path.parent} is held by pid {pid} on host {host} (since {when}), "
           f"which cannot be checked from {here}. If that run is gone, delete {self.path} and "
-          "start again; otherwise use another --workdir.")
-    self.log(f"warning: taking over {self.path}, left by pid {pid} (since {when}), which is no "
-             "longer running")
+          f"start again (or wait: a lock not refreshed for {self.lease_s:.0f} s is taken "
+          "over); otherwise use another --workdir.")
+    gone = ("which is no longer running" if host == here else
+            f"which has not refreshed it for {quiet:.0f} s (lease {self.lease_s:.0f} s)")
+    self.log(f"warning: taking over {self.path}, left by pid {pid} on {host} (since {when}), "
+             + gone)
     try:
-      os.remove(self.path)
+      self.path.unlink()
     except FileNotFoundError:
       pass
 
   def release(self) -> None:
+    self._stop.set()
+    if self._beater is not None:
+      self._beater.join()
+      self._beater = None
     if self.held:
       other = self._read()
-      if other and other.get("pid") == os.getpid():
-        os.remove(self.path)
+      if other and other.get("token", self._token) == self._token \
+          and other.get("pid") == os.getpid():
+        self.path.unlink()
       self.held = False
 
   def __enter__(self) -> WorkdirLock:

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import fake_data
 import pytest
@@ -20,10 +21,11 @@ from synthesizer_jax.config import RunConfig
 from synthesizer_jax.workdir_lock import LOCK_FILE, WorkdirInUseError, WorkdirLock
 
 
-def write_lock(work, pid, host=None):
+def write_lock(work, pid, host=None, age_s=0.0):
   os.makedirs(work, exist_ok=True)
   with open(os.path.join(work, LOCK_FILE), "w") as f:
-    json.dump({"pid": pid, "host": host or socket.gethostname(), "since": 0}, f)
+    json.dump({"pid": pid, "host": host or socket.gethostname(), "since": time.time() - age_s,
+               "beat": time.time() - age_s}, f)
 
 
 def test_a_workdir_in_use_is_refused_naming_the_process(tmp_path):
@@ -72,6 +74,33 @@ def test_a_lock_from_another_host_is_refused_with_how_to_clear_it(tmp_path):
   with pytest.raises(WorkdirInUseError, match=r"held by pid 1234 on host other-host-xyz.*delete "
                      r".*run.lock"):
     WorkdirLock(work).acquire()
+
+
+def test_a_lock_another_host_stopped_refreshing_is_taken_over(tmp_path):
+  """A host that died without releasing the lock (a hard preemption; the job restarts on
+  another VM) leaves a lock whose beat is older than the lease: taken over, with a warning."""
+  work = str(tmp_path / "run")
+  write_lock(work, 1234, host="other-host-xyz", age_s=120)
+  with pytest.raises(WorkdirInUseError, match="held by pid 1234"):
+    WorkdirLock(work, lease_s=600).acquire()
+  said = []
+  lock = WorkdirLock(work, lease_s=60, log=said.append)
+  lock.acquire()
+  assert "has not refreshed it for 12" in said[0] and "other-host-xyz" in said[0]
+  assert json.load(open(os.path.join(work, LOCK_FILE)))["pid"] == os.getpid()
+  lock.release()
+  assert not os.path.exists(os.path.join(work, LOCK_FILE))
+
+
+def test_the_holder_keeps_its_lock_fresh(tmp_path):
+  work = str(tmp_path / "run")
+  os.makedirs(work)
+  with WorkdirLock(work, lease_s=0.4):
+    first = json.load(open(os.path.join(work, LOCK_FILE)))["beat"]
+    time.sleep(0.5)
+    assert json.load(open(os.path.join(work, LOCK_FILE)))["beat"] > first
+    with pytest.raises(WorkdirInUseError):  # a live holder's lock is never stale
+      WorkdirLock(work, lease_s=0.4).acquire()
 
 
 def test_a_missing_step_lists_the_steps_there_are(tmp_path):
