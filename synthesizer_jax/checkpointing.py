@@ -79,7 +79,7 @@ class Checkpointer:
   """Saves and restores `TrainState`s of one workdir (async saves, keep the newest N)."""
 
   def __init__(self, workdir: paths.PathLike, *, keep: int = 3, async_save: bool = True,
-               read_only: bool = False, verify: bool = True):
+               read_only: bool = False, verify: bool = True, ocdbt: bool = True):
     self.verify, self.keep = verify, keep
     self._state_bytes = 0
     self._failed = False
@@ -88,8 +88,8 @@ class Checkpointer:
         max_to_keep=None if read_only else keep, enable_async_checkpointing=async_save,
         create=not read_only)
     self.directory = checkpoint_root(workdir)
-    handlers = {"state": ocp.StandardCheckpointHandler(), "config": ocp.JsonCheckpointHandler(),
-                "meta": ocp.JsonCheckpointHandler()}
+    handlers = {"state": ocp.StandardCheckpointHandler(use_ocdbt=ocdbt),
+                "config": ocp.JsonCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
     self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
   def latest_step(self) -> int | None:

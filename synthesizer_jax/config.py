@@ -228,6 +228,9 @@ class TrainConfig:
   # Check every restored array against the checksum saved with it (a flipped bit that still
   # decodes is refused like a truncated file); False skips the check for speed.
   verify_checkpoints: bool = knob(True, boolean())
+  # Orbax's OCDBT layout (a step's arrays in a few large files, its default); False writes
+  # one zarr array per leaf, for stores whose API omits generation headers (docs/scaling.md).
+  checkpoint_ocdbt: bool = knob(True, boolean())
 
   def __post_init__(self):
     check_fields(self)

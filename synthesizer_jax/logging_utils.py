@@ -4,7 +4,8 @@ Only process 0 writes files and draws the bar; other processes get no-op writers
 so a multi-host run leaves one copy of each log. The workdir may be a bucket (gs://): an
 object cannot be appended to, so there the JSONL file is rewritten whole, at most every
 `FLUSH_S` seconds and at close (a run killed without warning loses at most those seconds of
-log lines; its checkpoints are unaffected).
+log lines; its checkpoints are unaffected). TensorBoard events are written to a local staging
+folder and copied into `<workdir>/tb/` at the same times, through the same path type.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import io
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 
 import numpy as np
@@ -34,7 +37,7 @@ class MetricWriter:
     self.enabled = enabled
     workdir = paths.as_path(workdir)
     self.path = workdir / METRICS_FILE
-    self._tb = None
+    self._tb = self._staging = None
     self._remote = paths.is_remote(workdir)
     self._text = ""  # object stores: the whole file, rewritten at each flush
     self._dirty, self._flushed = False, time.monotonic()
@@ -48,7 +51,9 @@ class MetricWriter:
         logging.warning("tensorboardX is not installed: no TensorBoard events; metrics go to "
                         "%s only (pip install tensorboardX to get both)", self.path)
       else:
-        self._tb = SummaryWriter(os.fspath(workdir / "tb"))
+        self._tb_dir = workdir / "tb"
+        self._staging = tempfile.mkdtemp(prefix="sj_tb_") if self._remote else None
+        self._tb = SummaryWriter(self._staging or os.fspath(self._tb_dir))
 
   def write(self, step: int, scalars: dict[str, float], prefix: str = "train"):
     """One JSON line {"step", "split", name: value...} and one TensorBoard scalar per name."""
@@ -73,7 +78,16 @@ class MetricWriter:
     """Object stores: writes the lines logged so far (local files are appended at once)."""
     if self.enabled and self._dirty:
       self.path.write_text(self._text)
+      if self._tb is not None:
+        self._tb.flush()
+        self._copy_events()
       self._dirty, self._flushed = False, time.monotonic()
+
+  def _copy_events(self):
+    """Object stores: the staged TensorBoard event files into `<workdir>/tb/`."""
+    self._tb_dir.mkdir(parents=True, exist_ok=True)
+    for name in os.listdir(self._staging):
+      (self._tb_dir / name).write_bytes((paths.as_path(self._staging) / name).read_bytes())
 
   def write_text(self, step: int, tag: str, text: str):
     if self._tb is not None:
@@ -83,6 +97,9 @@ class MetricWriter:
     self.flush()
     if self._tb is not None:
       self._tb.close()
+      if self._staging:
+        self._copy_events()
+        shutil.rmtree(self._staging, ignore_errors=True)
 
 
 class Progress:

@@ -169,7 +169,8 @@ def _train_and_evaluate(run: Run, workdir: paths.Path, log, stop_after: int | No
   lead = jax.process_index() == 0
   ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_checkpoints,
                                     async_save=cfg.async_checkpoints,
-                                    verify=cfg.verify_checkpoints)
+                                    verify=cfg.verify_checkpoints,
+                                    ocdbt=cfg.checkpoint_ocdbt)
   try:
     state, start = _restore_or_init(run, ckpt, log)
   except BaseException:

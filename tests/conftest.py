@@ -1,5 +1,7 @@
-"""Test set-up: 8 virtual CPU devices and strict numerics, before JAX is imported."""
+"""Test set-up: 8 virtual CPU devices and strict numerics, before JAX is imported; the GCS
+emulator fixture (`gcs`)."""
 
+import gc
 import os
 
 os.environ["XLA_FLAGS"] = (
@@ -17,3 +19,29 @@ jax.config.update("jax_default_matmul_precision", "highest")
 def maybe_jit(request):
   """Runs a test both un-jitted and under jax.jit: `maybe_jit(fn)` returns fn or jax.jit(fn)."""
   return jax.jit if request.param else (lambda fn, **_: fn)
+
+
+@pytest.fixture(scope="session")
+def _gcs_server(tmp_path_factory):
+  from gcs_emulator import Emulator
+
+  server = Emulator(str(tmp_path_factory.mktemp("gcs")))
+  server.start()
+  saved = {k: os.environ.get(k) for k in server.env}
+  os.environ.update(server.env)
+  yield server
+  server.stop()
+  for key, value in saved.items():
+    if value is None:
+      os.environ.pop(key, None)
+    else:
+      os.environ[key] = value
+
+
+@pytest.fixture
+def gcs(_gcs_server):
+  """The GCS emulator (gcs_emulator.Emulator), running, with the libraries' switches set."""
+  _gcs_server.start()  # a test that stopped it and failed is not left an outage
+  yield _gcs_server
+  _gcs_server.start()
+  gc.collect()  # tensorboardX's GCS writers upload once more when collected: while it is up

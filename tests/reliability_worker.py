@@ -48,7 +48,9 @@ class WaitForSignal:
 
 
 def train(workdir, steps, wait_at):
-  cfg = train_cfg(os.path.dirname(workdir), num_train_steps=int(steps), async_checkpoints=True)
+  # The GCS emulator sends no generation headers, which OCDBT's manifest needs (gcs_emulator.py).
+  cfg = train_cfg(os.path.dirname(workdir), num_train_steps=int(steps), async_checkpoints=True,
+                  checkpoint_ocdbt=not workdir.startswith("gs://"))
   result = loop.train_and_evaluate(RunConfig.build(MODEL, cfg, ONE), workdir,
                                    data=WaitForSignal(int(wait_at)), progress=False)
   return result.get("exit_code", 0)
