@@ -66,7 +66,12 @@ class MetricWriter:
       self._text += line
       self._dirty = True
       if prefix != "train" or time.monotonic() - self._flushed > FLUSH_S:
-        self.flush()
+        try:
+          self.flush()
+        except Exception as e:  # noqa: BLE001 - the store's outage is the checkpoints' to report
+          logging.warning("could not write %s (%s: %s); the lines are kept and written at the "
+                          "next flush", self.path, type(e).__name__, str(e)[:200])
+          self._flushed = time.monotonic()
     else:
       with self.path.open("a") as f:
         f.write(line)

@@ -7,6 +7,7 @@ every checkpoint and the check that a workdir's checkpoints fit this run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -66,11 +67,16 @@ class Run:
   def feature_lengths(self) -> dict[str, int]:
     return self.shape.feature_lengths(self.cfg)
 
+  @functools.cached_property
+  def vocab_sha256(self) -> str | None:
+    """The vocabulary file's content hash, read once (it may be in a bucket)."""
+    return _file_sha256(self.info.vocab_path)
+
   def run_config(self) -> dict[str, Any]:
     """The JSON saved beside every checkpoint."""
     return {"task": self.cfg.task, "shape": self.shape.name, "metric": self.info.metric,
             "num_classes": self.info.num_classes, "vocab_path": self.info.vocab_path,
-            "vocab_sha256": _file_sha256(self.info.vocab_path),
+            "vocab_sha256": self.vocab_sha256,
             "model": self.model_cfg.to_dict(), "train": self.cfg.to_dict(),
             "mesh": dataclasses.asdict(self.config.mesh)}
 

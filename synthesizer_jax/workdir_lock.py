@@ -28,6 +28,7 @@ from synthesizer_jax import paths
 
 LOCK_FILE = "run.lock"
 LEASE_S = 600.0  # a lock not refreshed for this long is left by a dead run
+_HELD: set[str] = set()  # tokens of the locks this process holds now
 
 
 class WorkdirInUseError(RuntimeError):
@@ -118,6 +119,7 @@ class WorkdirLock:
         self._refuse_or_take_over(other)
         continue
       self.held = True
+      _HELD.add(self._token)
       self._beater = threading.Thread(target=self._beat_loop, daemon=True,
                                       name="workdir-lock-beat")
       self._beater.start()
@@ -129,7 +131,10 @@ class WorkdirLock:
     here = socket.gethostname()
     since = other.get("since")
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if since else "unknown"
-    if isinstance(pid, int) and host == here and _alive(pid):
+    # This process's own pid with a token it no longer holds: an earlier run here (a notebook,
+    # a test) that could not remove its lock (the store was down as it stopped).
+    ours_left = pid == os.getpid() and other.get("token") not in _HELD
+    if isinstance(pid, int) and host == here and _alive(pid) and not ours_left:
       raise WorkdirInUseError(
           f"{self.path.parent} is in use by another training process (pid {pid} on "
           f"{host}, since {when}); two runs on one workdir would overwrite each other's "
@@ -142,7 +147,8 @@ class WorkdirLock:
           f"which cannot be checked from {here}. If that run is gone, delete {self.path} and "
           f"start again (or wait: a lock not refreshed for {self.lease_s:.0f} s is taken "
           "over); otherwise use another --workdir.")
-    gone = ("which is no longer running" if host == here else
+    gone = ("which is no longer running" if host == here and not ours_left else
+            "an earlier run of this process that could not remove it" if ours_left else
             f"which has not refreshed it for {quiet:.0f} s (lease {self.lease_s:.0f} s)")
     self.log(f"warning: taking over {self.path}, left by pid {pid} on {host} (since {when}), "
              + gone)
@@ -156,6 +162,7 @@ class WorkdirLock:
     if self._beater is not None:
       self._beater.join()
       self._beater = None
+    _HELD.discard(self._token)
     if self.held:
       other = self._read()
       if other and other.get("token", self._token) == self._token \
