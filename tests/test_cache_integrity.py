@@ -215,3 +215,13 @@ def test_a_hand_edited_manifest_is_named_with_the_rebuild_command(copy, name, sp
   path = _edit_manifest(name, split, copy, edit)
   with pytest.raises(data.DataError, match=f"(?s)Cache manifest {path} .*{message}.*--rebuild"):
     _read(name, split, copy)
+
+
+def test_the_benchmark_measures_what_the_checks_cost(built):
+  from benchmarks import data_pipeline as bench
+
+  row = bench.verify_cost("offline_lm", built, batch_size=2, batches=3, rounds=2)
+  assert all(len(v) == 2 and min(v) > 0 for v in row["rounds"].values())
+  assert row["ratio"] > 0 and row["open_split_s"] > 0 and row["stale_check_s"] > 0
+  text = bench.verify_table([row])
+  assert text.count("\n") == 2 and text.splitlines()[2].startswith("| offline_lm | ")
