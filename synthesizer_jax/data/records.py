@@ -132,18 +132,19 @@ def _manifest_problems(m: dict, name: str, split: str, need: Mapping[str, int] |
   if (m.get("task"), m.get("split")) != (name, split):
     out.append(f"it is the manifest of {m.get('task')!r} split {m.get('split')!r}")
   feats, n, shards = m.get("features"), m.get("num_examples"), m.get("shards")
-  ranks = {k: f.get("rank") for k, f in feats.items() if isinstance(f, dict)} if isinstance(
-      feats, dict) else {}
+  feats = feats if isinstance(feats, dict) else {}
+  ranks = {k: f.get("rank") for k, f in feats.items() if isinstance(f, dict)}
   if not ranks or len(ranks) != len(feats) or not set(ranks.values()) <= {0, 1}:
-    out.append(f"features {feats!r} are not {{name: {{'rank': 0 or 1}}}}")
-  elif need is not None and ranks != dict(need):
+    out.append(f"features {m.get('features')!r} are not {{name: {{'rank': 0 or 1}}}}")
+  elif need is not None and any(ranks.get(k) != r for k, r in need.items()):
     out.append(f"lists features {ranks} (name: rank); task {name!r} needs {dict(need)}")
   if not isinstance(n, int) or n < 1:
     out.append(f"num_examples={n!r}: a cached split holds at least one example (the cache "
                "command refuses an empty split)")
   keys = {"file", "num_records", "bytes"}
   if not isinstance(shards, list) or not shards or not all(
-      isinstance(s, dict) and keys <= set(s) for s in shards):
+      isinstance(s, dict) and keys <= set(s) and isinstance(s["num_records"], int)
+      for s in shards):
     out.append(f"shards {shards!r} are not a non-empty list of {sorted(keys)}")
   elif isinstance(n, int) and sum(s["num_records"] for s in shards) != n:
     out.append(f"its shards hold {sum(s['num_records'] for s in shards)} records, num_examples "
