@@ -13,6 +13,13 @@ task and pipeline:
   `--seqio_max_start` (its time grows linearly; the table says so instead of waiting).
 Each (task, pipeline) runs in its own process, so TensorFlow's threads stay out of Grain's
 numbers. Writes JSON to `--out`.json and prints a markdown table.
+
+`--verify_cost` measures instead what the Grain reader's checks cost (issue 32), in one
+process per task: examples/s of the same training read with each record's header checked
+against lengths.npy and without (`get_cached_dataset(verify=False)`), in alternating
+rounds (median of `--rounds`), and the time `records.open_split` takes to open the split
+with every open-time check (manifest, stale cache, lengths.npy's sha256), of which the
+stale-cache check (hashing the vocabulary and the corpus file) alone.
 """
 
 from __future__ import annotations
@@ -60,11 +67,59 @@ def worker(task: str, pipeline: str, data_dir: str, batch_size: int, batches: in
   return out
 
 
+def _examples(batch: dict) -> int:
+  """Examples (packed segments, or rows) in a batch."""
+  seg = batch.get("decoder_segment_ids", batch.get("encoder_segment_ids"))
+  if seg is not None:
+    return int(seg.max(axis=1).sum())
+  return len(next(iter(batch.values())))
+
+
+def verify_cost(task: str, data_dir: str, batch_size: int, batches: int, rounds: int) -> dict:
+  """examples/s with and without the per-record check, and the open-time checks' seconds."""
+  from synthesizer_jax import data
+  from synthesizer_jax.data import records
+
+  kw = {"feature_lengths": LENGTHS[task], "batch_size": batch_size, "pack": True,
+        "shuffle": True, "seed": 0, "data_dir": data_dir, "repeat": True}
+  rates = {"checked": [], "unchecked": []}
+  for i in range(rounds):
+    for mode in sorted(rates, reverse=i % 2 == 1):  # alternate which goes first
+      it = data.get_cached_dataset(task, "train", verify=mode == "checked", **kw)
+      next(it)
+      t, n = time.perf_counter(), 0
+      for _ in range(batches):
+        n += _examples(next(it))
+      rates[mode].append(n / (time.perf_counter() - t))
+      it.close()
+  t = time.perf_counter()
+  manifest, _, _ = records.open_split(task, "train", data_dir)
+  opened = time.perf_counter() - t
+  t = time.perf_counter()
+  records.check_fresh(manifest, task, "train", data_dir)
+  fresh = time.perf_counter() - t
+  med = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
+  return {"task": task, "examples_per_s": med, "rounds": rates,
+          "ratio": med["checked"] / med["unchecked"], "open_split_s": opened,
+          "stale_check_s": fresh, "num_examples": manifest["num_examples"]}
+
+
+def verify_table(rows: list[dict]) -> str:
+  lines = ["| task | examples/s, checked | unchecked | ratio | open_split (s) | of it, stale "
+           "check (s) |", "|" + " --- |" * 6]
+  for r in rows:
+    e = r["examples_per_s"]
+    lines.append(f"| {r['task']} | {e['checked']:,.0f} | {e['unchecked']:,.0f} | "
+                 f"{r['ratio']:.3f} | {r['open_split_s']:.3f} | {r['stale_check_s']:.3f} |")
+  return "\n".join(lines)
+
+
 def _run(args, task: str, pipeline: str) -> dict:
   starts = [s for s in args.starts if pipeline == "grain" or s <= args.seqio_max_start]
   cmd = [sys.executable, "-m", "benchmarks.data_pipeline", "--worker", task, pipeline,
          "--data_dir", args.data_dir, "--batch_size", str(args.batch_size),
-         "--batches", str(args.batches), "--starts", ",".join(map(str, starts))]
+         "--batches", str(args.batches), "--starts", ",".join(map(str, starts)),
+         "--rounds", str(args.rounds)] + (["--verify_cost"] if args.verify_cost else [])
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
   if res.returncode:
@@ -93,20 +148,28 @@ def main(argv=None) -> int:
   p.add_argument("--starts", default="10,1000,100000")
   p.add_argument("--seqio_max_start", type=int, default=1000)
   p.add_argument("--out", default=None, help="write OUT.json")
+  p.add_argument("--verify_cost", action="store_true",
+                 help="measure the Grain reader's checks instead (see the docstring)")
+  p.add_argument("--rounds", type=int, default=5, help="--verify_cost: alternating rounds")
   p.add_argument("--worker", nargs=2, metavar=("TASK", "PIPELINE"), help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   args.starts = [int(s) for s in args.starts.split(",") if s]
+  if args.worker and args.verify_cost:
+    print(json.dumps(verify_cost(args.worker[0], args.data_dir, args.batch_size, args.batches,
+                                 args.rounds)))
+    return 0
   if args.worker:
     print(json.dumps(worker(*args.worker, args.data_dir, args.batch_size, args.batches,
                             args.starts)))
     return 0
-  rows = [_run(args, task, pipe) for task in args.tasks.split(",") for pipe in PIPELINES]
+  pipes = ("grain",) if args.verify_cost else PIPELINES
+  rows = [_run(args, task, pipe) for task in args.tasks.split(",") for pipe in pipes]
   import jax
 
   meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
           "cpus": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
           "batch_size": args.batch_size, "batches": args.batches, "lengths": LENGTHS}
-  print(table(rows, args.starts))
+  print(verify_table(rows) if args.verify_cost else table(rows, args.starts))
   if args.out:
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out + ".json", "w") as f:

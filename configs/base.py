@@ -82,6 +82,7 @@ def get_config():
   c.async_checkpoints = True
   c.init_from = ""
   c.init_params = ()
+  c.init_partial = False  # True: load what init_params finds, log what stays at init
   c.sample_prompt = "The "
 
   c.model = ml_collections.ConfigDict()

@@ -213,9 +213,12 @@ class TrainConfig:
   keep_checkpoints: int = knob(3, integer(ge=1))
   async_checkpoints: bool = knob(True, boolean())
   # Workdir or checkpoint step dir to take parameters from (fine-tuning), and the path
-  # prefixes to take ("encoder", "embed"); () = every shared parameter.
+  # prefixes to take ("encoder", "embed"); () = every top-level name both models have.
   init_from: str = knob("", text())
   init_params: tuple[str, ...] = knob((), names())
+  # Load what init_params finds and leave the rest of a requested prefix at init (logged);
+  # False refuses a prefix the source fills only in part (finetune.py).
+  init_partial: bool = knob(False, boolean())
   sample_prompt: str = knob("The ", text())
   # A NaN/Inf loss or gradient never reaches the parameters: "stop" raises NonFiniteError
   # naming the step (the last good checkpoint is kept), "skip" drops that update and goes on,

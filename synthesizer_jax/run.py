@@ -149,18 +149,15 @@ def setup(config: RunConfig, data=None) -> Run:
 
 
 def initial_state(run: Run, log=print) -> steps.TrainState:
-  """Fresh state, optionally with parameters taken from another run (`cfg.init_from`)."""
+  """Fresh state, optionally with arrays taken from another run (`cfg.init_from`,
+  `finetune.load_source`)."""
   state, _ = steps.create_train_state(run.model, run.shape, run.tx, run.feature_lengths,
                                       run.mesh, run.rules, seed=run.cfg.seed)
   if run.cfg.init_from:
-    source, _, step = checkpointing.restore_source(run.cfg.init_from)
-    params, loaded = finetune.merge_params(
-        state.params, source["params"], run.cfg.init_params,
-        source_name=f"{run.cfg.init_from} (step {step})")
+    params, constants = finetune.load_source(state, run.cfg, run.run_config(), log)
     # Fresh optimizer state for the new parameters (fine-tuning starts its own schedule).
     opt_state = jax.jit(run.tx.init, out_shardings=run.shardings.opt_state)(params)
-    state = state.replace(params=params, opt_state=opt_state)
-    log(f"initialised {len(loaded)} parameter arrays from {run.cfg.init_from} (step {step})")
+    state = state.replace(params=params, constants=constants, opt_state=opt_state)
   return state
 
 
@@ -184,15 +181,9 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
   """
   diffs = [f"{key}: {saved.get(key)!r} in the checkpoint, {current.get(key)!r} now"
            for key in ("task", "shape", "num_classes") if saved.get(key) != current.get(key)]
-  old_vocab, new_vocab = saved.get("vocab_sha256"), current.get("vocab_sha256")
-  if old_vocab and new_vocab:
-    if old_vocab != new_vocab:
-      diffs.append(f"vocabulary: {saved.get('vocab_path')} had sha256 {old_vocab[:12]}... when "
-                   f"saved, {current.get('vocab_path')} has {new_vocab[:12]}... now (token ids "
-                   "would mean other pieces)")
-  elif saved.get("vocab_path") != current.get("vocab_path"):
-    diffs.append(f"vocab_path: {saved.get('vocab_path')!r} in the checkpoint, "
-                 f"{current.get('vocab_path')!r} now")
+  vocab = finetune.vocabulary_difference(saved, current)
+  if vocab:
+    diffs.append(f"vocabulary: {vocab} (token ids would mean other pieces)")
   old_model = {**LEGACY_VALUES, **saved.get("model", {})}
   new_model = current.get("model", {})
   for key in sorted((set(old_model) | set(new_model)) - set(HOW_FIELDS)):

@@ -75,6 +75,7 @@ def test_every_config_field_declares_its_domain():
     ("train", dict(data_pipeline="tfdata"), ValueError,
      r"TrainConfig.data_pipeline='tfdata': must be one of \('auto', 'seqio', 'grain'\)"),
     ("train", dict(init_params="encoder"), TypeError, r"write \('encoder',\) for one name"),
+    ("train", dict(init_partial="yes"), TypeError, r"init_partial='yes': must be True or False"),
     ("train", dict(num_beams=2.0), TypeError, r"num_beams=2.0: must be a positive integer"),
     ("model", dict(tie_embeddings=1), TypeError, r"tie_embeddings=1: must be True or False"),
     ("model", dict(dropout_rate=float("nan")), ValueError, r"dropout_rate=nan"),

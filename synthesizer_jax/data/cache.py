@@ -7,8 +7,9 @@ preprocessors once (tokenize, task preprocessors, EOS; no truncation, no packing
 and packing are chosen at train time) and writes every split in the format of `records.py`.
 An up-to-date cache is kept as is; one built from another vocabulary or another corpus
 (the prepared split file's sha256, or the TFDS name and version) is refused until
-`--rebuild` is given. Needs TensorFlow and seqio (`pip install '.[data]'`); reading the
-cache (`grain_pipeline.py`) needs neither.
+`--rebuild` is given, and the reader refuses it by the same rule (`records.stale_reasons`).
+Needs TensorFlow and seqio (`pip install '.[data]'`); reading the cache
+(`grain_pipeline.py`) needs neither.
 """
 
 from __future__ import annotations
@@ -26,37 +27,6 @@ from synthesizer_jax.data import records, registry, tasks
 from synthesizer_jax.data.registry import DataError, spec
 
 RECORDS_PER_SHARD = 50_000
-
-
-def fingerprint(name: str, split: str, data_dir: str) -> dict:
-  """What the cached examples of a split depend on: the vocabulary and the source corpus."""
-  vpath = registry.vocab_path(name, data_dir)
-  vocab = {"path": os.path.relpath(vpath, data_dir), "sha256": records.file_sha256(vpath)}
-  s = spec(name)
-  if s.source == "tfds":
-    corpus = {"tfds_name": s.tfds_name, "tfds_split": dict(s.split_map)[split]}
-  else:
-    meta = tasks.read_meta(name, data_dir)
-    path = tasks.split_file(name, split, data_dir)
-    # prepare's meta.json names the source packages but not their versions; the split
-    # file's hash pins the text that went in.
-    corpus = {"source": meta.get("source"), "build_version": meta.get("version"),
-              "file": os.path.relpath(path, data_dir), "sha256": records.file_sha256(path)}
-  return {"vocabulary": vocab, "corpus": corpus}
-
-
-def stale_reasons(manifest: dict, current: dict) -> list[str]:
-  """How a cached split differs from what it would be built from now ([] = up to date)."""
-  out = []
-  if manifest.get("format") != records.FORMAT:
-    out.append(f"record format {manifest.get('format')!r}, this version writes {records.FORMAT}")
-  if manifest.get("vocabulary", {}).get("sha256") != current["vocabulary"]["sha256"]:
-    out.append(f"vocabulary {current['vocabulary']['path']} changed (sha256 "
-               f"{manifest.get('vocabulary', {}).get('sha256', '?')[:12]}... cached, "
-               f"{current['vocabulary']['sha256'][:12]}... now)")
-  if manifest.get("corpus") != current["corpus"]:
-    out.append(f"corpus changed: {manifest.get('corpus')} cached, {current['corpus']} now")
-  return out
 
 
 def _write_split(name: str, split: str, data_dir: str, task, out_dir: str,
@@ -100,13 +70,14 @@ def _write_split(name: str, split: str, data_dir: str, task, out_dir: str,
     raise DataError(f"Split {split!r} of task {name!r} is empty; nothing to cache.")
   lengths = np.asarray(lengths, np.int32)
   np.save(os.path.join(out_dir, records.LENGTHS), lengths)
+  lengths_sha = records.file_sha256(os.path.join(out_dir, records.LENGTHS))
   for j, shard in enumerate(shards):
     shard["num_records"] = int(min(records_per_shard, len(lengths) - j * records_per_shard))
     shard["bytes"] = os.path.getsize(os.path.join(out_dir, shard["file"]))
   return {"num_examples": len(lengths),
           "num_tokens": {n: t for n, t in tokens.items() if specs[n].shape.rank},
           "features": {n: {"dtype": "int32", "rank": specs[n].shape.rank} for n in names},
-          "shards": shards}
+          "shards": shards, records.LENGTHS_SHA256: lengths_sha}
 
 
 def cache_split(name: str, split: str, data_dir: str | None = None, *, rebuild: bool = False,
@@ -127,18 +98,18 @@ def cache_split(name: str, split: str, data_dir: str | None = None, *, rebuild: 
   task = tasks.seqio_task(name, data_dir)
   if split not in task.splits:
     raise DataError(f"Task {name!r} has no split {split!r}; it has {list(task.splits)}.")
-  current = fingerprint(name, split, data_dir)
+  corpus = None if spec(name).source == "tfds" else tasks.split_file(name, split, data_dir)
+  current = records.fingerprint(name, split, data_dir, corpus)
   path = records.manifest_path(name, split, data_dir)
   if os.path.isfile(path) and not rebuild:
     with open(path) as f:
       manifest = json.load(f)
-    reasons = stale_reasons(manifest, current)
+    reasons = records.stale_reasons(manifest, current)
     if not reasons:
       log(f"{name}/{split}: cache up to date ({manifest['num_examples']:,} examples)")
       return manifest
     if not refresh:
-      raise DataError(f"The cache {os.path.dirname(path)} is stale: " + "; ".join(reasons)
-                      + ". Rebuild it with:\n  " + records.rebuild_cmd(name, data_dir))
+      raise records.stale_error(name, split, data_dir, reasons)
     log(f"{name}/{split}: rebuilding the stale cache ({'; '.join(reasons)})")
   final = records.split_dir(name, split, data_dir)
   partial = final + ".partial"

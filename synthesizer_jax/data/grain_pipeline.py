@@ -42,13 +42,17 @@ class CachedSplit:
 
   def __init__(self, name: str, split: str, data_dir: str, *, feature_lengths: Mapping[str, int],
                batch_size: int, pack: bool, shuffle: bool, seed: int, shard_index: int,
-               num_shards: int, repeat: bool):
+               num_shards: int, repeat: bool, verify: bool = True):
     import grain
 
-    self.manifest, paths, lengths = records.open_split(name, split, data_dir)
+    self.shape = shapes.get(spec(name).shape)
+    need = dict.fromkeys(self.shape.task_features, 1)
+    if "targets" in self.shape.batch_features:  # a classifier's label (features.convert)
+      need["label"] = 0
+    self.manifest, paths, lengths = records.open_split(name, split, data_dir, need)
     self.names = list(self.manifest["features"])
     self.ranks = [self.manifest["features"][n]["rank"] for n in self.names]
-    self.shape = shapes.get(spec(name).shape)
+    self.table = lengths if verify else None  # each record's header is checked against it
     self.lengths = dict(feature_lengths)
     self.batch_size, self.shuffle, self.seed, self.repeat = batch_size, shuffle, seed, repeat
     self.packed = pack
@@ -95,12 +99,19 @@ class CachedSplit:
       return {}
     try:
       raw = self.source.__getitems__(record_ids)
-      return {r: records.decode(b, self.names, self.ranks)
-              for r, b in zip(record_ids, raw, strict=True)}
     except (OSError, RuntimeError, ValueError) as e:
       raise DataError(f"Reading records {record_ids[:5]}... of the cache of {self.where} from "
                       f"{self.source.paths} failed ({e}). Rebuild the cache with:\n  "
                       f"{self.rebuild}") from None
+    out = {}
+    for r, b in zip(record_ids, raw, strict=True):
+      try:
+        out[r] = records.decode(b, self.names, self.ranks,
+                                None if self.table is None else self.table[r])
+      except ValueError as e:
+        raise DataError(f"Record {r} of the cache of {self.where} ({self.source.paths}) is "
+                        f"damaged: {e}. Rebuild the cache with:\n  {self.rebuild}") from None
+    return out
 
   def batch(self, index: int) -> dict[str, np.ndarray]:
     """Batch `index` of the stream, as `pipeline.get_dataset` would give it."""
@@ -141,7 +152,7 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
                 pack: bool = True, shuffle: bool = True, seed: int = 0,
                 data_dir: str | None = None, shard_index: int = 0, num_shards: int = 1,
                 start_batch: int = 0, repeat: bool = True, shuffle_buffer_size: int | None = None,
-                num_threads: int = 4, num_workers: int = 0) -> GrainBatches:
+                num_threads: int = 4, num_workers: int = 0, verify: bool = True) -> GrainBatches:
   """Batches of task `name` read from its cache (`python -m synthesizer_jax.data.cache`).
 
   Args are those of `pipeline.get_dataset` (see the module docstring for how shuffling,
@@ -149,6 +160,8 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
     shuffle_buffer_size: ignored (the shuffle here is global).
     num_threads: threads that read and convert batches ahead of the consumer.
     num_workers: worker processes instead (0: threads only).
+    verify: check each record's header against lengths.npy as it is decoded (False only to
+      measure what the check costs: `benchmarks/data_pipeline.py`).
 
   Returns:
     An iterator of {feature: int32 array}: the features of `pipeline.get_dataset`.
@@ -167,7 +180,8 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
                                    batch_size, shard_index, num_shards, start_batch, shape.name)
   split_data = CachedSplit(name, split, data_dir, feature_lengths=lengths, batch_size=batch_size,
                            pack=pack and shape.packable, shuffle=shuffle, seed=seed,
-                           shard_index=shard_index, num_shards=num_shards, repeat=repeat)
+                           shard_index=shard_index, num_shards=num_shards, repeat=repeat,
+                           verify=verify)
   ds = grain.MapDataset.range(start_batch, max(start_batch, len(split_data))).map(split_data.batch)
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=8))
   if num_workers:

@@ -14,11 +14,17 @@ truncated, not packed): for the F features in manifest order, an int32 little-en
 header of the F lengths, then each feature's int32 tokens. A rank-0 feature (a class
 label) is stored as one value. `lengths.npy` holds the same lengths, so the reader can
 plan pieces and packed rows without reading a record.
+
+The reader trusts nothing it has not checked: the manifest's structure, the cache's
+freshness (`check_fresh`, the cache command's own rule), `lengths.npy` against the sha256
+in the manifest (older caches: its totals against the manifest's token counts), and each
+record's header against its row of `lengths.npy` as it decodes it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -31,6 +37,7 @@ from synthesizer_jax.data.registry import DataError
 FORMAT = 1
 MANIFEST = "manifest.json"
 LENGTHS = "lengths.npy"
+LENGTHS_SHA256 = "lengths_sha256"  # manifest key: the sha256 of lengths.npy
 CACHE_CMD = "python -m synthesizer_jax.data.cache --task {task} --data_dir {data_dir}"
 _INT = np.dtype("<i4")
 
@@ -69,10 +76,16 @@ def encode(example: Mapping[str, np.ndarray], names: Sequence[str]) -> bytes:
   return header.tobytes() + b"".join(a.tobytes() for a in arrays)
 
 
-def decode(record: bytes, names: Sequence[str], ranks: Sequence[int]) -> dict[str, np.ndarray]:
-  """A record back to {feature: int32 array} (rank-0 features as NumPy scalars)."""
+def decode(record: bytes, names: Sequence[str], ranks: Sequence[int],
+           lengths: np.ndarray | None = None) -> dict[str, np.ndarray]:
+  """A record back to {feature: int32 array} (rank-0 features as NumPy scalars); ValueError
+  when its header differs from `lengths` (its row of lengths.npy), when given."""
   buf = np.frombuffer(record, _INT)
   n = len(names)
+  # Bytes, not np.array_equal: a tenth of the time, on the reader's hot path.
+  if lengths is not None and record[:4 * n] != np.asarray(lengths, _INT).tobytes():
+    raise ValueError(f"its header says lengths {buf[:n].tolist()}, {LENGTHS} says "
+                     f"{np.asarray(lengths).tolist()}")
   ends = n + np.cumsum(buf[:n])
   if len(buf) != (ends[-1] if n else 0):
     raise ValueError(f"record of {len(buf)} ints does not match its header {buf[:n].tolist()}")
@@ -84,8 +97,11 @@ def decode(record: bytes, names: Sequence[str], ranks: Sequence[int]) -> dict[st
   return out
 
 
-def read_manifest(name: str, split: str, data_dir: str) -> dict:
-  """The manifest of a cached split; DataError with the cache command if there is none."""
+def read_manifest(name: str, split: str, data_dir: str,
+                  features: Mapping[str, int] | None = None) -> dict:
+  """The manifest of a cached split, checked; DataError with the cache command if there is
+  none, and with the rebuild command if it is unreadable, of another format or damaged
+  (`features`: {name: rank} the reader needs, e.g. {"inputs": 1, "label": 0})."""
   path = manifest_path(name, split, data_dir)
   if not os.path.isfile(path):
     where = split_dir(name, "", data_dir)
@@ -99,44 +115,151 @@ def read_manifest(name: str, split: str, data_dir: str) -> dict:
   except (OSError, ValueError) as e:
     raise DataError(f"Cache manifest {path} is unreadable ({e}). Rebuild it with:\n  "
                     + rebuild_cmd(name, data_dir)) from None
-  if manifest.get("format") != FORMAT:
-    raise DataError(f"Cache {path} has format {manifest.get('format')!r}; this version reads "
-                    f"format {FORMAT}. Rebuild it with:\n  " + rebuild_cmd(name, data_dir))
+  fmt = manifest.get("format") if isinstance(manifest, dict) else None
+  if fmt != FORMAT:
+    raise DataError(f"Cache {path} has format {fmt!r}; this version reads format {FORMAT}. "
+                    "Rebuild it with:\n  " + rebuild_cmd(name, data_dir))
+  problems = _manifest_problems(manifest, name, split, features)
+  if problems:
+    raise DataError(f"Cache manifest {path} is damaged or hand-edited: " + "; ".join(problems)
+                    + ". Rebuild the cache with:\n  " + rebuild_cmd(name, data_dir))
   return manifest
 
 
-def check_vocabulary(manifest: Mapping, name: str, data_dir: str) -> None:
-  """Refuses a cache whose token ids came from another vocabulary than the task's now."""
-  path = registry.vocab_path(name, data_dir)
-  if not os.path.isfile(path):
-    return  # nothing to compare; training itself will ask for the vocabulary
-  sha = file_sha256(path)
-  if sha != manifest["vocabulary"]["sha256"]:
-    raise DataError(
-        f"Cache of {name!r} split {manifest['split']!r} is stale: it was tokenized with a "
-        f"vocabulary of sha256 {manifest['vocabulary']['sha256'][:12]}..., {path} has "
-        f"{sha[:12]}... now. Rebuild it with:\n  " + rebuild_cmd(name, data_dir))
+def _manifest_problems(m: dict, name: str, split: str, need: Mapping[str, int] | None) -> list:
+  """What is wrong with a manifest's own structure (what the writer never produces)."""
+  out = []
+  if (m.get("task"), m.get("split")) != (name, split):
+    out.append(f"it is the manifest of {m.get('task')!r} split {m.get('split')!r}")
+  feats, n, shards = m.get("features"), m.get("num_examples"), m.get("shards")
+  feats = feats if isinstance(feats, dict) else {}
+  ranks = {k: f.get("rank") for k, f in feats.items() if isinstance(f, dict)}
+  if not ranks or len(ranks) != len(feats) or not set(ranks.values()) <= {0, 1}:
+    out.append(f"features {m.get('features')!r} are not {{name: {{'rank': 0 or 1}}}}")
+  elif need is not None and any(ranks.get(k) != r for k, r in need.items()):
+    out.append(f"lists features {ranks} (name: rank); task {name!r} needs {dict(need)}")
+  if not isinstance(n, int) or n < 1:
+    out.append(f"num_examples={n!r}: a cached split holds at least one example (the cache "
+               "command refuses an empty split)")
+  keys = {"file", "num_records", "bytes"}
+  if not isinstance(shards, list) or not shards or not all(
+      isinstance(s, dict) and keys <= set(s) and isinstance(s["num_records"], int)
+      for s in shards):
+    out.append(f"shards {shards!r} are not a non-empty list of {sorted(keys)}")
+  elif isinstance(n, int) and sum(s["num_records"] for s in shards) != n:
+    out.append(f"its shards hold {sum(s['num_records'] for s in shards)} records, num_examples "
+               f"says {n}")
+  tokens = m.get("num_tokens")
+  if ranks and (not isinstance(tokens, dict) or set(tokens) != {k for k, r in ranks.items() if r}):
+    out.append(f"num_tokens {tokens!r} does not count the tokens of each rank-1 feature")
+  return out
 
 
-def open_split(name: str, split: str, data_dir: str) -> tuple[dict, list[str], np.ndarray]:
+def fingerprint(name: str, split: str, data_dir: str, corpus_file: str | None = None, *,
+                present_only: bool = False) -> dict:
+  """What the cached examples of a split depend on: the vocabulary and the source corpus.
+
+  `corpus_file` is an offline task's prepared split file. With `present_only` (the reader)
+  a part whose files this host does not hold is None and not compared: a training host may
+  hold only the cache and the vocabulary (docs/data.md). The cache command builds from those
+  files, so it always has both.
+  """
+  vpath = registry.vocab_path(name, data_dir)
+  vocab = corpus = None
+  if not present_only or os.path.isfile(vpath):
+    vocab = {"path": os.path.relpath(vpath, data_dir), "sha256": file_sha256(vpath)}
+  s = registry.spec(name)
+  meta = os.path.join(registry.task_dir(name, data_dir), registry.META)
+  if s.source == "tfds":
+    corpus = {"tfds_name": s.tfds_name, "tfds_split": dict(s.split_map)[split]}
+  elif corpus_file and (not present_only
+                        or (os.path.isfile(corpus_file) and os.path.isfile(meta))):
+    # prepare's meta.json names the source packages but not their versions; the split
+    # file's hash pins the text that went in.
+    m = registry.read_meta(name, data_dir)
+    corpus = {"source": m.get("source"), "build_version": m.get("version"),
+              "file": os.path.relpath(corpus_file, data_dir), "sha256": file_sha256(corpus_file)}
+  return {"vocabulary": vocab, "corpus": corpus}
+
+
+def stale_reasons(manifest: Mapping, current: Mapping) -> list[str]:
+  """How a cached split differs from what it would be built from now ([] = up to date);
+  a part of `current` that is None is not compared."""
+  out = []
+  if manifest.get("format") != FORMAT:
+    out.append(f"record format {manifest.get('format')!r}, this version writes {FORMAT}")
+  vocab, cached = current["vocabulary"], manifest.get("vocabulary") or {}
+  if vocab is not None and cached.get("sha256") != vocab["sha256"]:
+    out.append(f"vocabulary {vocab['path']} changed (sha256 {cached.get('sha256', '?')[:12]}... "
+               f"cached, {vocab['sha256'][:12]}... now)")
+  if current["corpus"] is not None and manifest.get("corpus") != current["corpus"]:
+    out.append(f"corpus changed: {manifest.get('corpus')} cached, {current['corpus']} now")
+  return out
+
+
+def stale_error(name: str, split: str, data_dir: str, reasons: Sequence[str]) -> DataError:
+  """The error of a stale cache, the same from the cache command and the reader."""
+  return DataError(f"The cache {split_dir(name, split, data_dir)} is stale: " + "; ".join(reasons)
+                   + ". Rebuild it with:\n  " + rebuild_cmd(name, data_dir))
+
+
+def check_fresh(manifest: Mapping, name: str, split: str, data_dir: str) -> None:
+  """Refuses a stale cache as the cache command does (what this host holds is compared)."""
+  corpus = manifest.get("corpus") or {}
+  path = os.path.join(data_dir, corpus["file"]) if corpus.get("file") else None
+  reasons = stale_reasons(manifest, fingerprint(name, split, data_dir, path, present_only=True))
+  if reasons:
+    raise stale_error(name, split, data_dir, reasons)
+
+
+def _load_lengths(path: str, manifest: Mapping, rebuild: str) -> np.ndarray:
+  """lengths.npy, checked against its sha256 in the manifest (caches written before the
+  checksum: its shape, and its totals against the manifest's token counts)."""
+  try:
+    with open(path, "rb") as f:
+      raw = f.read()
+    lengths = np.load(io.BytesIO(raw))
+  except (OSError, ValueError) as e:
+    raise DataError(f"Cache file {path} is missing or corrupt ({e}). {rebuild}") from None
+  feats, want = manifest["features"], manifest.get(LENGTHS_SHA256)
+  shape = (manifest["num_examples"], len(feats))
+  sha = hashlib.sha256(raw).hexdigest()
+  problem = None
+  if want and sha != want:
+    problem = f"has sha256 {sha[:12]}..., the manifest says {want[:12]}..."
+  elif lengths.shape != shape or lengths.dtype.kind not in "iu":
+    problem = f"holds {lengths.dtype} {lengths.shape}, the manifest says int32 {shape}"
+  else:
+    for j, (key, f) in enumerate(feats.items()):
+      total, col = manifest["num_tokens"].get(key), lengths[:, j].astype(np.int64)
+      if col.min() < 0 or (f["rank"] == 0 and col.max() != 1):
+        problem = f"holds lengths {col.min()}..{col.max()} for feature {key!r} (rank {f['rank']})"
+      elif f["rank"] and int(col.sum()) != total:
+        problem = f"sums to {int(col.sum()):,} tokens of {key!r}, the manifest says {total:,}"
+      if problem:
+        break
+  if problem:
+    raise DataError(f"Cache file {path} {problem}: it is damaged, and reading it would give "
+                    f"other examples than were cached. {rebuild}")
+  return lengths
+
+
+def open_split(name: str, split: str, data_dir: str, features: Mapping[str, int] | None = None
+               ) -> tuple[dict, list[str], np.ndarray]:
   """(manifest, shard paths, lengths [examples, features]) of a cached split, checked.
 
+  `features`: {name: rank} the reader needs (checked against the manifest).
+
   Raises:
-    DataError: no cache, a stale vocabulary, or a missing / corrupt shard or lengths file;
-      the message names the file and the command that rebuilds the cache.
+    DataError: no cache, a stale cache (another vocabulary or corpus, as the cache command
+      decides), a damaged manifest, or a missing / corrupt shard or lengths file; the
+      message names the file and the command that rebuilds the cache.
   """
-  manifest = read_manifest(name, split, data_dir)
-  check_vocabulary(manifest, name, data_dir)
+  manifest = read_manifest(name, split, data_dir, features)
+  check_fresh(manifest, name, split, data_dir)
   root = split_dir(name, split, data_dir)
   rebuild = "Rebuild the cache with:\n  " + rebuild_cmd(name, data_dir)
-  lengths_path = os.path.join(root, LENGTHS)
-  try:
-    lengths = np.load(lengths_path)
-  except (OSError, ValueError) as e:
-    raise DataError(f"Cache file {lengths_path} is missing or corrupt ({e}). {rebuild}") from None
-  if lengths.shape != (manifest["num_examples"], len(manifest["features"])):
-    raise DataError(f"Cache file {lengths_path} has shape {lengths.shape}, the manifest says "
-                    f"({manifest['num_examples']}, {len(manifest['features'])}). {rebuild}")
+  lengths = _load_lengths(os.path.join(root, LENGTHS), manifest, rebuild)
   from array_record.python.array_record_module import ArrayRecordReader
 
   paths = []

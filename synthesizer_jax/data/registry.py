@@ -7,11 +7,13 @@ a pipeline. `tasks.py` turns these entries into seqio tasks.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 ENV_DATA_DIR = "SYNTHESIZER_DATA_DIR"
 SPLITS = ("train", "validation", "test")
 PREPARE_CMD = "python -m synthesizer_jax.data.prepare --data_dir {data_dir} --tasks {task}"
+META = "meta.json"  # written last by prepare into an offline task's directory
 
 
 class DataError(RuntimeError):
@@ -192,6 +194,12 @@ def vocab_path(name: str, data_dir: str | None = None) -> str:
 def task_dir(name: str, data_dir: str | None = None) -> str:
   """Directory of a task's prepared splits (offline and local tasks)."""
   return os.path.join(data_dir or default_data_dir(), name)
+
+
+def read_meta(name: str, data_dir: str) -> dict:
+  """The `meta.json` that `prepare` writes last into an offline task's directory."""
+  with open(os.path.join(task_dir(name, data_dir), META)) as f:
+    return json.load(f)
 
 
 def tfds_dir(data_dir: str | None = None) -> str:

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 
 from synthesizer_jax.data import registry
-from synthesizer_jax.data.registry import PREPARE_CMD, DataError, spec
+from synthesizer_jax.data.registry import META, PREPARE_CMD, DataError, read_meta, spec
 from synthesizer_jax.data.tfenv import import_seqio, import_tf
 from synthesizer_jax.data.vocab import get_vocabulary
 
@@ -27,7 +26,6 @@ SHUFFLE_BUFFER = 10_000
 # LM pieces come from documents already stored in a fixed random order; a buffer of 10k
 # pieces would tokenize the whole offline corpus before the first batch.
 LM_SHUFFLE_BUFFER = 1_000
-META = "meta.json"
 
 
 def _shape(name: str):
@@ -77,11 +75,6 @@ def check_prepared(name: str, data_dir: str) -> None:
                     f"TFDS_DATA_DIR), then run:\n  {cmd}")
   if not is_prepared(name, data_dir):
     raise DataError(f"Task {name!r} is not prepared in {data_dir}. Build it with:\n  {cmd}")
-
-
-def read_meta(name: str, data_dir: str) -> dict:
-  with open(os.path.join(registry.task_dir(name, data_dir), META)) as f:
-    return json.load(f)
 
 
 # ----------------------------------------------------------------------------------------------
