@@ -57,6 +57,12 @@ def check_bucket(path: PathLike) -> None:
   bucket = bucket_of(path)
   if bucket is None:
     return
+  if not bucket.startswith("gs://"):
+    raise ValueError(
+        f"{path}: runs on {bucket.split('://')[0]}:// are not supported yet (only local paths "
+        "and gs:// are tested: checkpoints, the workdir lock's create-if-absent write and the "
+        "cache reader); mount the store (s3fs-fuse, mountpoint-s3) and pass the mount's local "
+        "path, or use gs:// (docs/scaling.md)")
   try:
     exists = epath.Path(bucket).exists()
   except Exception as e:  # noqa: BLE001 - credentials, network: name the store and the cause

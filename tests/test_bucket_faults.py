@@ -107,6 +107,13 @@ def test_a_missing_bucket_is_refused_before_the_first_step(gcs):
   assert not epath.Path("gs://no-such-bucket-sj").exists()  # not created on the way
 
 
+def test_an_s3_workdir_is_refused_naming_what_works():
+  with pytest.raises(ValueError, match=r"s3://b/run: runs on s3:// are not supported yet.*"
+                     r"mount the store"):
+    loop.train_and_evaluate(RunConfig.build(MODEL, train_cfg("/tmp"), ONE), "s3://b/run",
+                            data=fake_data, progress=False)
+
+
 @pytest.mark.parametrize("where", ["bucket", "file"])
 def test_train_py_refuses_a_bad_workdir_in_one_line_before_set_up(gcs, tmp_path, where):
   if where == "file":
