@@ -7,6 +7,9 @@ import os
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The GCS emulator's switch for epath (gcs_emulator.py), set before epath's first use: epath
+# decides once per process whether gs:// goes through tf.io.gfile or fsspec.
+os.environ["EPATH_USE_TF"] = "false"
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

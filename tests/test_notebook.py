@@ -1,4 +1,5 @@
-"""notebooks/quickstart.ipynb runs top to bottom against a checkpoint this test trains."""
+"""notebooks/quickstart.ipynb runs top to bottom against a checkpoint this test trains, in a
+local workdir and in a bucket (the GCS emulator of `gcs_emulator.py`)."""
 
 import dataclasses
 import os
@@ -6,6 +7,7 @@ import types
 
 import fake_data
 import pytest
+from etils import epath
 
 from synthesizer_jax import loop
 from synthesizer_jax import sharding as shd
@@ -26,8 +28,8 @@ def _vocab(tmp_path):
   return str(tmp_path / "sp.model")
 
 
-@pytest.mark.parametrize("kind", ["random+dot"])
-def test_quickstart_notebook_executes(tmp_path, kind):
+@pytest.mark.parametrize("kind,where", [("random+dot", "local"), ("dense", "bucket")])
+def test_quickstart_notebook_executes(tmp_path, kind, where, request):
   nbformat = pytest.importorskip("nbformat")
   nbclient = pytest.importorskip("nbclient")
   vocab_path = _vocab(tmp_path)
@@ -39,10 +41,11 @@ def test_quickstart_notebook_executes(tmp_path, kind):
   cfg = TrainConfig(task="fake_lm", data_dir=str(tmp_path), batch_size=8,
                     targets_length=32, num_train_steps=4, log_every=1, eval_every=4,
                     checkpoint_every=4, eval_batches=1, predict_batches=0,
-                    sample_prompt="", warmup_steps=1)
+                    sample_prompt="", warmup_steps=1, checkpoint_ocdbt=where == "local")
   model = dict(d_model=16, num_heads=2, head_dim=8, mlp_dim=32, num_layers=2, max_len=48,
                dropout_rate=0.0, self_attention=kind)
-  workdir = str(tmp_path / "run")
+  workdir = str(tmp_path / "run") if where == "local" else request.getfixturevalue(
+      "gcs").new_path("notebook")
   loop.train_and_evaluate(RunConfig.build(model, cfg, shd.MeshConfig(num_devices=1)), workdir,
                           data=data, progress=False)
   nb = nbformat.read(NOTEBOOK, as_version=4)
@@ -54,8 +57,11 @@ def test_quickstart_notebook_executes(tmp_path, kind):
     del os.environ["SJ_WORKDIR"]
   outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                     for o in c.get("outputs", []))
-  assert "DecoderLM | attention: random+dot" in outputs
+  assert f"DecoderLM | attention: {kind}" in outputs
   assert "greedy 'The king said' ->" in outputs and "beam" in outputs
   assert "decoder/layers_1/self_attention (1, 2," in outputs
-  for png in ("attention_maps.png", "random_matrices.png", "train_curves.png"):
-    assert os.path.getsize(os.path.join(workdir, png)) > 1000
+  pngs = ("attention_maps.png", "train_curves.png") + (("random_matrices.png",)
+                                                      if "random" in kind else ())
+  for png in pngs:
+    assert epath.Path(workdir, png).stat().length > 1000, png
+  assert not os.path.exists(os.path.join(str(tmp_path), "gs:"))
