@@ -1,5 +1,6 @@
-"""Two processes x 2 CPU devices on localhost train and write one Orbax checkpoint; a single
-process restores it on another mesh and gets the same parameters and next-step loss."""
+"""Two processes x 2 CPU devices on localhost train and write one Orbax checkpoint, in a local
+workdir and in a bucket (the GCS emulator of `gcs_emulator.py`); a single process restores it
+on another mesh and gets the same parameters and next-step loss."""
 
 import json
 import os
@@ -11,6 +12,8 @@ import fake_data
 import jax
 import multihost_worker
 import numpy as np
+import pytest
+from etils import epath
 
 from synthesizer_jax import checkpointing
 from synthesizer_jax import run as run_lib
@@ -26,18 +29,25 @@ def free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_then_restore_on_one(tmp_path):
-  work, data_dir = str(tmp_path / "run"), str(tmp_path / "data")
+@pytest.mark.parametrize("where", ["local", "bucket"])
+def test_two_processes_then_restore_on_one(tmp_path, where, request):
+  work = str(tmp_path / "run") if where == "local" else request.getfixturevalue(
+      "gcs").new_path("multihost")
+  data_dir = str(tmp_path / "data")
   os.makedirs(data_dir)
   port = free_port()
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  # The emulator sends no generation headers, which OCDBT's manifest needs (gcs_emulator.py).
+  options = json.dumps({"train": {"checkpoint_ocdbt": where == "local"}})
   procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "multihost_worker.py"), str(i),
-                             "2", str(port), work, data_dir], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True) for i in range(2)]
+                             "2", str(port), work, data_dir, options], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for i in range(2)]
   outs = [p.communicate(timeout=400)[0] for p in procs]
   for p, out in zip(procs, outs, strict=True):
     assert p.returncode == 0, out[-3000:]
-  rows = [json.loads(line) for line in open(os.path.join(work, "metrics.jsonl"))]
+  text = epath.Path(work, "metrics.jsonl").read_text()
+  rows = [json.loads(line) for line in text.splitlines() if line.strip()]
   loss4 = next(r["loss"] for r in rows if r["split"] == "train" and r["step"] == 4)
 
   # One process, 8 devices, another mesh and rule set.
