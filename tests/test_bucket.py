@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from etils import epath
 from test_reliability import MODEL, ONE, train_cfg
-from test_reliability_preemption import HERE, params_of, start_worker, wait_for
+from test_reliability_preemption import HERE, params_of, sigterm_mid_run
 
 import synthesizer_jax as sj
 from synthesizer_jax import evaluation, loop
@@ -32,14 +32,8 @@ def metric_rows(workdir):
 def test_sigterm_and_resume_on_a_bucket_equal_an_uninterrupted_local_run(gcs, tmp_path):
   total, wait_at = 5, 2
   work = gcs.new_path("run")
-  proc = start_worker("train", work, total, wait_at)
-  try:
-    wait_for(proc, "WAITING")
-    proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=300)[0]
-  finally:
-    proc.kill()
-  assert proc.returncode == 128 + signal.SIGTERM, out
+  code, out = sigterm_mid_run(work, total, wait_at)
+  assert code == 128 + signal.SIGTERM, out
   assert f"checkpoint of step 3 saved in {work}/checkpoints" in out, out
   assert not os.path.exists(os.path.join(HERE, "gs:")) and not os.path.exists("gs:")
   bucket_run = epath.Path(work)

@@ -37,6 +37,19 @@ def wait_for(proc, word):
   raise AssertionError(f"worker exited before printing {word}:\n{''.join(lines)}")
 
 
+def sigterm_mid_run(workdir, total, wait_at):
+  """Starts a training worker, SIGTERMs it while train batch `wait_at` is fetched; returns
+  (exit code, output)."""
+  proc = start_worker("train", workdir, total, wait_at)
+  try:
+    wait_for(proc, "WAITING")
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=300)[0]
+  finally:
+    proc.kill()
+  return proc.returncode, out
+
+
 def params_of(workdir):
   state, _, step = checkpointing.restore_source(str(workdir))
   return step, state["params"]
@@ -44,14 +57,8 @@ def params_of(workdir):
 
 def test_sigterm_saves_current_step_and_resume_equals_uninterrupted(tmp_path):
   total, wait_at = 5, 2  # the signal arrives while step 3 is being fetched
-  proc = start_worker("train", tmp_path / "run", total, wait_at)
-  try:
-    wait_for(proc, "WAITING")
-    proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=300)[0]
-  finally:
-    proc.kill()
-  assert proc.returncode == 128 + signal.SIGTERM, out
+  code, out = sigterm_mid_run(tmp_path / "run", total, wait_at)
+  assert code == 128 + signal.SIGTERM, out
   assert "SIGTERM received: checkpoint of step 3 saved in" in out, out
   assert params_of(tmp_path / "run")[0] == 3
   # The next run with the same workdir resumes at step 3 and finishes.
