@@ -176,6 +176,14 @@ def test_the_cache_command_keeps_an_up_to_date_bucket_cache_and_refuses_a_stale_
     cache.cache_task("offline_lm", bucket, ["validation"], **QUIET)
 
 
+def test_the_cache_command_refuses_a_missing_bucket_in_one_line(built, gcs, capsys):
+  missing = f"gs://no-such-bucket-{os.getpid()}/data"
+  assert cache.main(["--task", "offline_lm", "--data_dir", built, "--out_dir", missing]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith(f"error: bucket gs://no-such-bucket-{os.getpid()} of {missing} does "
+                        "not exist") and "gcloud storage buckets create" in err
+
+
 def _flip_lengths(root, name, split):
   path = epath.Path(records.split_dir(name, split, root)) / records.LENGTHS
   raw = bytearray(path.read_bytes())
