@@ -121,6 +121,9 @@ def setup(config: RunConfig, data=None) -> Run:
     raise FileNotFoundError(
         f"data directory {paths.as_path(cfg.data_dir)} does not exist; prepare it with "
         f"`python -m synthesizer_jax.data.prepare --data_dir {cfg.data_dir}` (or `make train`)")
+  check_data_dir = getattr(data, "check_data_dir", None)  # stand-in data modules have none
+  if check_data_dir:  # a bucket holds caches only: refuse what cannot read it before step 1
+    check_data_dir(cfg.task, cfg.data_dir, cfg.data_pipeline)
   info = data.task_info(cfg.task, cfg.data_dir)
   shape = shapes.get(info.shape)
   lengths = shape.feature_lengths(cfg)

@@ -3,7 +3,10 @@
 The libraries reach it through their own switches, set in this process's environment (and
 so inherited by the workers it starts): STORAGE_EMULATOR_HOST (gcsfs, google-cloud-storage),
 TENSORSTORE_GCS_HTTP_URL + GOOGLE_AUTH_TOKEN_FOR_TESTING (TensorStore, which writes Orbax's
-arrays) and EPATH_USE_TF=false (epath through fsspec). The library itself sets none of them.
+arrays), EPATH_USE_TF=false (epath through fsspec) and CLOUD_STORAGE_EMULATOR_ENDPOINT:
+google-cloud-cpp's own switch, which ArrayRecord's reader of gs:// shards uses (riegeli's
+GcsReader; it ignores STORAGE_EMULATOR_HOST and would wait on Google's endpoint instead).
+The library itself sets none of them.
 Objects are kept on disk, so `stop()` then `start()` is an outage that loses nothing.
 Known gap: the emulator ignores generation preconditions (`ifGenerationMatch=0`), so the
 workdir lock's create-if-absent race is not exercised here (docs/reliability.md); nor does it
@@ -40,7 +43,8 @@ class Emulator:
   @property
   def env(self) -> dict:
     return {"STORAGE_EMULATOR_HOST": self.url, "TENSORSTORE_GCS_HTTP_URL": self.url,
-            "GOOGLE_AUTH_TOKEN_FOR_TESTING": "x", "EPATH_USE_TF": "false"}
+            "GOOGLE_AUTH_TOKEN_FOR_TESTING": "x", "EPATH_USE_TF": "false",
+            "CLOUD_STORAGE_EMULATOR_ENDPOINT": self.url}
 
   def start(self) -> None:
     if self.running():

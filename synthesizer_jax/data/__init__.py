@@ -47,11 +47,19 @@ def has_cache(name, data_dir=None, split="train"):
   return impl(name, data_dir, split)
 
 
-def cache_task(name, data_dir=None, splits=None, *, rebuild=False, refresh=False, log=print):
+def cache_task(name, data_dir=None, splits=None, *, out_dir=None, rebuild=False, refresh=False,
+               log=print):
   """See `synthesizer_jax.data.cache.cache_task`."""
   from synthesizer_jax.data.cache import cache_task as impl
 
-  return impl(name, data_dir, splits, rebuild=rebuild, refresh=refresh, log=log)
+  return impl(name, data_dir, splits, out_dir=out_dir, rebuild=rebuild, refresh=refresh, log=log)
+
+
+def check_data_dir(name, data_dir, pipeline):
+  """See `synthesizer_jax.data.records.check_bucket_data` (run set-up calls it)."""
+  from synthesizer_jax.data.records import check_bucket_data as impl
+
+  return impl(name, data_dir, pipeline)
 
 
 def get_vocabulary(name, data_dir=None):
@@ -76,5 +84,5 @@ def seqio_task(name, data_dir=None):
 
 
 __all__ = ["ENV_DATA_DIR", "OFFLINE_TASKS", "TASKS", "DataError", "TaskInfo", "cache_task",
-           "default_data_dir", "get_cached_dataset", "get_dataset", "get_vocabulary",
-           "has_cache", "prepare", "seqio_task", "task_info"]
+           "check_data_dir", "default_data_dir", "get_cached_dataset", "get_dataset",
+           "get_vocabulary", "has_cache", "prepare", "seqio_task", "task_info"]

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from synthesizer_jax import shapes
+from synthesizer_jax import paths, shapes
 from synthesizer_jax.data import features, records, registry
 from synthesizer_jax.data.registry import DataError, spec
 
@@ -175,7 +175,7 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
 
   del shuffle_buffer_size
   shape = shapes.get(spec(name).shape)
-  data_dir = os.path.abspath(data_dir or registry.default_data_dir())
+  data_dir = os.fspath(paths.as_path(data_dir or registry.default_data_dir()))  # or gs://
   lengths = registry.check_request(name, tuple(shape.task_features), feature_lengths,
                                    batch_size, shard_index, num_shards, start_batch, shape.name)
   split_data = CachedSplit(name, split, data_dir, feature_lengths=lengths, batch_size=batch_size,

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from synthesizer_jax import shapes
+from synthesizer_jax import paths, shapes
 from synthesizer_jax.data import registry, tasks
 from synthesizer_jax.data.registry import DataError, task_info
 from synthesizer_jax.data.tfenv import import_seqio, import_tf
@@ -92,6 +92,12 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
     DataError: unknown task, data not prepared, bad arguments, or an empty split.
   """
   info = task_info(name, data_dir)
+  if paths.is_remote(data_dir or registry.default_data_dir()):
+    raise DataError(f"data_dir {data_dir or registry.default_data_dir()} is a bucket: seqio "
+                    "reads a task's prepared corpus files from local disk. Read its cache "
+                    "with data_pipeline='grain' (`python -m synthesizer_jax.data.cache "
+                    "--out_dir` puts one there), or pass a local data dir (a gcsfuse mount of "
+                    "the bucket works).")
   data_dir = os.path.abspath(data_dir or registry.default_data_dir())
   tasks.check_prepared(name, data_dir)
   lengths = registry.check_request(name, info.feature_keys, feature_lengths, batch_size,

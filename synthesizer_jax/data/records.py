@@ -19,6 +19,9 @@ The reader trusts nothing it has not checked: the manifest's structure, the cach
 freshness (`check_fresh`, the cache command's own rule), `lengths.npy` against the sha256
 in the manifest (older caches: its totals against the manifest's token counts), and each
 record's header against its row of `lengths.npy` as it decodes it.
+
+`data_dir` may be a bucket (gs://B/data, written by `cache.py --out_dir`): every file here is
+read through `paths` (etils.epath), and the shards through ArrayRecord's own GCS reader.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from synthesizer_jax import paths
 from synthesizer_jax.data import registry
 from synthesizer_jax.data.registry import DataError
 
@@ -53,17 +57,46 @@ def manifest_path(name: str, split: str, data_dir: str | None = None) -> str:
 
 def has_cache(name: str, data_dir: str | None = None, split: str = "train") -> bool:
   """Whether a finished cache of `split` of task `name` exists under `data_dir`."""
-  return os.path.isfile(manifest_path(name, split, data_dir))
+  return paths.as_path(manifest_path(name, split, data_dir)).is_file()
 
 
-def rebuild_cmd(name: str, data_dir: str) -> str:
-  return CACHE_CMD.format(task=name, data_dir=data_dir) + " --rebuild"
+def cache_cmd(name: str, data_dir: str, source: str | None = None) -> str:
+  """The command that writes the cache under `data_dir`: built from `source`, the prepared
+  data directory, when the cache lives elsewhere (a bucket is never a prepared data dir)."""
+  if source is None and not paths.is_remote(data_dir):
+    return CACHE_CMD.format(task=name, data_dir=data_dir)
+  return (CACHE_CMD.format(task=name, data_dir=source or "PREPARED_DATA_DIR")
+          + f" --out_dir {data_dir}")
 
 
-def file_sha256(path: str) -> str:
+def rebuild_cmd(name: str, data_dir: str, source: str | None = None) -> str:
+  return cache_cmd(name, data_dir, source) + " --rebuild"
+
+
+def check_bucket_data(name: str, data_dir: str, pipeline: str,
+                      splits: Sequence[str] = ("train", "validation")) -> None:
+  """Refuses before a run's first step what cannot read a data dir in a bucket: it holds
+  task caches (`cache.py --out_dir`), read by Grain; seqio reads the prepared corpus files
+  from local disk. A local data dir passes (its problems are found where they are read)."""
+  if not paths.is_remote(data_dir):
+    return
+  missing = [s for s in splits if pipeline == "seqio" or not has_cache(name, data_dir, s)]
+  if not missing:
+    return
+  why = ("data_pipeline='seqio' reads prepared corpus files from local disk" if pipeline ==
+         "seqio" else f"split(s) {missing} of task {name!r} have no cache there")
+  raise DataError(f"data_dir {data_dir} is a bucket, which a run reads through the task "
+                  f"cache only (data_pipeline 'grain' or 'auto'), and {why}. Cache the task "
+                  f"into it:\n  {cache_cmd(name, data_dir)}\nor train from local disk: a "
+                  "gcsfuse mount of the bucket or a copy of the cache (python -m "
+                  f"synthesizer_jax.data.cache_copy --task {name} --src {data_dir} --dst DIR), "
+                  "passed as data_dir.")
+
+
+def file_sha256(path: paths.PathLike) -> str:
   """Hex sha256 of a file's content, read in 1 MiB blocks."""
   h = hashlib.sha256()
-  with open(path, "rb") as f:
+  with paths.as_path(path).open("rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
       h.update(block)
   return h.hexdigest()
@@ -103,15 +136,14 @@ def read_manifest(name: str, split: str, data_dir: str,
   none, and with the rebuild command if it is unreadable, of another format or damaged
   (`features`: {name: rank} the reader needs, e.g. {"inputs": 1, "label": 0})."""
   path = manifest_path(name, split, data_dir)
-  if not os.path.isfile(path):
-    where = split_dir(name, "", data_dir)
-    splits = sorted(os.listdir(where)) if os.path.isdir(where) else []
+  if not paths.as_path(path).is_file():
+    where = paths.as_path(split_dir(name, "", data_dir))
+    splits = sorted(p.name for p in where.iterdir()) if where.is_dir() else []
     raise DataError(f"No cache of split {split!r} of task {name!r}: {path} is missing"
                     + (f" (cached splits: {splits})" if splits else "") + ". Build it with:\n  "
-                    + CACHE_CMD.format(task=name, data_dir=data_dir))
+                    + cache_cmd(name, data_dir))
   try:
-    with open(path) as f:
-      manifest = json.load(f)
+    manifest = json.loads(paths.as_path(path).read_text())
   except (OSError, ValueError) as e:
     raise DataError(f"Cache manifest {path} is unreadable ({e}). Rebuild it with:\n  "
                     + rebuild_cmd(name, data_dir)) from None
@@ -166,20 +198,25 @@ def fingerprint(name: str, split: str, data_dir: str, corpus_file: str | None = 
   """
   vpath = registry.vocab_path(name, data_dir)
   vocab = corpus = None
-  if not present_only or os.path.isfile(vpath):
-    vocab = {"path": os.path.relpath(vpath, data_dir), "sha256": file_sha256(vpath)}
+  if not present_only or paths.as_path(vpath).is_file():
+    vocab = {"path": _relative(vpath, data_dir), "sha256": file_sha256(vpath)}
   s = registry.spec(name)
-  meta = os.path.join(registry.task_dir(name, data_dir), registry.META)
+  meta = paths.as_path(registry.task_dir(name, data_dir)) / registry.META
   if s.source == "tfds":
     corpus = {"tfds_name": s.tfds_name, "tfds_split": dict(s.split_map)[split]}
   elif corpus_file and (not present_only
-                        or (os.path.isfile(corpus_file) and os.path.isfile(meta))):
+                        or (paths.as_path(corpus_file).is_file() and meta.is_file())):
     # prepare's meta.json names the source packages but not their versions; the split
     # file's hash pins the text that went in.
     m = registry.read_meta(name, data_dir)
     corpus = {"source": m.get("source"), "build_version": m.get("version"),
-              "file": os.path.relpath(corpus_file, data_dir), "sha256": file_sha256(corpus_file)}
+              "file": _relative(corpus_file, data_dir), "sha256": file_sha256(corpus_file)}
   return {"vocabulary": vocab, "corpus": corpus}
+
+
+def _relative(path: str, data_dir: str) -> str:
+  """`path` relative to `data_dir`, as the manifest stores it (the same in a bucket)."""
+  return os.fspath(paths.as_path(path).relative_to(paths.as_path(data_dir)))
 
 
 def stale_reasons(manifest: Mapping, current: Mapping) -> list[str]:
@@ -197,10 +234,12 @@ def stale_reasons(manifest: Mapping, current: Mapping) -> list[str]:
   return out
 
 
-def stale_error(name: str, split: str, data_dir: str, reasons: Sequence[str]) -> DataError:
-  """The error of a stale cache, the same from the cache command and the reader."""
+def stale_error(name: str, split: str, data_dir: str, reasons: Sequence[str],
+                source: str | None = None) -> DataError:
+  """The error of a stale cache, the same from the cache command and the reader (`source`:
+  the prepared data dir, when the cache is written elsewhere)."""
   return DataError(f"The cache {split_dir(name, split, data_dir)} is stale: " + "; ".join(reasons)
-                   + ". Rebuild it with:\n  " + rebuild_cmd(name, data_dir))
+                   + ". Rebuild it with:\n  " + rebuild_cmd(name, data_dir, source))
 
 
 def check_fresh(manifest: Mapping, name: str, split: str, data_dir: str) -> None:
@@ -216,8 +255,7 @@ def _load_lengths(path: str, manifest: Mapping, rebuild: str) -> np.ndarray:
   """lengths.npy, checked against its sha256 in the manifest (caches written before the
   checksum: its shape, and its totals against the manifest's token counts)."""
   try:
-    with open(path, "rb") as f:
-      raw = f.read()
+    raw = paths.as_path(path).read_bytes()
     lengths = np.load(io.BytesIO(raw))
   except (OSError, ValueError) as e:
     raise DataError(f"Cache file {path} is missing or corrupt ({e}). {rebuild}") from None
@@ -262,18 +300,21 @@ def open_split(name: str, split: str, data_dir: str, features: Mapping[str, int]
   lengths = _load_lengths(os.path.join(root, LENGTHS), manifest, rebuild)
   from array_record.python.array_record_module import ArrayRecordReader
 
-  paths = []
+  files = []
   for shard in manifest["shards"]:
     path = os.path.join(root, shard["file"])
+    try:  # the size first: ArrayRecord's GCS reader counts a missing object as 0 records
+      size = paths.as_path(path).stat().length
+    except FileNotFoundError:
+      raise DataError(f"Cache shard {path} is missing. {rebuild}") from None
     try:
       reader = ArrayRecordReader(path)
       count = reader.num_records()
       reader.close()
     except (OSError, RuntimeError, ValueError) as e:
       raise DataError(f"Cache shard {path} is missing or corrupt ({e}). {rebuild}") from None
-    if count != shard["num_records"] or os.path.getsize(path) != shard["bytes"]:
-      raise DataError(f"Cache shard {path} holds {count} records in {os.path.getsize(path)} "
-                      f"bytes; the manifest says {shard['num_records']} in {shard['bytes']}. "
-                      f"{rebuild}")
-    paths.append(path)
-  return manifest, paths, lengths
+    if count != shard["num_records"] or size != shard["bytes"]:
+      raise DataError(f"Cache shard {path} holds {count} records in {size} bytes; the "
+                      f"manifest says {shard['num_records']} in {shard['bytes']}. {rebuild}")
+    files.append(path)
+  return manifest, files, lengths

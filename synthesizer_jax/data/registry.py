@@ -1,7 +1,9 @@
 """The task table: every task name, its model shape, metric, vocabulary and source.
 
 Pure Python (no TensorFlow), so the training code can ask what a task is before it builds
-a pipeline. `tasks.py` turns these entries into seqio tasks.
+a pipeline. `tasks.py` turns these entries into seqio tasks. A data directory may be a
+bucket (gs://B/data, a cache written by `cache.py --out_dir`): the paths here are strings
+joined under it, and what is read goes through `paths` (etils.epath).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+
+from synthesizer_jax import paths
 
 ENV_DATA_DIR = "SYNTHESIZER_DATA_DIR"
 SPLITS = ("train", "validation", "test")
@@ -21,11 +25,13 @@ class DataError(RuntimeError):
 
 
 def default_data_dir() -> str:
-  """$SYNTHESIZER_DATA_DIR, else `data/` at the repository root (ignored by git)."""
+  """$SYNTHESIZER_DATA_DIR (a local path made absolute, or a gs:// URL), else `data/` at the
+  repository root (ignored by git)."""
   env = os.environ.get(ENV_DATA_DIR)
   if env:
-    return os.path.abspath(env)
-  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.fspath(paths.as_path(env))
+  here = os.path.abspath(__file__)  # local path: this module's own file, not a data path
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(here)))
   return os.path.join(repo, "data")
 
 
@@ -198,8 +204,7 @@ def task_dir(name: str, data_dir: str | None = None) -> str:
 
 def read_meta(name: str, data_dir: str) -> dict:
   """The `meta.json` that `prepare` writes last into an offline task's directory."""
-  with open(os.path.join(task_dir(name, data_dir), META)) as f:
-    return json.load(f)
+  return json.loads((paths.as_path(task_dir(name, data_dir)) / META).read_text())
 
 
 def tfds_dir(data_dir: str | None = None) -> str:

@@ -12,6 +12,7 @@ import re
 import tempfile
 from collections.abc import Iterable
 
+from synthesizer_jax import paths
 from synthesizer_jax.data.corpora import bucket
 from synthesizer_jax.data.registry import PREPARE_CMD, DataError, spec, vocab_path
 
@@ -78,7 +79,8 @@ def train_vocab(texts: Iterable[str], path: str, vocab_size: int, *,
 class SentencePieceVocabulary:
   """seqio's SentencePieceVocabulary without TensorFlow: the same ids, encode and decode.
 
-  What `get_vocabulary` returns where seqio is not installed (training from a cache).
+  What `get_vocabulary` returns where seqio is not installed (training from a cache), and
+  for a vocabulary in a bucket: the model is read as bytes through `paths` (etils.epath).
   """
 
   pad_id, eos_id, unk_id, extra_ids = 0, 1, 2, 0
@@ -87,7 +89,7 @@ class SentencePieceVocabulary:
     import sentencepiece as spm
 
     self.path = path
-    self.tokenizer = spm.SentencePieceProcessor(model_file=path)
+    self.tokenizer = spm.SentencePieceProcessor(model_proto=paths.as_path(path).read_bytes())
 
   @property
   def vocab_size(self) -> int:
@@ -107,19 +109,27 @@ class SentencePieceVocabulary:
 
 def get_vocabulary(name: str, data_dir: str | None = None):
   """The seqio.SentencePieceVocabulary of task `name` (encode, decode, vocab_size, eos_id);
-  without seqio installed, the `SentencePieceVocabulary` here (same ids and text).
+  without seqio installed, or for a vocabulary in a bucket, the `SentencePieceVocabulary`
+  here (same ids and text; it reads the bucket through epath like every other run path,
+  where seqio's would go through TensorFlow's own GCS client).
 
   Raises:
-    DataError: the vocabulary was not built yet; the message gives the prepare command.
+    DataError: the vocabulary was not built yet; the message gives the prepare command (or,
+      for a bucket, the cache command that copies it there).
   """
   from synthesizer_jax.data.tfenv import import_seqio
 
   path = vocab_path(name, data_dir)
-  if not os.path.exists(path):
+  if not paths.as_path(path).exists():
+    root = os.path.dirname(os.path.dirname(path))
+    fix = (f"Cache the task there, which copies its vocabulary too:\n  "
+           f"python -m synthesizer_jax.data.cache --task {name} --data_dir PREPARED_DATA_DIR "
+           f"--out_dir {root}" if paths.is_remote(path)
+           else "Build it with:\n  " + PREPARE_CMD.format(data_dir=root, task=name))
     raise DataError(f"No vocabulary for task {name!r} (family {spec(name).family!r}) at "
-                    f"{path}. Build it with:\n  "
-                    + PREPARE_CMD.format(data_dir=os.path.dirname(os.path.dirname(path)),
-                                         task=name))
+                    f"{path}. {fix}")
+  if paths.is_remote(path):
+    return SentencePieceVocabulary(path)
   try:
     seqio = import_seqio()
   except ImportError:
