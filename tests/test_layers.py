@@ -31,7 +31,8 @@ FLOORS = {
     "synthesizer_jax.checkpointing": 3, "synthesizer_jax.finetune": 3,
     "synthesizer_jax.workdir_lock": 3, "synthesizer_jax.logging_utils": 3,
     # 4. Models and what they output: transformers, decoding, text, predictions, plots.
-    "synthesizer_jax.transformer": 4, "synthesizer_jax.decoding": 4, "synthesizer_jax.text": 4,
+    "synthesizer_jax.transformer": 4, "synthesizer_jax.decode_cache": 4,
+    "synthesizer_jax.decoding": 4, "synthesizer_jax.beam_search": 4, "synthesizer_jax.text": 4,
     "synthesizer_jax.predictions": 4, "synthesizer_jax.viz": 4,
     # 5. Model shapes (model + data layout + loss), the jitted steps, checkpoint loading.
     "synthesizer_jax.shapes": 5, "synthesizer_jax.steps": 5, "synthesizer_jax.loading": 5,
