@@ -1,4 +1,4 @@
-"""Cached autoregressive decoding: cache init, prefill, greedy / sampling / beam search.
+"""Cached autoregressive decoding: `generate`, greedy / sampling / beam search.
 
 `generate` prefills the prompt into the cache in one call (mode="prefill"),
 then produces one token per step (mode="decode") inside a jitted
@@ -9,12 +9,17 @@ depends on its kind: values for every kind, keys only for kinds that read them
 Prompts are right-padded with `pad_id` ([batch, prompt_len]); rows are
 left-aligned internally (padding slots get position -1, which the cache masks),
 so rows of different lengths decode together.
+
+The parts: `decode_cache.py` (the cache, and the model's prefill and decode-step calls),
+`beam_search.py` (method="beam"), and here the checks of `generate`'s options and the
+greedy / sampling loop. `init_cache`, `cache_bytes`, `Generation` and `length_penalty`
+are importable from here too.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -23,42 +28,13 @@ import numpy as np
 
 from synthesizer_jax import attention as registry
 from synthesizer_jax import checks
+from synthesizer_jax.beam_search import beam_search, length_penalty
+from synthesizer_jax.decode_cache import NEG, Generation, Stepper, cache_bytes, init_cache
 from synthesizer_jax.layers import check_token_ids
 from synthesizer_jax.transformer import DecoderLM, EncoderDecoder
 
-NEG = -1e9
-
-
-class Generation(NamedTuple):
-  """Output of `generate`: tokens [batch, max_new_tokens] (pad after EOS), scores [batch]."""
-
-  tokens: jax.Array
-  scores: jax.Array
-
-
-def _prefill_encdec(module, encoder_tokens, decoder_tokens):
-  encoded = module.encode(encoder_tokens)
-  return module.decode(encoded, encoder_tokens, decoder_tokens, mode="prefill")
-
-
-def init_cache(model: nn.Module, batch_size: int, cache_len: int,
-               encoder_len: int | None = None) -> Any:
-  """An empty "cache" collection for `batch_size` rows of up to `cache_len` decoder tokens."""
-  dec = jnp.zeros((batch_size, cache_len), jnp.int32)
-  if isinstance(model, EncoderDecoder):
-    if encoder_len is None:
-      raise ValueError("init_cache(EncoderDecoder) needs encoder_len")
-    enc = jnp.zeros((batch_size, encoder_len), jnp.int32)
-    fn = lambda: model.init(jax.random.key(0), enc, dec, method=_prefill_encdec)
-  else:
-    fn = lambda: model.init(jax.random.key(0), dec, mode="prefill")
-  shapes = jax.eval_shape(fn)["cache"]
-  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
-
-def cache_bytes(cache: Any) -> int:
-  """Total bytes of a cache pytree."""
-  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(cache))
+__all__ = ["NEG", "Generation", "cache_bytes", "generate", "init_cache", "left_align",
+           "length_penalty"]
 
 
 def left_align(prompt_bp: np.ndarray, pad_id: int):
@@ -137,37 +113,6 @@ def _encoder_tokens(encoder_tokens, prompt_bp, cfg, uses_positions: bool) -> np.
     raise ValueError(f"encoder_tokens rows {empty.tolist()} hold only pad_id={cfg.pad_id}: "
                      "every source row needs at least one token (end it with EOS)")
   return encoder_tokens
-
-
-def length_penalty(length, alpha: float):
-  """GNMT length normalisation ((5 + length) / 6) ** alpha."""
-  return ((5.0 + length) / 6.0) ** alpha
-
-
-class _Stepper:
-  """A model's prefill and decode-step calls; variables are passed in (jit arguments)."""
-
-  def __init__(self, model):
-    self.model = model
-
-  def prefill(self, variables, cache, prompt_bp, positions_bp, encoder_tokens):
-    v = {**variables, "cache": cache}
-    if isinstance(self.model, EncoderDecoder):
-      logits, mut = self.model.apply(v, encoder_tokens, prompt_bp, method=_prefill_encdec,
-                                     mutable=["cache"])
-    else:
-      logits, mut = self.model.apply(v, prompt_bp, positions_bp, mode="prefill", mutable=["cache"])
-    return logits[:, -1].astype(jnp.float32), mut["cache"]
-
-  def step(self, variables, cache, token_b, position_b):
-    v = {**variables, "cache": cache}
-    kw = dict(mode="decode", mutable=["cache"])
-    if isinstance(self.model, EncoderDecoder):
-      logits, mut = self.model.apply(v, None, None, token_b[:, None], None, position_b[:, None],
-                                     method="decode", **kw)
-    else:
-      logits, mut = self.model.apply(v, token_b[:, None], position_b[:, None], **kw)
-    return logits[:, -1].astype(jnp.float32), mut["cache"]
 
 
 def generate(model: nn.Module, variables: Any, prompt, *, max_new_tokens: int,
@@ -259,7 +204,7 @@ def generate(model: nn.Module, variables: Any, prompt, *, max_new_tokens: int,
   args = (model, variables, jnp.asarray(tokens_bp), jnp.asarray(positions_bp), encoder_tokens)
   static = dict(n_new=max_new_tokens, eos=-1 if eos_id is None else eos_id, pad_id=pad_id)
   if method == "beam":
-    return _beam_search(*args, k=num_beams, alpha=float(alpha), **static)
+    return beam_search(*args, k=num_beams, alpha=float(alpha), **static)
   return _sample(*args, jax.random.key(0) if rng is None else rng, greedy=method == "greedy",
                  temperature=float(temperature), top_k=int(top_k), top_p=float(top_p), **static)
 
@@ -269,7 +214,7 @@ def generate(model: nn.Module, variables: Any, prompt, *, max_new_tokens: int,
 def _sample(model, variables, tokens_bp, positions_bp, encoder_tokens, rng, *, n_new, eos,
             pad_id, greedy, temperature, top_k, top_p):
   batch, width = tokens_bp.shape
-  stepper = _Stepper(model)
+  stepper = Stepper(model)
   enc_len = None if encoder_tokens is None else encoder_tokens.shape[1]
   cache = init_cache(model, batch, width + n_new, enc_len)
   logits_bv, cache = stepper.prefill(variables, cache, tokens_bp, positions_bp, encoder_tokens)
@@ -301,73 +246,3 @@ def _sample(model, variables, tokens_bp, positions_bp, encoder_tokens, rng, *, n
   return Generation(out_bn, score_b)
 
 
-def _gather_beams(tree, beam_idx_bk, batch, k):
-  """Reorders every [batch * k, ...] leaf by beam index [batch, k]."""
-  def gather(x):
-    if x.ndim == 0 or x.shape[0] != batch * k:
-      return x
-    x = x.reshape((batch, k) + x.shape[1:])
-    idx = beam_idx_bk.reshape((batch, k) + (1,) * (x.ndim - 2))
-    return jnp.take_along_axis(x, idx, axis=1).reshape((batch * k,) + x.shape[2:])
-  return jax.tree.map(gather, tree)
-
-
-@functools.partial(jax.jit, static_argnames=("model", "k", "n_new", "eos", "pad_id", "alpha"))
-def _beam_search(model, variables, tokens_bp, positions_bp, encoder_tokens, *, k, n_new, eos,
-                 pad_id, alpha):
-  batch, width = tokens_bp.shape
-  stepper = _Stepper(model)
-  rep = lambda x: None if x is None else jnp.repeat(x, k, axis=0)
-  tokens_bp, positions_bp, encoder_tokens = rep(tokens_bp), rep(positions_bp), rep(encoder_tokens)
-  enc_len = None if encoder_tokens is None else encoder_tokens.shape[1]
-  cache = init_cache(model, batch * k, width + n_new, enc_len)
-  logits_xv, cache = stepper.prefill(variables, cache, tokens_bp, positions_bp, encoder_tokens)
-  vocab = logits_xv.shape[-1]
-  next_pos_x = positions_bp[:, -1] + 1
-  # Only beam 0 is live at the start, so the first step does not pick k copies of one token.
-  alive_logp_bk = jnp.tile(jnp.array([0.0] + [NEG] * (k - 1)), (batch, 1))
-  alive_seq_bkn = jnp.full((batch, k, n_new), pad_id, jnp.int32)
-  fin_seq_bkn = jnp.full((batch, k, n_new), pad_id, jnp.int32)
-  fin_score_bk = jnp.full((batch, k), NEG)
-
-  def cond(state):
-    i, _, _, alive_logp_bk, _, _, fin_score_bk = state
-    # Stop when no live beam, even at the longest length, can beat the worst kept finished one.
-    best_alive_b = alive_logp_bk.max(-1) / length_penalty(n_new, alpha)
-    return (i < n_new) & ~jnp.all(best_alive_b < fin_score_bk.min(-1))
-
-  def body(state):
-    i, logits_xv, cache, alive_logp_bk, alive_seq_bkn, fin_seq_bkn, fin_score_bk = state
-    logp_bkv = jax.nn.log_softmax(logits_xv).reshape(batch, k, vocab)
-    cand_bkv = alive_logp_bk[:, :, None] + logp_bkv
-    top_logp_bc, top_idx_bc = jax.lax.top_k(cand_bkv.reshape(batch, k * vocab), 2 * k)
-    beam_bc, tok_bc = top_idx_bc // vocab, (top_idx_bc % vocab).astype(jnp.int32)
-    seq_bcn = jnp.take_along_axis(alive_seq_bkn, beam_bc[:, :, None], axis=1)
-    seq_bcn = seq_bcn.at[:, :, i].set(tok_bc)
-    is_eos_bc = tok_bc == eos
-    # Finished candidates compete with the finished set by length-normalised score.
-    new_fin_bc = jnp.where(is_eos_bc, top_logp_bc / length_penalty(i + 1, alpha), NEG)
-    all_fin_score = jnp.concatenate([fin_score_bk, new_fin_bc], axis=1)
-    all_fin_seq = jnp.concatenate([fin_seq_bkn, seq_bcn], axis=1)
-    fin_score_bk, keep_bk = jax.lax.top_k(all_fin_score, k)
-    fin_seq_bkn = jnp.take_along_axis(all_fin_seq, keep_bk[:, :, None], axis=1)
-    # The k best candidates that did not end continue.
-    alive_c = jnp.where(is_eos_bc, NEG, top_logp_bc)
-    alive_logp_bk, pick_bk = jax.lax.top_k(alive_c, k)
-    alive_seq_bkn = jnp.take_along_axis(seq_bcn, pick_bk[:, :, None], axis=1)
-    parent_bk = jnp.take_along_axis(beam_bc, pick_bk, axis=1)
-    tok_x = jnp.take_along_axis(tok_bc, pick_bk, axis=1).reshape(-1)
-    cache = _gather_beams(cache, parent_bk, batch, k)
-    logits_xv, cache = stepper.step(variables, cache, tok_x, next_pos_x + i)
-    return i + 1, logits_xv, cache, alive_logp_bk, alive_seq_bkn, fin_seq_bkn, fin_score_bk
-
-  state = (jnp.int32(0), logits_xv, cache, alive_logp_bk, alive_seq_bkn, fin_seq_bkn,
-           fin_score_bk)
-  _, _, _, alive_logp_bk, alive_seq_bkn, fin_seq_bkn, fin_score_bk = jax.lax.while_loop(
-      cond, body, state)
-  # Rows with no finished beam fall back to their best live beam.
-  alive_score_bk = alive_logp_bk / length_penalty(n_new, alpha)
-  use_alive_b = fin_score_bk[:, 0] <= NEG / 2
-  best_seq_bn = jnp.where(use_alive_b[:, None], alive_seq_bkn[:, 0], fin_seq_bkn[:, 0])
-  best_score_b = jnp.where(use_alive_b, alive_score_bk[:, 0], fin_score_bk[:, 0])
-  return Generation(best_seq_bn, best_score_b)

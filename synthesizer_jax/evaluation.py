@@ -5,11 +5,14 @@ Predictions follow seqio.Evaluator's conventions: model output ids are cut at EO
 decoded with the task vocabulary, and the metric functions `fn(targets,
 predictions) -> dict` of `metrics.METRIC_FNS[task_info.metric]` are applied to the
 decoded strings (class ids for classifiers).
+
+Layers: above the run's set-up (`run.py`), which `evaluate_checkpoint` uses, and below the
+training loop (`loop.py`); the predictions themselves come from the model shape
+(`shapes.py`) through `predictions.py`, whose helpers are also importable from here.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -17,12 +20,20 @@ from typing import Any
 import jax
 import numpy as np
 
-from synthesizer_jax import attention as registry
+from synthesizer_jax import checkpointing, paths
 from synthesizer_jax import metrics as metrics_lib
-from synthesizer_jax import paths
 from synthesizer_jax import sharding as shd
+from synthesizer_jax.config import MeshConfig, ModelConfig, RunConfig, TrainConfig
+from synthesizer_jax.predictions import (  # noqa: F401 (also read here, as before they moved)
+  EOS_ID,
+  classify,
+  decode_ids,
+  local_rows,
+  predict_tokens,
+  sample_lm,
+)
+from synthesizer_jax.run import config_differences, setup
 
-EOS_ID = 1
 RESULTS_FILE = "eval_results.json"
 
 
@@ -44,65 +55,6 @@ def pad_batch(batch: dict[str, np.ndarray], rows: int) -> tuple[dict[str, np.nda
   # Classifier targets pad with -1 (= unlabelled, weight 0); everything else with 0.
   return {k: np.concatenate([v, np.full((rows - n,) + v.shape[1:], -1 if k == "targets" else 0,
                                         v.dtype)]) for k, v in batch.items()}, n
-
-
-def local_rows(x) -> np.ndarray:
-  """All rows of a (possibly multi-host) global array as NumPy."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return np.asarray(x)
-
-
-@functools.partial(jax.jit, static_argnames=("model",))
-def classify(model, variables, tokens_bl):
-  return model.apply(variables, tokens_bl)
-
-
-def predict_tokens(model, variables, encoder_tokens_bs: np.ndarray, max_len: int,
-                   method: str = "beam", num_beams: int = 4, alpha: float = 0.6) -> np.ndarray:
-  """Outputs [b, n] of an EncoderDecoder (beam search or greedy), n = max_len (one less for
-  synthetic kinds when max_len == model max_len: the start token takes a position). Pad
-  after EOS.
-
-  The one decoding entry point of evaluation: cached decoding (`sj.generate`).
-  """
-  from synthesizer_jax.decoding import generate
-
-  cfg = model.cfg
-  n = max_len
-  if registry.uses_positions(cfg.self_attention):
-    n = min(n, cfg.max_len - 1)
-  start = np.full((encoder_tokens_bs.shape[0], 1), cfg.pad_id, np.int32)
-  beam = dict(num_beams=num_beams, alpha=alpha) if method == "beam" else {}
-  out = generate(model, variables, start, max_new_tokens=n, method=method,
-                 encoder_tokens=np.asarray(encoder_tokens_bs), eos_id=EOS_ID, **beam)
-  return np.asarray(out.tokens)
-
-
-def sample_lm(model, variables, vocab, prompt: str, length: int, top_p: float | None = None,
-              seed: int = 0) -> str:
-  """Continuation of `prompt` (cached `sj.generate`) up to `length` tokens in all: greedy, or
-  with `top_p` nucleus sampling (temperature 1) from `jax.random.key(seed)`."""
-  import jax
-
-  from synthesizer_jax.decoding import generate
-
-  ids = [0] + list(vocab.encode(prompt))[: length - 2]  # seqio LM inputs start with 0
-  how = ({"method": "greedy"} if top_p is None else
-         {"method": "sample", "top_p": top_p, "rng": jax.random.key(seed)})
-  out = generate(model, variables, np.array([ids], np.int32), max_new_tokens=length - len(ids),
-                 eos_id=EOS_ID, **how)
-  return prompt + decode_ids(vocab, np.asarray(out.tokens)[0])
-
-
-def decode_ids(vocab, ids) -> str:
-  """Token ids -> text, cut at the first EOS, padding dropped."""
-  ids = [int(i) for i in ids]
-  if EOS_ID in ids:
-    ids = ids[:ids.index(EOS_ID)]
-  return vocab.decode([i for i in ids if i > EOS_ID])
 
 
 def teacher_forced(run, state, batches: Iterator[dict[str, np.ndarray]],
@@ -214,10 +166,6 @@ def evaluate_checkpoint(workdir: paths.PathLike, *, step: int | None = None,
   Returns:
     {"step", "metrics", "examples"}; also written to `<workdir>/eval_<split>_<step>.json`.
   """
-  from synthesizer_jax import checkpointing
-  from synthesizer_jax.config import MeshConfig, ModelConfig, RunConfig, TrainConfig
-  from synthesizer_jax.run import config_differences, setup
-
   paths.check_bucket(workdir)
   ckpt = checkpointing.Checkpointer(workdir, read_only=True)
   try:

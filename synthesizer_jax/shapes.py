@@ -7,6 +7,13 @@ training, evaluation, checkpoint and data code, owned in one place per shape.
 
 No other module compares shape names. A new shape (a prefix LM, say) is one subclass of
 `ModelShape` plus `register(...)`; tests/test_shapes.py defines one to prove it.
+
+A shape owns its model, loss, predictions and samples. What its tasks' examples and
+batches look like (task and batch features, packing, the feature converter) is its
+`layout`, in the data layer (`data/layouts.py`), which prepares and reads tasks by name
+without this module; the shape's `task_features`, `batch_features` and `packable` read it.
+Layers: this module sits above the models (`transformer`, `predictions`) and the data
+layouts, below `steps`, `loading`, `run` and `evaluation` (docs/training.md, "Layers").
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from synthesizer_jax import attention as kinds_registry
+from synthesizer_jax import predictions
+from synthesizer_jax import sharding as shd
 from synthesizer_jax.config import ModelConfig, TrainConfig
+from synthesizer_jax.data import layouts
+from synthesizer_jax.references import lm_references
 from synthesizer_jax.transformer import DecoderLM, EncoderClassifier, EncoderDecoder
-
-_DECODER = ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights")
 
 
 class ModelShape:
@@ -31,33 +40,36 @@ class ModelShape:
   Attributes:
     name: the registry key, stored in run configs and TaskInfo.shape.
     model_class: the Flax module class `build` returns.
-    task_features: seqio task features -> whether each ends with EOS.
-    batch_features: features every batch of this shape has (the feature converter's output).
+    layout: its tasks' examples and batches (`data.layouts.Layout`); the properties
+      `task_features` (seqio task features -> whether each ends with EOS), `batch_features`
+      (what every batch holds) and `packable` (several examples may share a row) read it.
     target_feature: the batch feature holding what the model predicts.
-    packable: several examples may share a row (seqio packing).
     predicts: evaluation decodes predictions and scores them with the task's metric.
-    chunked: the targets are pieces of a long text, cut to the target length (an LM
-      corpus; offline files hold one text per line).
-    offline_columns: TSV columns of an offline task's files (when not `chunked`).
-    text_targets: GLUE-style labels become text targets (text-to-text).
     vocab_outputs: the model ends in vocabulary logits, so `forward(return_hidden=True)`
       and `project` can compute them a chunk of positions at a time (TrainConfig.loss_chunk).
   """
 
   name: str = ""
   model_class: type[nn.Module] = nn.Module
-  task_features: Mapping[str, bool] = {}
-  batch_features: tuple[str, ...] = ()
+  layout: layouts.Layout = layouts.Layout("")
   target_feature: str = "decoder_target_tokens"
-  packable: bool = True
   predicts: bool = True
-  chunked: bool = False
-  offline_columns: tuple[str, ...] = ()
-  text_targets: bool = False
   vocab_outputs: bool = False
 
   def __repr__(self) -> str:
     return f"<model shape {self.name!r}>"
+
+  @property
+  def task_features(self) -> Mapping[str, bool]:
+    return self.layout.task_features
+
+  @property
+  def batch_features(self) -> tuple[str, ...]:
+    return self.layout.batch_features
+
+  @property
+  def packable(self) -> bool:
+    return self.layout.packable
 
   def build(self, cfg: ModelConfig, num_classes: int | None = None) -> nn.Module:
     return self.model_class(cfg)
@@ -70,10 +82,6 @@ class ModelShape:
 
   def attention_kinds(self, cfg: ModelConfig) -> list[str]:
     return [cfg.self_attention]
-
-  def num_classes(self, label_names: tuple[str, ...]) -> int | None:
-    """The model's number of output classes for a task with these labels (None: no head)."""
-    return None
 
   def feature_lengths(self, cfg: TrainConfig) -> dict[str, int]:
     """seqio task feature lengths (`TrainConfig.inputs_length` / `targets_length`)."""
@@ -98,10 +106,6 @@ class ModelShape:
     """Tokens a training step learns from: the scored target tokens."""
     return int(np.sum(np.asarray(batch["decoder_loss_weights"]) > 0))
 
-  def converter(self, pack: bool):
-    """The feature converter: (tf.data.Dataset, lengths) -> Dataset of `batch_features`."""
-    raise NotImplementedError
-
   def eval_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
     """Names the teacher-forced metrics of `metrics.lm_metrics` for this shape."""
     return metrics
@@ -116,10 +120,8 @@ class ModelShape:
 
   def format(self, vocab, targets: np.ndarray, outputs: np.ndarray, metric: str):
     """(targets, predictions) as the task's metric functions take them."""
-    from synthesizer_jax.evaluation import decode_ids
-
-    return ([decode_ids(vocab, row) for row in targets],
-            [decode_ids(vocab, row) for row in outputs])
+    return ([predictions.decode_ids(vocab, row) for row in targets],
+            [predictions.decode_ids(vocab, row) for row in outputs])
 
   def sample(self, model, variables, vocab, cfg: TrainConfig) -> dict[str, str]:
     """Text samples shown after training, by result key ({}: this shape shows none)."""
@@ -133,10 +135,8 @@ class ModelShape:
 class LanguageModel(ModelShape):
   name = "lm"
   model_class = DecoderLM
-  task_features = {"targets": False}
-  batch_features = _DECODER
+  layout = layouts.LM
   predicts = False
-  chunked = True
   vocab_outputs = True
 
   def forward(self, model, variables, batch, *, deterministic: bool, rngs=None,
@@ -146,35 +146,24 @@ class LanguageModel(ModelShape):
                          deterministic=deterministic, rngs=rngs, return_hidden=return_hidden)
     return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"]
 
-  def converter(self, pack: bool):
-    from synthesizer_jax.data.tfenv import import_seqio
-
-    return import_seqio().DecoderFeatureConverter(pack=pack)
-
   def sample(self, model, variables, vocab, cfg: TrainConfig) -> dict[str, str]:
     """The greedy continuation of `cfg.sample_prompt` ("sample") and a nucleus-sampled one
     ("sample_top_p": top_p 0.9, seed 0); greedy text from a small model tends to loop."""
-    from synthesizer_jax.evaluation import sample_lm
-
     if not cfg.sample_prompt:
       return {}
     args = (model, variables, vocab, cfg.sample_prompt, cfg.targets_length)
-    return {"sample": sample_lm(*args), "sample_top_p": sample_lm(*args, top_p=0.9)}
+    return {"sample": predictions.sample_lm(*args),
+            "sample_top_p": predictions.sample_lm(*args, top_p=0.9)}
 
   def reference_metrics(self, run, split: str, metrics: Mapping[str, Any]) -> dict[str, float]:
     """The unigram baseline and bits per byte (`references.py`)."""
-    from synthesizer_jax.references import lm_references
-
     return lm_references(run, split, metrics) if "nll" in metrics else {}
 
 
 class EncoderDecoderShape(ModelShape):
   name = "encdec"
   model_class = EncoderDecoder
-  task_features = {"inputs": True, "targets": True}
-  batch_features = ("encoder_input_tokens",) + _DECODER
-  offline_columns = ("inputs", "targets")
-  text_targets = True
+  layout = layouts.ENCDEC
   vocab_outputs = True
 
   def attention_kinds(self, cfg: ModelConfig) -> list[str]:
@@ -188,33 +177,20 @@ class EncoderDecoderShape(ModelShape):
                          deterministic=deterministic, rngs=rngs, return_hidden=return_hidden)
     return logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"]
 
-  def converter(self, pack: bool):
-    from synthesizer_jax.data.tfenv import import_seqio
-
-    return import_seqio().EncDecFeatureConverter(pack=pack)
-
   def predict(self, model, variables, src_bs, enc_global, run) -> np.ndarray:
-    from synthesizer_jax.evaluation import predict_tokens
-
     c = run.cfg  # every process decodes all rows (host arrays in, host arrays out)
-    return predict_tokens(model, variables, src_bs, c.decode_len, c.decode_method, c.num_beams,
-                          c.length_penalty)
+    return predictions.predict_tokens(model, variables, src_bs, c.decode_len, c.decode_method,
+                                      c.num_beams, c.length_penalty)
 
 
 class Classifier(ModelShape):
   name = "classifier"
   model_class = EncoderClassifier
-  task_features = {"inputs": True}
-  batch_features = ("encoder_input_tokens", "targets")
+  layout = layouts.CLASSIFIER
   target_feature = "targets"
-  packable = False
-  offline_columns = ("label", "inputs")
 
   def build(self, cfg: ModelConfig, num_classes: int | None = None) -> nn.Module:
     return EncoderClassifier(cfg, num_classes=num_classes)
-
-  def num_classes(self, label_names: tuple[str, ...]) -> int | None:
-    return len(label_names)
 
   def forward(self, model, variables, batch, *, deterministic: bool, rngs=None,
               return_hidden: bool = False):
@@ -234,11 +210,6 @@ class Classifier(ModelShape):
     """The non-padding input tokens (the targets are class labels, 0 included)."""
     return int(np.sum(np.asarray(batch["encoder_input_tokens"]) != pad_id))
 
-  def converter(self, pack: bool):
-    from synthesizer_jax.data.pipeline import classifier_features
-
-    return classifier_features
-
   def eval_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
     return {"loss": metrics["loss"], "accuracy": metrics["token_accuracy"],
             "examples": metrics["tokens"]}
@@ -247,11 +218,8 @@ class Classifier(ModelShape):
     return np.asarray(batch["targets"]) >= 0  # -1: unlabelled (test splits)
 
   def predict(self, model, variables, src_bs, enc_global, run) -> np.ndarray:
-    from synthesizer_jax import sharding as shd
-    from synthesizer_jax.evaluation import classify, local_rows
-
     with shd.mesh_context(run.mesh, run.rules):
-      return local_rows(classify(model, variables, enc_global))
+      return predictions.local_rows(predictions.classify(model, variables, enc_global))
 
   def format(self, vocab, targets: np.ndarray, outputs: np.ndarray, metric: str):
     preds = outputs[:, 0] if metric == "regression" else outputs.argmax(-1)

@@ -8,7 +8,7 @@ import pytest
 from helpers import ALL_KINDS, small_config
 
 import synthesizer_jax as sj
-from synthesizer_jax import decoding
+from synthesizer_jax import decode_cache, decoding
 
 PROMPT = np.array([[5, 6, 7, 8], [9, 10, 0, 0]], np.int32)  # right-padded, lengths 4 and 2
 
@@ -59,7 +59,7 @@ def test_encoder_decoder_prefill_then_steps_equals_full_forward(kind):
   full = np.asarray(model.apply(variables, src, dec_in))
   cache = decoding.init_cache(model, 2, 4, encoder_len=5)
   logits, mut = model.apply({**variables, "cache": cache}, src, dec_in[:, :1],
-                            method=decoding._prefill_encdec, mutable=["cache"])
+                            method=decode_cache.prefill_encdec, mutable=["cache"])
   outs, cache = [np.asarray(logits[:, -1])], mut["cache"]
   for i in range(1, 4):
     logits, mut = model.apply({**variables, "cache": cache}, None, None, dec_in[:, i:i + 1], None,

@@ -19,7 +19,6 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 
-from synthesizer_jax import shapes
 from synthesizer_jax.data import corpora, debian, personachat, registry
 from synthesizer_jax.data.registry import OFFLINE_TASKS, DataError, spec
 from synthesizer_jax.data.tasks import META, is_prepared, split_file
@@ -87,7 +86,7 @@ def _write_splits(name: str, data_dir: str, splits: dict[str, list[tuple]]) -> d
 
 def _vocab_text(name: str, train_rows: Sequence[tuple]) -> Iterable[str]:
   """Training-split text for the vocabulary (every text field; not the class labels)."""
-  first = 2 if "label" in shapes.get(spec(name).shape).offline_columns else 1
+  first = 2 if "label" in registry.layout(name).offline_columns else 1
   for row in train_rows:
     yield from row[first:]
 
@@ -154,7 +153,7 @@ def prepare_task(name: str, data_dir: str, max_vocab_examples: int = 200_000,
     # A family's vocabulary is the same whichever member builds it first: the settings of the
     # task the family is named after (offline_classify_text builds offline_classify's).
     owner = s.family if s.family in registry.TASKS else name
-    coverage = 1.0 if shapes.get(spec(owner).shape).chunked else 0.9999
+    coverage = 1.0 if registry.layout(owner).chunked else 0.9999
     train_vocab(_vocab_text(name, splits["train"]), vpath, s.vocab_size,
                 character_coverage=coverage)
   source, licence = SOURCES[name]

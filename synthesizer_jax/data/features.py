@@ -2,7 +2,7 @@
 
 A row holds one example (unpacked) or several (packed). Per example, the features equal
 what seqio's `DecoderFeatureConverter` / `EncDecFeatureConverter` (and the classifier's
-padding step, `pipeline.classifier_features`) make of it:
+padding step, `layouts.classifier_features`) make of it:
 
     decoder_target_tokens  the example's targets, cut to the length, 0-padded
     decoder_input_tokens   the targets shifted right by one, starting with 0 (packed: within
@@ -13,8 +13,8 @@ padding step, `pipeline.classifier_features`) make of it:
     encoder_input_tokens   the inputs, cut and 0-padded (encoder-decoder and classifier)
     targets                the class label (classifier; -1 = unlabelled)
 
-Which features a batch has comes from the model shape's `batch_features`, so this file
-names no model shape.
+Which features a batch has comes from the task layout's `batch_features` (`layouts.py`), so this
+file names no model shape.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def convert(rows: Sequence[Sequence[Mapping[str, np.ndarray]]], batch_features: 
 
   Args:
     rows: per row, its examples ({"inputs", "targets"} tokens or {"inputs", "label"}).
-    batch_features: the model shape's `batch_features` (what the batch must hold).
+    batch_features: the layout's `batch_features` (what the batch must hold).
     feature_lengths: {"inputs": Li, "targets": Lt} (those the shape uses).
     packed: add segment ids and positions (rows may hold several examples).
 

@@ -32,9 +32,9 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from synthesizer_jax import paths, shapes
+from synthesizer_jax import paths
 from synthesizer_jax.data import features, records, registry
-from synthesizer_jax.data.registry import DataError, spec
+from synthesizer_jax.data.registry import DataError
 
 
 class CachedSplit:
@@ -45,7 +45,7 @@ class CachedSplit:
                num_shards: int, repeat: bool, verify: bool = True):
     import grain
 
-    self.shape = shapes.get(spec(name).shape)
+    self.shape = registry.layout(name)  # the data layout of its model shape
     need = dict.fromkeys(self.shape.task_features, 1)
     if "targets" in self.shape.batch_features:  # a classifier's label (features.convert)
       need["label"] = 0
@@ -174,7 +174,7 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
   import grain
 
   del shuffle_buffer_size
-  shape = shapes.get(spec(name).shape)
+  shape = registry.layout(name)
   data_dir = os.fspath(paths.as_path(data_dir or registry.default_data_dir()))  # or gs://
   lengths = registry.check_request(name, tuple(shape.task_features), feature_lengths,
                                    batch_size, shard_index, num_shards, start_batch, shape.name)

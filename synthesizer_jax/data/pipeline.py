@@ -1,8 +1,8 @@
 """`get_dataset`: NumPy batches with seqio's feature names, for every task.
 
 The pipeline is seqio's: the task's source and preprocessors, then the feature converter
-of the model shape (`DecoderFeatureConverter` for LMs, `EncDecFeatureConverter` for
-seq2seq, a small padding step for the classifier), then batching. It is deterministic
+of its layout (`layouts.py`: `DecoderFeatureConverter` for LMs, `EncDecFeatureConverter`
+for seq2seq, a small padding step for the classifier), then batching. It is deterministic
 given (seed, shard): TF's shuffles are seeded and every map keeps order.
 """
 
@@ -13,24 +13,10 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from synthesizer_jax import paths, shapes
+from synthesizer_jax import paths
 from synthesizer_jax.data import registry, tasks
 from synthesizer_jax.data.registry import DataError, task_info
-from synthesizer_jax.data.tfenv import import_seqio, import_tf
-
-
-def classifier_features(ds, feature_lengths: Mapping[str, int]):
-  """{"inputs", "label"} -> {"encoder_input_tokens": int32[L] (0-padded), "targets": int32}."""
-  tf = import_tf()
-  length = feature_lengths["inputs"]
-
-  def convert(ex):
-    tokens = tf.cast(ex["inputs"][:length], tf.int32)
-    tokens = tf.pad(tokens, [[0, length - tf.size(tokens)]])
-    tokens = tf.ensure_shape(tokens, [length])
-    return {"encoder_input_tokens": tokens, "targets": tf.cast(ex["label"], tf.int32)}
-
-  return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE)
+from synthesizer_jax.data.tfenv import import_seqio
 
 
 class Batches:
@@ -110,8 +96,8 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
   ds = task.get_dataset(sequence_length=lengths, split=split, shuffle=shuffle, seed=seed,
                         shard_info=shard, num_epochs=None if repeat else 1,
                         try_in_mem_cache=False, shuffle_buffer_size=shuffle_buffer_size)
-  shape = shapes.get(info.shape)
-  ds = shape.converter(pack and shape.packable)(ds, lengths)
+  layout = registry.layout(name)
+  ds = layout.converter(pack and layout.packable)(ds, lengths)
   ds = ds.batch(batch_size, drop_remainder=repeat)
   if start_batch:
     ds = ds.skip(start_batch)

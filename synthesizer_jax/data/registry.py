@@ -13,6 +13,7 @@ import json
 import os
 
 from synthesizer_jax import paths
+from synthesizer_jax.data.layouts import LAYOUTS, Layout
 
 ENV_DATA_DIR = "SYNTHESIZER_DATA_DIR"
 SPLITS = ("train", "validation", "test")
@@ -42,7 +43,7 @@ class TaskInfo:
   Attributes:
     name: the task name, a key of `TASKS`.
     shape: a `synthesizer_jax.shapes` name: "lm" (DecoderLM), "encdec" (EncoderDecoder) or
-      "classifier" (EncoderClassifier).
+      "classifier" (EncoderClassifier); also the name of its data `layouts.Layout`.
     metric: "perplexity", "bleu", "rouge" or "glue" (accuracy / F1 / correlation).
     vocab_path: the SentencePiece model file this task uses (built by `prepare`).
     vocab_family: tasks of one family share a vocabulary (e.g. all GLUE and SuperGLUE tasks).
@@ -212,16 +213,18 @@ def tfds_dir(data_dir: str | None = None) -> str:
   return os.environ.get("TFDS_DATA_DIR") or os.path.join(data_dir or default_data_dir(), "tfds")
 
 
+def layout(name: str) -> Layout:
+  """What task `name`'s examples and batches look like (the layout of its model shape)."""
+  return LAYOUTS[spec(name).shape]
+
+
 def task_info(name: str, data_dir: str | None = None) -> TaskInfo:
   """Describes task `name` (see `TaskInfo`); vocab_path is resolved under `data_dir`."""
-  from synthesizer_jax import shapes
-
-  s = spec(name)
-  shape = shapes.get(s.shape)
+  s, form = spec(name), layout(name)
   return TaskInfo(
       name=name, shape=s.shape, metric=s.metric, vocab_path=vocab_path(name, data_dir),
-      vocab_family=s.family, num_classes=shape.num_classes(s.label_names),
-      label_names=s.label_names, source=s.source, feature_keys=tuple(shape.task_features),
+      vocab_family=s.family, num_classes=form.num_classes(s.label_names),
+      label_names=s.label_names, source=s.source, feature_keys=tuple(form.task_features),
       description=s.description)
 
 

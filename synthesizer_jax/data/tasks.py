@@ -28,12 +28,6 @@ SHUFFLE_BUFFER = 10_000
 LM_SHUFFLE_BUFFER = 1_000
 
 
-def _shape(name: str):
-  from synthesizer_jax import shapes
-
-  return shapes.get(spec(name).shape)
-
-
 def registered_name(name: str, data_dir: str) -> str:
   """The seqio registry name of task `name` over `data_dir`."""
   digest = hashlib.md5(os.path.abspath(data_dir).encode()).hexdigest()[:8]
@@ -42,7 +36,7 @@ def registered_name(name: str, data_dir: str) -> str:
 
 def split_file(name: str, split: str, data_dir: str) -> str:
   """Path of a prepared split file of an offline/local task."""
-  ext = "txt" if _shape(name).chunked else "tsv"
+  ext = "txt" if registry.layout(name).chunked else "tsv"
   return os.path.join(registry.task_dir(name, data_dir), f"{split}.{ext}")
 
 
@@ -165,20 +159,20 @@ def _source(name: str, data_dir: str):
 
 def _preprocessors(name: str):
   seqio = import_seqio()
-  s, shape = spec(name), _shape(name)
+  s, layout = spec(name), registry.layout(name)
   tokenize = [seqio.preprocessors.tokenize]
   eos = [seqio.preprocessors.append_eos]
   if s.source in ("offline", "local"):
-    if shape.chunked:
+    if layout.chunked:
       return [lambda ds: ds.map(lambda line: {"targets": line}), *tokenize, chunk_targets]
-    labels = [_to_label] if "label" in shape.offline_columns else []
-    return [functools.partial(_parse_tsv, keys=shape.offline_columns), *labels, *tokenize, *eos]
-  if shape.chunked:
+    labels = [_to_label] if "label" in layout.offline_columns else []
+    return [functools.partial(_parse_tsv, keys=layout.offline_columns), *labels, *tokenize, *eos]
+  if layout.chunked:
     return [functools.partial(_select, inputs_key="", targets_key=s.targets_key), *tokenize,
             chunk_targets]
   if s.family == "glue":
     fmt = functools.partial(_glue_format, prefix=s.prefix, fields=s.fields,
-                            label_names=s.label_names, text_targets=shape.text_targets,
+                            label_names=s.label_names, text_targets=layout.text_targets,
                             bucket_scores=name.startswith("glue_stsb"))
     return [fmt, *tokenize, *eos]
   return [functools.partial(_select, inputs_key=s.inputs_key, targets_key=s.targets_key),
@@ -198,9 +192,9 @@ def seqio_task(name: str, data_dir: str | None = None):
   if reg in seqio.TaskRegistry.names():
     return seqio.TaskRegistry.get(reg)
   vocab = get_vocabulary(name, data_dir)
-  shape = _shape(name)
-  features = {key: seqio.Feature(vocab, add_eos=eos) for key, eos in shape.task_features.items()}
+  layout = registry.layout(name)
+  features = {key: seqio.Feature(vocab, add_eos=eos) for key, eos in layout.task_features.items()}
   return seqio.TaskRegistry.add(reg, source=_source(name, data_dir),
                                 preprocessors=_preprocessors(name), output_features=features,
-                                shuffle_buffer_size=LM_SHUFFLE_BUFFER if shape.chunked
+                                shuffle_buffer_size=LM_SHUFFLE_BUFFER if layout.chunked
                                 else SHUFFLE_BUFFER)
