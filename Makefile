@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo train test lint clean
+.PHONY: demo train test test-fast lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,14 @@ train: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check synthesizer_jax tests benchmarks experiments configs train.py eval.py
 	$(VENV)/bin/python -m pytest -q
+
+# The inner loop: attention, models, configs, registries, the data registry and the layering
+# and path checks (no training runs, no subprocesses, no servers).
+FAST := tests/test_attention.py tests/test_models.py tests/test_config.py tests/test_registry.py \
+	tests/test_positions.py tests/test_costs.py tests/test_data_registry.py tests/test_layers.py \
+	tests/test_paths.py tests/test_imports.py
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -n 2 $(FAST)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check synthesizer_jax tests benchmarks experiments configs train.py eval.py
