@@ -30,6 +30,7 @@ from synthesizer_jax.diskfull import disk_full_error
 
 CHECKPOINT_DIR = "checkpoints"
 SET_ASIDE_DIR = "corrupt_checkpoints"  # unreadable steps are moved here on a fallback restore
+STORE_ERROR_LIST_S = 10.0  # how long a failed save to a bucket waits to name the last step
 
 
 class CheckpointError(RuntimeError):
@@ -137,7 +138,7 @@ class Checkpointer:
     """The failed save named by store, step and last complete step (steps never half-listed:
     Orbax lists a step only once its commit marker is written)."""
     try:
-      last = self._last_complete()
+      last = paths.within(STORE_ERROR_LIST_S, self._last_complete)
       kept = (f"the last complete checkpoint is step {last}, which a rerun resumes from"
               if last is not None else "no checkpoint was complete yet")
     except Exception:  # noqa: BLE001 - the store may still be down

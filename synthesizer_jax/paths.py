@@ -10,8 +10,13 @@ epath reaches gs:// through tf.io.gfile where TensorFlow is installed, else thro
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from etils import epath
+
+T = TypeVar("T")
 
 Path = epath.Path
 PathLike = str | os.PathLike
@@ -95,3 +100,28 @@ def prepare_dir(path: PathLike, what: str = "workdir") -> epath.Path:
 def write_text(path: PathLike, text: str) -> None:
   """Writes a whole file (an object on a bucket: written in one piece, never half)."""
   as_path(path).write_text(text)
+
+
+def within(seconds: float, fn: Callable[[], T]) -> T:
+  """fn()'s result, or TimeoutError once `seconds` have passed (fn goes on in a daemon thread).
+
+  For best-effort store calls on a path that is already failing (naming the last complete
+  step, removing the lock): the libraries retry each call against a store that does not
+  answer for about 30 s (gcsfs: 6 tries with backoff), which an exiting run should not wait.
+  """
+  box: dict = {}
+
+  def call():
+    try:
+      box["value"] = fn()
+    except BaseException as e:  # noqa: BLE001 - handed to the caller
+      box["error"] = e
+
+  thread = threading.Thread(target=call, daemon=True, name="paths.within")
+  thread.start()
+  thread.join(seconds)
+  if thread.is_alive():
+    raise TimeoutError(f"no answer in {seconds:.0f} s")
+  if "error" in box:
+    raise box["error"]
+  return box["value"]

@@ -28,6 +28,7 @@ from synthesizer_jax import paths
 
 LOCK_FILE = "run.lock"
 LEASE_S = 600.0  # a lock not refreshed for this long is left by a dead run
+RELEASE_S = 10.0  # how long removing the lock may wait on its store
 _HELD: set[str] = set()  # tokens of the locks this process holds now
 
 
@@ -164,11 +165,18 @@ class WorkdirLock:
       self._beater = None
     _HELD.discard(self._token)
     if self.held:
-      other = self._read()
-      if other and other.get("token", self._token) == self._token \
-          and other.get("pid") == os.getpid():
-        self.path.unlink()
       self.held = False
+      try:  # bounded: a run stopping because its store is down should not wait on it
+        paths.within(RELEASE_S, self._remove_if_mine)
+      except Exception as e:  # noqa: BLE001 - the next run takes a lock left here over
+        self.log(f"warning: could not remove {self.path} ({type(e).__name__}: {e}); the next "
+                 "run on this host takes it over, one elsewhere once its lease has run out")
+
+  def _remove_if_mine(self) -> None:
+    other = self._read()
+    if other and other.get("token", self._token) == self._token \
+        and other.get("pid") == os.getpid():
+      self.path.unlink()
 
   def __enter__(self) -> WorkdirLock:
     self.acquire()

@@ -44,7 +44,7 @@ def _gcs_server(tmp_path_factory):
 @pytest.fixture
 def gcs(_gcs_server):
   """The GCS emulator (gcs_emulator.Emulator), running, with the libraries' switches set."""
-  _gcs_server.start()  # a test that stopped it and failed is not left an outage
+  _gcs_server.ensure()  # not left an outage, or stuck, by a test before
   yield _gcs_server
   _gcs_server.start()
   gc.collect()  # tensorboardX's GCS writers upload once more when collected: while it is up

@@ -7,6 +7,9 @@ arrays), EPATH_USE_TF=false (epath through fsspec) and CLOUD_STORAGE_EMULATOR_EN
 google-cloud-cpp's own switch, which ArrayRecord's reader of gs:// shards uses (riegeli's
 GcsReader; it ignores STORAGE_EMULATOR_HOST and would wait on Google's endpoint instead).
 The library itself sets none of them.
+The emulator's own server answers one connection at a time and blocks on a client that
+connects and stalls, so a stuck or killed worker would hang every later test: `serve()` runs
+it threaded, with a socket timeout per request and one lock around the storage it shares.
 Objects are kept on disk, so `stop()` then `start()` is an outage that loses nothing.
 Known gap: the emulator ignores generation preconditions (`ifGenerationMatch=0`), so the
 workdir lock's create-if-absent race is not exercised here (docs/reliability.md); nor does it
@@ -18,6 +21,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -50,10 +54,8 @@ class Emulator:
     if self.running():
       return
     self.proc = subprocess.Popen(
-        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
-         "--port", str(self.port), "--default-bucket", self.bucket, "-q"],
-        cwd=self.root, env={**os.environ, "STORAGE_BASE": self.root},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [sys.executable, os.path.abspath(__file__), str(self.port), self.root, self.bucket],
+        cwd=self.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
       try:
@@ -75,6 +77,49 @@ class Emulator:
   def running(self) -> bool:
     return self.proc is not None and self.proc.poll() is None
 
+  def answers(self, timeout: float = 10.0) -> bool:
+    """Whether the emulator answers an HTTP request (a live process may still be stuck)."""
+    import urllib.request
+
+    try:
+      with urllib.request.urlopen(f"{self.url}/storage/v1/b/{self.bucket}", timeout=timeout):
+        return True
+    except OSError:
+      return False
+
+  def ensure(self) -> None:
+    """Running and answering: a stuck emulator is restarted on its port (objects kept)."""
+    if self.running() and not self.answers():
+      self.stop()
+    self.start()
+
   def new_path(self, name: str) -> str:
     """A fresh gs:// prefix in the emulator's bucket."""
     return f"gs://{self.bucket}/{name}-{uuid.uuid4().hex[:8]}"
+
+
+def serve(port: int, root: str, bucket: str) -> None:
+  """The emulator's server, threaded (see the module docstring); runs until killed."""
+  from http import server as http_server
+
+  from gcp_storage_emulator import server as emulator
+
+  class Threaded(http_server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+  lock = threading.RLock()
+  handle = emulator.Router.handle
+
+  def locked_handle(self, method):
+    with lock:
+      handle(self, method)
+
+  emulator.Router.handle = locked_handle
+  emulator.RequestHandler.timeout = 60  # a stalled client's socket, not the whole server
+  emulator.server.HTTPServer = Threaded  # the module the emulator's APIThread builds from
+  emulator.create_server("127.0.0.1", port, False, bucket, data_dir=root).run()
+
+
+if __name__ == "__main__":
+  serve(int(sys.argv[1]), sys.argv[2], sys.argv[3])

@@ -4,29 +4,19 @@ on another mesh and gets the same parameters and next-step loss."""
 
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import fake_data
 import jax
 import multihost_worker
 import numpy as np
 import pytest
+import workers
 from etils import epath
 
 from synthesizer_jax import checkpointing
 from synthesizer_jax import run as run_lib
 from synthesizer_jax import sharding as shd
 from synthesizer_jax.config import RunConfig
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def free_port():
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("where", ["local", "bucket"])
@@ -35,17 +25,11 @@ def test_two_processes_then_restore_on_one(tmp_path, where, request):
       "gcs").new_path("multihost")
   data_dir = str(tmp_path / "data")
   os.makedirs(data_dir)
-  port = free_port()
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   # The emulator sends no generation headers, which OCDBT's manifest needs (gcs_emulator.py).
-  options = json.dumps({"train": {"checkpoint_ocdbt": where == "local"}})
-  procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "multihost_worker.py"), str(i),
-                             "2", str(port), work, data_dir, options], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(2)]
-  outs = [p.communicate(timeout=400)[0] for p in procs]
-  for p, out in zip(procs, outs, strict=True):
-    assert p.returncode == 0, out[-3000:]
+  codes, outs = workers.finish(workers.start(
+      work, data_dir, {"train": {"checkpoint_ocdbt": where == "local"}}))
+  for code, out in zip(codes, outs, strict=True):
+    assert code == 0, out[-3000:]
   text = epath.Path(work, "metrics.jsonl").read_text()
   rows = [json.loads(line) for line in text.splitlines() if line.strip()]
   loss4 = next(r["loss"] for r in rows if r["split"] == "train" and r["step"] == 4)

@@ -6,35 +6,14 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
-from test_multihost import HERE, free_port
+from workers import finish, start
 
 from synthesizer_jax import checkpointing
 
 STEPS = 30
-
-
-def start(work, data_dir, options=None, per_process=None):
-  """The two worker processes; `per_process[i]` replaces process i's options."""
-  port = free_port()
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  procs = []
-  for i in range(2):
-    opts = (per_process or {}).get(i, options or {})
-    procs.append(subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "multihost_worker.py"), str(i), "2", str(port), work,
-         data_dir, json.dumps(opts)], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True))
-  return procs
-
-
-def finish(procs, timeout=400):
-  outs = [p.communicate(timeout=timeout)[0] for p in procs]
-  return [p.returncode for p in procs], outs
 
 
 def steps_logged(work):
