@@ -21,9 +21,12 @@ train: $(STAMP)
 	$(VENV)/bin/python train.py --config configs/offline_lm_prose.py --workdir workdirs/offline_lm_prose \
 		--config.data_dir=data
 
+# Two pytest workers (pytest-xdist; each test file's fixtures are built per worker), tests
+# handed out as workers free up (worksteal: the suite's longest tests are two-process runs).
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(VENV)/bin/ruff check synthesizer_jax tests benchmarks experiments configs train.py eval.py
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 # The inner loop: attention, models, configs, registries, the data registry and the layering
 # and path checks (no training runs, no subprocesses, no servers).
@@ -31,7 +34,7 @@ FAST := tests/test_attention.py tests/test_models.py tests/test_config.py tests/
 	tests/test_positions.py tests/test_costs.py tests/test_data_registry.py tests/test_layers.py \
 	tests/test_paths.py tests/test_imports.py
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -n 2 $(FAST)
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) $(FAST)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check synthesizer_jax tests benchmarks experiments configs train.py eval.py
