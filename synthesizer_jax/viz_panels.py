@@ -129,8 +129,8 @@ def panels_figure(rows: Sequence[tuple[str, Sequence[Panel]]], *, title: str | N
                               else np.broadcast_to(p.masked_qk, p.w_qk.shape))
            for _, panels in rows for p in panels]
   vmax = max([float(m.max()) for m in shown if m.count()] + [1e-6])
-  cmap = plt.get_cmap("viridis").copy()
-  cmap.set_bad((0, 0, 0, 0))  # transparent: the hatched background shows through
+  # Masked cells transparent: the hatched background shows through.
+  cmap = plt.get_cmap("viridis").with_extremes(bad=(0, 0, 0, 0))
   images, it, any_masked = [], iter(shown), False
   for r, (row_label, panels) in enumerate(rows):
     for c in range(n_cols):

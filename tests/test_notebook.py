@@ -98,10 +98,13 @@ def test_compare_kinds_notebook_executes(tmp_path, gcs):
               gcs.new_path("random+dot")]
   for kind, workdir in zip(("dot", "dense", "random+dot"), workdirs):
     _train(tmp_path, vocab_path, kind, workdir, ocdbt=not workdir.startswith("gs://"))
-  plots = tmp_path / "plots"
+  plots, sentence = tmp_path / "plots", "the interpreter runs a list"
   outputs = _execute(COMPARE, tmp_path, {"SJ_WORKDIRS": ",".join(workdirs),
-                                         "SJ_SENTENCE": "the interpreter runs a list",
-                                         "SJ_PLOTS": str(plots)})
+                                         "SJ_SENTENCE": sentence, "SJ_PLOTS": str(plots)})
+  import sentencepiece as spm
+
+  pieces = spm.SentencePieceProcessor(model_file=vocab_path).encode(sentence, out_type=str)
+  assert f"{len(pieces)} pieces: {pieces}" in outputs  # what labels the maps' axes
   for kind, workdir in zip(("dot", "dense", "random+dot"), workdirs):
     assert f"{kind:14s} DecoderLM | layers: 2 | heads: 2" in outputs
     ppl = json.loads(epath.Path(workdir, "eval_results.json").read_text())["metrics"]
