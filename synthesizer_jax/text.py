@@ -50,6 +50,10 @@ class SentencePieceVocab:
           "decode with the vocabulary the model was trained with")
     return self._sp.decode([i for i in ids if i > 2])
 
+  def pieces(self, ids: Sequence[int]) -> list:
+    """The piece of each id ("▁the", "<pad>"): how the model sees the text, one per token."""
+    return [self._sp.id_to_piece(int(i)) for i in ids]
+
 
 def load_vocabulary(path: str) -> SentencePieceVocab:
   """The SentencePiece vocabulary at `path` (e.g. a checkpoint config's vocab_path)."""

@@ -1,9 +1,10 @@
-"""Every command the README and docs show runs as written: each flag of `python train.py`,
-`python eval.py` and `python -m <module>` exists (and `--config.x.y` overrides name real
-config fields)."""
+"""Every command the README, docs and notebooks show runs as written: each flag of
+`python train.py`, `python eval.py` and `python -m <module>` exists (and `--config.x.y`
+overrides name real config fields)."""
 
 import functools
 import glob
+import json
 import os
 import re
 import shlex
@@ -14,7 +15,8 @@ import pytest
 from test_cli import load_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCS = ["README.md", *sorted(glob.glob("docs/*.md", root_dir=REPO)), "benchmarks/README.md"]
+DOCS = ["README.md", *sorted(glob.glob("docs/*.md", root_dir=REPO)), "benchmarks/README.md",
+        *sorted(glob.glob("notebooks/*.ipynb", root_dir=REPO))]
 COMMAND = re.compile(r"^(?:taskset -c \d+ )?python (train\.py|eval\.py|-m [\w.]+)(.*)$")
 
 
@@ -23,7 +25,11 @@ def doc_commands():
   found = []
   for doc in DOCS:
     with open(os.path.join(REPO, doc)) as f:
-      blocks = re.findall(r"```[a-z]*\n(.*?)```", f.read(), re.S)
+      text = f.read()
+    if doc.endswith(".ipynb"):  # a notebook's commands are in its Markdown cells
+      text = "\n".join("".join(c["source"]) + "\n" for c in json.loads(text)["cells"]
+                       if c["cell_type"] == "markdown")
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
     for block in blocks:
       for line in block.replace("\\\n", " ").splitlines():
         line = line.split("  #")[0].strip()

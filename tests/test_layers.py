@@ -33,7 +33,8 @@ FLOORS = {
     # 4. Models and what they output: transformers, decoding, text, predictions, plots.
     "synthesizer_jax.transformer": 4, "synthesizer_jax.decode_cache": 4,
     "synthesizer_jax.decoding": 4, "synthesizer_jax.beam_search": 4, "synthesizer_jax.text": 4,
-    "synthesizer_jax.predictions": 4, "synthesizer_jax.viz": 4,
+    "synthesizer_jax.predictions": 4, "synthesizer_jax.viz": 4, "synthesizer_jax.viz_panels": 4,
+    "synthesizer_jax.viz_compare": 4,
     # 5. Model shapes (model + data layout + loss), the jitted steps, checkpoint loading.
     "synthesizer_jax.shapes": 5, "synthesizer_jax.steps": 5, "synthesizer_jax.loading": 5,
     # 6. A run: its set-up, evaluation, the training loop.
