@@ -197,10 +197,17 @@ def plot_loss_curve(workdir: paths.PathLike, out_name: str = "loss_curve.png") -
   ax.set_ylabel("loss (nats / token)")
   ax.grid(alpha=0.3)
   ax.legend()
-  path = workdir / out_name
   fig.tight_layout()
+  return save_png(fig, workdir / out_name)
+
+
+def save_png(fig, path: paths.PathLike) -> str:
+  """Writes a matplotlib figure as a PNG at `path` (local or gs://: rendered in memory, then
+  written through the path type) and closes it; returns the path."""
+  import matplotlib.pyplot as plt
+
   png = io.BytesIO()
   fig.savefig(png, format="png", dpi=100)
   plt.close(fig)
-  path.write_bytes(png.getvalue())
+  paths.as_path(path).write_bytes(png.getvalue())
   return os.fspath(path)

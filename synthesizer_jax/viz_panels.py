@@ -8,15 +8,13 @@ matplotlib is imported lazily (Agg backend).
 
 from __future__ import annotations
 
-import io
 import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-from synthesizer_jax import paths
+from synthesizer_jax import logging_utils, paths
 
 MASKED_NOTE = "hatched: masked (causal / padding)"
 
@@ -159,13 +157,7 @@ def panels_figure(rows: Sequence[tuple[str, Sequence[Panel]]], *, title: str | N
 
 def save_figure(fig, path: paths.PathLike) -> str:
   """Writes the figure as a PNG at `path` (local or gs://), creating its folder; closes it."""
-  plt = plt_module()
-  out = paths.as_path(path)
-  out.parent.mkdir(parents=True, exist_ok=True)
+  paths.as_path(path).parent.mkdir(parents=True, exist_ok=True)
   if fig.get_layout_engine() is None:
     fig.tight_layout()
-  png = io.BytesIO()
-  fig.savefig(png, format="png", dpi=100)
-  plt.close(fig)
-  out.write_bytes(png.getvalue())
-  return os.fspath(path)
+  return logging_utils.save_png(fig, path)
