@@ -24,7 +24,7 @@ train: $(STAMP)
 # The pre-flight check of the machine you are about to trust: the real loop, small, for every
 # model shape x a few attention kinds on the cached offline tasks (built if missing, where
 # TensorFlow and seqio are installed); asserts and prints one table, exits 1 on a failure.
-# About 4 min on a shared 2-core CPU (size cpu); size gpu (bf16) is meant for under 2 min on one GPU.
+# About 3 min on a shared 2-core CPU (size cpu); size gpu (bf16) is meant for under 2 min on one GPU.
 smoke: $(STAMP)
 	$(VENV)/bin/python -m synthesizer_jax.smoke --data_dir data
 

@@ -194,10 +194,12 @@ def _scaled_diff(a, b) -> float:
   return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
 
 
-def refused(impl: str, kind: str, platform: str) -> str | None:
-  """Why `impl` cannot compute `kind` here (a documented limit), or None."""
+def refused(impl: str, kind: str, platform: str, dtype: str) -> str | None:
+  """Why `impl` cannot compute `kind` here (a documented limit, attention/fused.py), or None."""
   if impl == "pallas" and platform == "gpu" and has_bias(kind):
     return "Pallas GPU kernel takes no bias (random family)"
+  if impl == "cudnn" and dtype == "float32":
+    return "cuDNN attention runs in 16-bit only"
   return None
 
 
@@ -217,7 +219,7 @@ def agreement(workdir: str, shape_name: str, kind: str, batch: dict, impls: Sequ
   ref = forward("materialized")
   out = []
   for impl in impls:
-    why = refused(impl, kind, platform)
+    why = refused(impl, kind, platform, dtype)
     if why:
       out.append(Result(f"agree {impl}", shape_name, kind, None, f"n/a: {why}"))
       continue
