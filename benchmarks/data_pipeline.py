@@ -1,8 +1,9 @@
 """Grain over the task cache vs seqio over tf.data, side by side: `python -m
 benchmarks.data_pipeline --data_dir data --out benchmarks/results/data_pipeline_cpu`.
 
-For one task per model shape (prepared and cached in `--data_dir`: `python -m
-synthesizer_jax.data.prepare --tasks T --cache`) it reads the training split as training
+For each task of `--tasks` (default: one per model shape; any task of the registry, read at
+its shape's lengths, `SHAPE_LENGTHS`), prepared and cached in `--data_dir` (`python -m
+synthesizer_jax.data.prepare --tasks T --cache`), it reads the training split as training
 does: packed where the shape packs, shuffled, repeated, local batch `--batch_size`. Per
 task and pipeline:
 - batches/s: `--batches` batches after the first;
@@ -33,10 +34,22 @@ import subprocess
 import sys
 import time
 
-LENGTHS = {"offline_lm": {"targets": 256},
-           "offline_translate_en_de": {"inputs": 128, "targets": 128},
-           "offline_classify": {"inputs": 256}}
+#: Feature lengths by the task's model shape; a feature not listed (a shape added later) reads
+#: at DEFAULT_LENGTH. Every task of the registry has one (`lengths`).
+SHAPE_LENGTHS = {"lm": {"targets": 256}, "encdec": {"inputs": 128, "targets": 128},
+                 "classifier": {"inputs": 256}}
+DEFAULT_LENGTH = 128
+DEFAULT_TASKS = ("offline_lm", "offline_translate_en_de", "offline_classify")
 PIPELINES = ("grain", "seqio")
+
+
+def lengths(task: str) -> dict[str, int]:
+  """The feature lengths `task` is read with: each of its task features (the registry's
+  `feature_keys`) at its shape's length. DataError naming the known tasks for an unknown one."""
+  from synthesizer_jax import data
+
+  info = data.task_info(task)
+  return {k: SHAPE_LENGTHS.get(info.shape, {}).get(k, DEFAULT_LENGTH) for k in info.feature_keys}
 
 
 def _cpu() -> float:
@@ -50,7 +63,7 @@ def worker(task: str, pipeline: str, data_dir: str, batch_size: int, batches: in
   from synthesizer_jax import data
 
   get = data.get_cached_dataset if pipeline == "grain" else data.get_dataset
-  kw = {"feature_lengths": LENGTHS[task], "batch_size": batch_size, "pack": True,
+  kw = {"feature_lengths": lengths(task), "batch_size": batch_size, "pack": True,
         "shuffle": True, "seed": 0, "data_dir": data_dir, "repeat": True}
   out = {"task": task, "pipeline": pipeline, "resume_s": {}}
   for start in starts:
@@ -80,7 +93,7 @@ def verify_cost(task: str, data_dir: str, batch_size: int, batches: int, rounds:
   from synthesizer_jax import data
   from synthesizer_jax.data import records
 
-  kw = {"feature_lengths": LENGTHS[task], "batch_size": batch_size, "pack": True,
+  kw = {"feature_lengths": lengths(task), "batch_size": batch_size, "pack": True,
         "shuffle": True, "seed": 0, "data_dir": data_dir, "repeat": True}
   rates = {"checked": [], "unchecked": []}
   for i in range(rounds):
@@ -139,10 +152,15 @@ def table(rows: list[dict], starts: list[int]) -> str:
   return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+  """The arguments; `tasks` a list of registry tasks, `lengths` {task: feature lengths}. An
+  unknown task is refused here, naming the known ones."""
+  from synthesizer_jax import data
+
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--data_dir", default="data")
-  p.add_argument("--tasks", default=",".join(LENGTHS))
+  p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
+                 help="comma-separated tasks of synthesizer_jax.data.TASKS (prepared and cached)")
   p.add_argument("--batch_size", type=int, default=32)
   p.add_argument("--batches", type=int, default=100)
   p.add_argument("--starts", default="10,1000,100000")
@@ -154,6 +172,19 @@ def main(argv=None) -> int:
   p.add_argument("--worker", nargs=2, metavar=("TASK", "PIPELINE"), help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   args.starts = [int(s) for s in args.starts.split(",") if s]
+  args.tasks = [t for t in args.tasks.split(",") if t]
+  unknown = [t for t in args.tasks + ([args.worker[0]] if args.worker else [])
+             if t not in data.TASKS]
+  if not args.tasks:
+    p.error("--tasks is empty; e.g. --tasks offline_lm_prose")
+  if unknown:
+    p.error(f"--tasks: unknown task(s) {unknown}; the registry has: {', '.join(data.TASKS)}")
+  args.lengths = {t: lengths(t) for t in args.tasks}
+  return args
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
   if args.worker and args.verify_cost:
     print(json.dumps(verify_cost(args.worker[0], args.data_dir, args.batch_size, args.batches,
                                  args.rounds)))
@@ -163,12 +194,12 @@ def main(argv=None) -> int:
                             args.starts)))
     return 0
   pipes = ("grain",) if args.verify_cost else PIPELINES
-  rows = [_run(args, task, pipe) for task in args.tasks.split(",") for pipe in pipes]
+  rows = [_run(args, task, pipe) for task in args.tasks for pipe in pipes]
   import jax
 
   meta = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
           "cpus": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
-          "batch_size": args.batch_size, "batches": args.batches, "lengths": LENGTHS}
+          "batch_size": args.batch_size, "batches": args.batches, "lengths": args.lengths}
   print(verify_table(rows) if args.verify_cost else table(rows, args.starts))
   if args.out:
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

@@ -1,15 +1,20 @@
-"""bf16 training smoke run of every model shape on whatever accelerator is present.
+"""bf16 throughput of the bare training step, per model shape, on synthetic batches.
 
     python -m benchmarks.smoke                          # 300 steps per shape (accelerator sizes)
     python -m benchmarks.smoke --size cpu --steps 30    # small model, for a CPU
+
+This is a step benchmark, not a check that a machine works: it skips the data pipeline,
+checkpoints, evaluation, decoding and the fused attention implementations, and its losses are
+not judged (a run whose loss rises still exits 0). The pre-flight check is
+`python -m synthesizer_jax.smoke` (`make smoke`).
 
 For each of DecoderLM, EncoderDecoder and EncoderClassifier it trains a bfloat16 model on a
 synthetic task it can learn (LM: counting sequences; seq2seq: copy; classification: parity of
 the first token) with the project's own training step (`synthesizer_jax.steps`: TrainState,
 AdamW + warmup, clipping, jit with shardings and donation on a one-device mesh), prints the loss
 at the start and the end and the throughput (steps/s and tokens/s, compile excluded), and exits
-non-zero if a loss is not finite. Synthetic batches in the seqio feature format stand in for the
-data pipeline, so it needs neither TensorFlow nor seqio nor ml_collections.
+non-zero only if a loss is not finite. Synthetic batches in the seqio feature format stand in for
+the data pipeline, so it needs neither TensorFlow nor seqio nor ml_collections.
 """
 
 from __future__ import annotations

@@ -40,6 +40,21 @@ TASKS = {
 }
 
 
+#: Any other task of the registry: these lengths and rates (its shape's features are read).
+DEFAULT_TASK = dict(model=dict(max_len=128), train=dict(batch_size=64, inputs_length=128,
+                                                        targets_length=128, learning_rate=1e-3))
+
+
+def task_spec(task: str) -> dict:
+  """The model and train settings of `task` (TASKS, else DEFAULT_TASK); ValueError naming the
+  registry's tasks for an unknown one."""
+  from synthesizer_jax.data import registry
+
+  if task not in registry.TASKS:
+    raise ValueError(f"unknown task {task!r}; the registry has: {', '.join(registry.TASKS)}")
+  return TASKS.get(task, DEFAULT_TASK)
+
+
 def _stop_after(seconds: float, done: threading.Event, stepping: threading.Event) -> None:
   """SIGTERM to this process after `seconds`, once the first step is under way (a SIGTERM
   during set-up stops the run before it trains, with nothing to evaluate; on a loaded
@@ -75,7 +90,7 @@ def train_one(task: str, kind: str, data_dir: str, workroot: str, seconds: float
   from synthesizer_jax.config import MeshConfig, RunConfig, TrainConfig
   from synthesizer_jax.data import registry
 
-  spec = TASKS[task]
+  spec = task_spec(task)
   vocab_size = registry.spec(task).vocab_size
   model = {**SIZES[size], **spec["model"], "self_attention": kind, "vocab_size": vocab_size,
            "dtype": dtype}
@@ -109,12 +124,18 @@ def main(argv=None) -> int:
   p.add_argument("--data_dir", default="data")
   p.add_argument("--out", required=True)
   p.add_argument("--workroot", default="/tmp/gpu_cache_train")
-  p.add_argument("--tasks", default=",".join(TASKS))
+  p.add_argument("--tasks", default=",".join(TASKS),
+                 help="comma-separated tasks of synthesizer_jax.data.TASKS, prepared and cached")
   p.add_argument("--kinds", default="dot,dense,random,random+dot")
   p.add_argument("--seconds", type=float, default=150.0, help="training budget per run")
   p.add_argument("--dtype", default="bfloat16")
   p.add_argument("--size", default="base", choices=list(SIZES))
   args = p.parse_args(argv)
+  for task in args.tasks.split(","):
+    try:
+      task_spec(task)
+    except ValueError as err:
+      p.error(f"--tasks: {err}")
   os.makedirs(args.out, exist_ok=True)
   for task in args.tasks.split(","):
     for kind in args.kinds.split(","):

@@ -11,8 +11,10 @@ from helpers import randomize, small_config, unbox
 
 import synthesizer_jax as sj
 from benchmarks import attention as bench
-from benchmarks import smoke, variants
+from benchmarks import data_pipeline, smoke, variants
+from experiments import gpu_cache_train
 from synthesizer_jax import steps, transformer
+from synthesizer_jax.data import registry
 
 
 @pytest.mark.parametrize("impl", [None, "xla"])
@@ -113,6 +115,31 @@ def test_smoke_trains_in_bf16(capsys):
   exercised by tests/test_training.py and cost a compile each here."""
   assert smoke.main(["--size", "tiny", "--steps", "2", "--shapes", "encdec"]) == 0
   assert "encdec" in capsys.readouterr().out
+
+
+def test_smoke_benchmark_does_not_claim_to_check_the_machine():
+  assert "not a check that a machine works" in smoke.__doc__
+  assert "python -m synthesizer_jax.smoke" in smoke.__doc__
+
+
+@pytest.mark.parametrize("task", registry.TASKS)
+def test_task_arguments_take_every_registry_task(task):
+  """The entry points that take tasks read each one at its features' lengths."""
+  args = data_pipeline.parse_args(["--tasks", task])
+  assert args.tasks == [task]
+  assert set(args.lengths[task]) == set(registry.task_info(task).feature_keys)
+  assert all(n > 0 for n in args.lengths[task].values())
+  assert set(gpu_cache_train.task_spec(task)) == {"model", "train"}
+
+
+def test_task_arguments_refuse_an_unknown_task(capsys):
+  for parse in (data_pipeline.parse_args, gpu_cache_train.main):
+    with pytest.raises(SystemExit):
+      parse(["--tasks", "offline_lm_prose,nope", "--out", "unused"])
+    err = capsys.readouterr().err
+    assert "nope" in err and "offline_lm_prose" in err  # it names the registry's tasks
+  with pytest.raises(SystemExit):
+    data_pipeline.parse_args(["--tasks", ""])
 
 
 def test_preemption_benchmark_runs_both_modes_on_two_processes(tmp_path):

@@ -1,5 +1,5 @@
-"""The model, attention, benchmark and training-loop code import and train without TensorFlow,
-seqio, ml_collections or clu (an accelerator host may have JAX and nothing else)."""
+"""The model, attention, benchmark, smoke-run and training-loop code import and train without
+TensorFlow, seqio, ml_collections or clu (an accelerator host may have JAX and nothing else)."""
 
 import os
 import subprocess
@@ -19,7 +19,10 @@ SCRIPT = textwrap.dedent("""
     import synthesizer_jax as sj
     from synthesizer_jax import evaluation, loop, run, shapes, steps
     from synthesizer_jax.config import MeshConfig, RunConfig, TrainConfig
-    import benchmarks.attention, benchmarks.smoke
+    import benchmarks.attention, benchmarks.data_pipeline, benchmarks.smoke
+    from synthesizer_jax import smoke, smoke_checks
+    # The smoke run builds a missing cache only where TensorFlow and seqio import.
+    assert not smoke_checks.importable("tensorflow", "seqio")
 
     cfg = TrainConfig(task="fake_lm", data_dir=sys.argv[1], batch_size=4, targets_length=16,
                       num_train_steps=2, warmup_steps=1, eval_batches=1, predict_batches=0,

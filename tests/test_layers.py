@@ -39,8 +39,9 @@ FLOORS = {
     "synthesizer_jax.shapes": 5, "synthesizer_jax.steps": 5, "synthesizer_jax.loading": 5,
     # 6. A run: its set-up, evaluation, the training loop.
     "synthesizer_jax.run": 6, "synthesizer_jax.evaluation": 6, "synthesizer_jax.loop": 6,
-    # 7. The package's front door (`sj.*`) and the demo.
-    "synthesizer_jax": 7, "synthesizer_jax.demo": 7,
+    # 7. The package's front door (`sj.*`), the demo and the pre-flight smoke run.
+    "synthesizer_jax": 7, "synthesizer_jax.demo": 7, "synthesizer_jax.smoke": 7,
+    "synthesizer_jax.smoke_checks": 7,
 }
 # Imports that climb and wait on another change, with the reason. Keep this empty.
 KNOWN_CLIMBS = {
