@@ -105,13 +105,22 @@ def run_shape(shape: str, kinds, size: Size, steps: int | None, lr: float, dtype
     add(checks.guarded("loss falls", shape, kind, whole))
     if not results:
       continue  # the run itself failed: nothing trained to check further
-    add(checks.guarded("agree", shape, kind, lambda w=where, k=kind: checks.agreement(
-        w, shape, k, batch, IMPLS.get(platform, ("auto", "blockwise")), platform)))
+    loaded = []  # the trained run, restored once for the agreement and generation checks
+
+    def restore(where=where, loaded=loaded):
+      loaded.append(checks.load_checkpoint(where))
+      return []  # no row of its own unless it fails
+
+    add(checks.guarded("restore", shape, kind, restore))
+    if not loaded:
+      continue
+    add(checks.guarded("agree", shape, kind, lambda k=kind, run=loaded[0]: checks.agreement(
+        run, shape, k, batch, IMPLS.get(platform, ("auto", "blockwise")), platform)))
     if i == 0:
       add(checks.guarded("resume", shape, kind, lambda w=where, r=run_cfg, k=kind: checks.resume(
           shape, k, w, f"{w}_resumed", r, platform)))
-      add(checks.guarded("generate", shape, kind, lambda w=where, k=kind, b=eval_batch:
-                         checks.generation(w, shape, k, b, **GENERATE)))
+      add(checks.guarded("generate", shape, kind, lambda k=kind, b=eval_batch, run=loaded[0]:
+                         checks.generation(run, shape, k, b, **GENERATE)))
   return out
 
 

@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import importlib.util
 import io
-import json
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from synthesizer_jax.attention import has_bias
 from synthesizer_jax.config import RunConfig, TrainConfig
 from synthesizer_jax.data import records
 from synthesizer_jax.loading import load_checkpoint
+from synthesizer_jax.logging_utils import read_metrics
 
 #: The cached task each model shape trains on (offline corpora, built without network
 #: beyond Debian's own package archive).
@@ -139,9 +139,7 @@ def train(run_cfg: RunConfig, workdir: str, stop_after: int | None = None) -> di
 
 def train_losses(workdir: str) -> list[float]:
   """The training loss of every logged step, in order (`<workdir>/metrics.jsonl`)."""
-  rows = [json.loads(line) for line in
-          (paths.as_path(workdir) / "metrics.jsonl").read_text().splitlines() if line]
-  return [r["loss"] for r in rows if r.get("split") == "train" and "loss" in r]
+  return [r["loss"] for r in read_metrics(workdir) if r.get("split") == "train" and "loss" in r]
 
 
 def label_entropy(task: str, data_dir: str, length: int, batch: int, batches: int) -> float:
@@ -203,10 +201,11 @@ def refused(impl: str, kind: str, platform: str, dtype: str) -> str | None:
   return None
 
 
-def agreement(workdir: str, shape_name: str, kind: str, batch: dict, impls: Sequence[str],
+def agreement(loaded: tuple, shape_name: str, kind: str, batch: dict, impls: Sequence[str],
               platform: str) -> list[Result]:
-  """Each `impl`'s outputs on the trained parameters vs the materialized reference."""
-  model, variables, config = load_checkpoint(workdir)
+  """Each `impl`'s outputs on the trained parameters (`loaded`: what `load_checkpoint`
+  returned for the run) vs the materialized reference."""
+  model, variables, config = loaded
   shape = shapes.get(config["shape"])
   dtype = model.cfg.dtype
   tol = AGREE_TOL.get(dtype, AGREE_TOL["bfloat16"])
@@ -247,11 +246,12 @@ def resume(shape: str, kind: str, whole: str, resumed: str, run_cfg: RunConfig,
                 f"{steps // 2}+{steps - steps // 2} steps vs {steps} (tol {tol:g})")
 
 
-def generation(workdir: str, shape_name: str, kind: str, batch: dict, new_tokens: int,
+def generation(loaded: tuple, shape_name: str, kind: str, batch: dict, new_tokens: int,
                prompt_len: int) -> Result:
   """Greedy generation with the decode cache == the full forward pass's argmax, token by
-  token (a different token only at a near-tie of the forward's logits)."""
-  model, variables, config = load_checkpoint(workdir)
+  token (a different token only at a near-tie of the forward's logits), on the trained run
+  (`loaded`: what `load_checkpoint` returned for it)."""
+  model, variables, config = loaded
   shape = shapes.get(config["shape"])
   if "decoder_input_tokens" not in shape.batch_features:
     return Result("generate", shape_name, kind, None, "n/a: the shape generates no tokens")

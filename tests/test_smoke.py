@@ -107,8 +107,8 @@ def test_loss_falls_judges_by_the_margin():
   assert not checks.loss_falls("classifier", "dot", [1.0, 0.5], 0.58, 0.04, 0.6).ok
 
 
-def _tiny_lm(monkeypatch):
-  """A random DecoderLM standing in for a trained checkpoint (`load_checkpoint` patched)."""
+def _tiny_lm():
+  """A random DecoderLM standing in for a restored checkpoint, and a batch."""
   import jax
   import numpy as np
 
@@ -119,29 +119,28 @@ def _tiny_lm(monkeypatch):
   model = sj.DecoderLM(cfg)
   tokens = np.random.default_rng(0).integers(1, 32, (2, 12)).astype(np.int32)
   variables = model.init(jax.random.key(0), tokens)
-  monkeypatch.setattr(checks, "load_checkpoint",
-                      lambda workdir: (model, variables, {"shape": "lm", "num_classes": None}))
-  return {"decoder_input_tokens": tokens, "decoder_target_tokens": tokens,
-          "decoder_loss_weights": np.ones(tokens.shape, np.float32)}
+  loaded = (model, variables, {"shape": "lm", "num_classes": None})  # as load_checkpoint gives
+  return loaded, {"decoder_input_tokens": tokens, "decoder_target_tokens": tokens,
+                  "decoder_loss_weights": np.ones(tokens.shape, np.float32)}
 
 
 def test_agreement_fails_when_a_fused_impl_is_wrong(monkeypatch):
   from synthesizer_jax.attention import fused
 
-  batch = _tiny_lm(monkeypatch)
-  rows = checks.agreement("w", "lm", "random+dot", batch, ("auto", "blockwise"), "cpu")
+  loaded, batch = _tiny_lm()
+  rows = checks.agreement(loaded, "lm", "random+dot", batch, ("auto", "blockwise"), "cpu")
   assert [r.ok for r in rows] == [True, True], rows
   right = fused.blockwise_attention
   monkeypatch.setattr(fused, "blockwise_attention", lambda *a, **k: 0.5 * right(*a, **k))
-  rows = checks.agreement("w", "lm", "random+dot", batch, ("auto", "blockwise"), "cpu")
+  rows = checks.agreement(loaded, "lm", "random+dot", batch, ("auto", "blockwise"), "cpu")
   assert [r.ok for r in rows] == [True, False], rows
 
 
 def test_generation_fails_when_the_cache_disagrees_with_the_forward_pass(monkeypatch):
   import numpy as np
 
-  batch = _tiny_lm(monkeypatch)
-  assert checks.generation("w", "lm", "random+dot", batch, new_tokens=4, prompt_len=4).ok
+  loaded, batch = _tiny_lm()
+  assert checks.generation(loaded, "lm", "random+dot", batch, new_tokens=4, prompt_len=4).ok
   right = checks.decoding.generate
 
   def off_by_one(*args, **kw):  # a decode cache that shifts every token
@@ -149,5 +148,5 @@ def test_generation_fails_when_the_cache_disagrees_with_the_forward_pass(monkeyp
     return out._replace(tokens=(np.asarray(out.tokens) + 1) % 32)
 
   monkeypatch.setattr(checks.decoding, "generate", off_by_one)
-  row = checks.generation("w", "lm", "random+dot", batch, new_tokens=4, prompt_len=4)
+  row = checks.generation(loaded, "lm", "random+dot", batch, new_tokens=4, prompt_len=4)
   assert row.ok is False and "8/8 tokens" not in row.figure, row
