@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from synthesizer_jax import paths, viz, viz_panels
+from synthesizer_jax import logging_utils, paths, viz, viz_panels
 from synthesizer_jax.attention import parse_kind
 
 RESULTS_FILE = "eval_results.json"  # written by evaluation.write_results at the end of a run
@@ -133,7 +133,7 @@ def run_summary(workdir: paths.PathLike) -> dict:
   if not (root / "config.json").exists():
     raise FileNotFoundError(f"{workdir} has no config.json: is it a train.py workdir?")
   config = json.loads((root / "config.json").read_text())
-  records = viz.read_jsonl(root / "metrics.jsonl") if (root / "metrics.jsonl").exists() else []
+  records = logging_utils.read_metrics(root)
   train = [r for r in records if r.get("split") == "train"]
   evals = [r for r in records if r.get("split") not in (None, "train")]
   if (root / RESULTS_FILE).exists():
