@@ -163,6 +163,8 @@ def parse_args(argv=None) -> argparse.Namespace:
       p.error(f"--kinds: {err}")
   if args.steps is not None and args.steps < 2:
     p.error("--steps must be >= 2 (the resume check stops halfway)")
+  if args.learning_rate is not None and not args.learning_rate > 0:  # NaN included
+    p.error(f"--learning_rate must be > 0, got {args.learning_rate}")
   return args
 
 
@@ -171,7 +173,8 @@ def main(argv=None) -> int:
   platform = jax.default_backend()
   size_name = args.size or ("cpu" if platform == "cpu" else "gpu")
   size = SIZES[size_name]
-  steps, lr = args.steps, args.learning_rate or size.learning_rate
+  steps = args.steps
+  lr = size.learning_rate if args.learning_rate is None else args.learning_rate
   dtype = args.dtype or ("float32" if platform == "cpu" else "bfloat16")
   try:
     for shape in args.shapes:

@@ -150,3 +150,11 @@ def test_generation_fails_when_the_cache_disagrees_with_the_forward_pass(monkeyp
   monkeypatch.setattr(checks.decoding, "generate", off_by_one)
   row = checks.generation(loaded, "lm", "random+dot", batch, new_tokens=4, prompt_len=4)
   assert row.ok is False and "8/8 tokens" not in row.figure, row
+
+
+@pytest.mark.parametrize("bad", ["0", "-1e-3", "nan"])
+def test_a_learning_rate_that_is_not_positive_is_refused(bad, capsys):
+  with pytest.raises(SystemExit) as stopped:
+    smoke.parse_args([f"--learning_rate={bad}"])
+  assert stopped.value.code == 2
+  assert "--learning_rate must be > 0" in capsys.readouterr().err
