@@ -74,15 +74,21 @@ def test_sigterm_saves_current_step_and_resume_equals_uninterrupted(tmp_path):
 
 
 def test_sigint_is_a_preemption_and_a_second_signal_stops_at_once():
-  preempt = preemption.Preemption()
+  # Python's own SIGINT handler to start from: an earlier test in this pytest worker may have
+  # left another one (one full run found SIG_IGN), and restore() must put back what it found.
+  found = signal.signal(signal.SIGINT, signal.default_int_handler)
   try:
-    os.kill(os.getpid(), signal.SIGINT)
-    assert preempt.requested and preempt.name == "SIGINT" and preempt.agreed()
-    with pytest.raises(KeyboardInterrupt, match="second SIGTERM: stopped without saving"):
-      os.kill(os.getpid(), signal.SIGTERM)
+    preempt = preemption.Preemption()
+    try:
+      os.kill(os.getpid(), signal.SIGINT)
+      assert preempt.requested and preempt.name == "SIGINT" and preempt.agreed()
+      with pytest.raises(KeyboardInterrupt, match="second SIGTERM: stopped without saving"):
+        os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+      preempt.restore()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
   finally:
-    preempt.restore()
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signal.signal(signal.SIGINT, found)
 
 
 def test_sigkill_during_async_save_never_exposes_a_half_written_step(tmp_path):
