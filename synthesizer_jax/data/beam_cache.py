@@ -28,7 +28,6 @@ A DoFn's retry (Dataflow retries a failed work item) rewrites the same files.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -39,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from synthesizer_jax import paths
-from synthesizer_jax.data import cache_copy, cache_manifest, records, tasks
+from synthesizer_jax.data import cache, cache_copy, cache_manifest, records, tasks
 from synthesizer_jax.data.registry import DataError
 from synthesizer_jax.data.tfenv import import_seqio
 
@@ -204,7 +203,7 @@ def _branch(p, beam, s: _Split, runner: str):
 
 def build(jobs: Sequence[tuple[str, str]], data_dir: str | None = None, *,
           out_dir: str | None = None, rebuild: bool = False, refresh: bool = False,
-          records_per_shard: int = 50_000, num_shards: int | None = None,
+          records_per_shard: int = cache.RECORDS_PER_SHARD, num_shards: int | None = None,
           beam_args: Sequence[str] = (), log=print) -> dict[tuple[str, str], dict]:
   """Caches each (task, split) of `jobs` in one Beam pipeline; returns {(task, split): manifest}.
 
@@ -256,27 +255,22 @@ def _check_runner(runner: str, target: cache_manifest.Target) -> None:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                   epilog="Other options are passed to Beam.")
-  parser.add_argument("--task", nargs="+", required=True, help="task name(s) to cache")
-  parser.add_argument("--data_dir", default=None, help="the prepared data directory")
-  parser.add_argument("--out_dir", default=None, help="default: DATA_DIR; or gs://B/data")
-  parser.add_argument("--splits", nargs="*", default=None, help="default: every split")
-  parser.add_argument("--rebuild", action="store_true", help="rebuild caches that exist")
-  parser.add_argument("--records_per_shard", type=int, default=50_000)
-  parser.add_argument("--num_shards", type=int, default=None, help="input shards per split")
-  args, beam_args = parser.parse_known_args(argv)
-  try:
+  p = cache.parser(__doc__.splitlines()[0])
+  p.epilog = "Other options are Beam's (default: " + " ".join(LOCAL_RUNNER) + ")."
+  p.add_argument("--num_shards", type=int, default=None,
+                 help=f"input shards per split (default: one per source file, or "
+                      f"{DEFAULT_SHARDS} for a one-file source)")
+  args, beam_args = p.parse_known_args(argv)
+
+  def run():
     data_dir = cache_manifest.local_data_dir(args.data_dir)
     jobs = [(name, split) for name in args.task
             for split in (args.splits or tasks.seqio_task(name, data_dir).splits)]
     build(jobs, data_dir, out_dir=args.out_dir, rebuild=args.rebuild,
           records_per_shard=args.records_per_shard, num_shards=args.num_shards,
           beam_args=beam_args)
-  except (DataError, OSError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  return 0
+
+  return cache.cli(run)
 
 
 if __name__ == "__main__":

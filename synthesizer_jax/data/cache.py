@@ -118,8 +118,9 @@ def cache_task(name: str, data_dir: str | None = None, splits: Sequence[str] | N
           for split in names}
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser(description: str) -> argparse.ArgumentParser:
+  """The cache command's arguments (`beam_cache.py` adds its own)."""
+  parser = argparse.ArgumentParser(description=description)
   parser.add_argument("--task", nargs="+", required=True, help="task name(s) to cache")
   parser.add_argument("--data_dir", default=registry.default_data_dir(),
                       help=f"the prepared data directory (default: ${registry.ENV_DATA_DIR} or "
@@ -132,15 +133,24 @@ def main(argv=None) -> int:
   parser.add_argument("--rebuild", action="store_true",
                       help="rebuild caches that exist (needed when a cache is stale)")
   parser.add_argument("--records_per_shard", type=int, default=RECORDS_PER_SHARD)
-  args = parser.parse_args(argv)
+  return parser
+
+
+def cli(action) -> int:
+  """Runs `action()`; a DataError or OSError is one line on stderr and exit status 2."""
   try:
-    for name in args.task:
-      cache_task(name, args.data_dir, args.splits, out_dir=args.out_dir, rebuild=args.rebuild,
-                 records_per_shard=args.records_per_shard)
+    action()
   except (DataError, OSError) as e:  # OSError: a bucket that is missing or out of reach
     print(f"error: {e}", file=sys.stderr)
     return 2
   return 0
+
+
+def main(argv=None) -> int:
+  args = parser(__doc__.splitlines()[0]).parse_args(argv)
+  return cli(lambda: [cache_task(name, args.data_dir, args.splits, out_dir=args.out_dir,
+                                 rebuild=args.rebuild, records_per_shard=args.records_per_shard)
+                      for name in args.task])
 
 
 if __name__ == "__main__":
