@@ -23,14 +23,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 
 from synthesizer_jax import paths
-from synthesizer_jax.data import cache_copy, records, registry, tasks
-from synthesizer_jax.data.registry import DataError, spec
+from synthesizer_jax.data import cache_copy, cache_manifest, records, registry, tasks
+from synthesizer_jax.data.registry import DataError
 
 RECORDS_PER_SHARD = 50_000
 
@@ -43,68 +42,29 @@ def _write_split(name: str, split: str, data_dir: str, task, out_dir: paths.Path
 
   ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1,
                         try_in_mem_cache=False)
-  # Token ids and labels; seqio's "*_pretokenized" strings stay behind.
-  names = sorted(n for n, v in ds.element_spec.items() if v.dtype.name != "string")
-  specs = {n: ds.element_spec[n] for n in names}
-  bad = {n: str(v.dtype.name) for n, v in specs.items() if not v.dtype.is_integer}
-  if bad or set(task.output_features) - set(names):
-    raise DataError(f"Task {name!r} gives features {dict(ds.element_spec)}; only integer token "
-                    f"ids and labels, including {sorted(task.output_features)}, can be cached.")
+  names, ranks = cache_manifest.feature_specs(name, split, task, ds.element_spec)
   shards, lengths, writer = [], [], None
-  tokens = dict.fromkeys(names, 0)
-  vocab_size = {k: f.vocabulary.vocab_size for k, f in task.output_features.items()}
+  sizes = cache_manifest.vocab_sizes(task)
   for i, ex in enumerate(ds.as_numpy_iterator()):
-    for key, size in vocab_size.items():  # once, here, so training never meets a bad id
-      ids = np.asarray(ex[key])
-      if ids.size and (ids.min() < 0 or ids.max() >= size):
-        raise DataError(f"Example {i} of {name}/{split}: feature {key!r} holds token id "
-                        f"{int(ids.max() if ids.max() >= size else ids.min())}, outside the "
-                        f"vocabulary [0, {size}); rebuild the vocabulary and the task with "
-                        f"`{registry.PREPARE_CMD.format(data_dir=data_dir, task=name)}`.")
+    cache_manifest.check_ids(ex, sizes, f"{i} of {name}/{split}", name, data_dir)
     if i % records_per_shard == 0:
       if writer:
         writer.close()
       shards.append({"file": f"records-{len(shards):05d}.array_record"})
       writer = ArrayRecordWriter(os.fspath(out_dir / shards[-1]["file"]), "group_size:1")
     writer.write(records.encode(ex, names))
-    row = [int(np.size(ex[n])) for n in names]
-    lengths.append(row)
-    for n, k in zip(names, row, strict=True):
-      tokens[n] += k if specs[n].shape.rank else 0
+    lengths.append(cache_manifest.row(ex, names))
   if writer:
     writer.close()
   if not lengths:
-    raise DataError(f"Split {split!r} of task {name!r} is empty; nothing to cache.")
+    raise cache_manifest.empty_split(name, split)
   lengths = np.asarray(lengths, np.int32)
   np.save(os.fspath(out_dir / records.LENGTHS), lengths)
-  lengths_sha = records.file_sha256(out_dir / records.LENGTHS)
   for j, shard in enumerate(shards):
     shard["num_records"] = int(min(records_per_shard, len(lengths) - j * records_per_shard))
     shard["bytes"] = (out_dir / shard["file"]).stat().length
-  return {"num_examples": len(lengths),
-          "num_tokens": {n: t for n, t in tokens.items() if specs[n].shape.rank},
-          "features": {n: {"dtype": "int32", "rank": specs[n].shape.rank} for n in names},
-          "shards": shards, records.LENGTHS_SHA256: lengths_sha}
-
-
-def _local_data_dir(data_dir: str | None) -> str:
-  data_dir = data_dir or registry.default_data_dir()
-  if paths.is_remote(data_dir):
-    raise DataError(f"--data_dir {data_dir} is a bucket; a cache is built from a prepared data "
-                    "directory on local disk (seqio reads its corpus files there). Pass that "
-                    f"directory as --data_dir and the bucket as --out_dir {data_dir}.")
-  return os.fspath(paths.as_path(data_dir))
-
-
-def _stale(path: paths.Path, current: dict) -> tuple[dict | None, list[str]]:
-  """(the manifest at `path`, how it is stale: [] = up to date)."""
-  try:
-    manifest = json.loads(path.read_text())
-  except ValueError as e:
-    return None, [f"its manifest {path} is unreadable ({e})"]
-  if not isinstance(manifest, dict):
-    return None, [f"its manifest {path} is not a JSON object"]
-  return manifest, records.stale_reasons(manifest, current)
+  return cache_manifest.body(lengths, names, ranks, shards,
+                             records.file_sha256(out_dir / records.LENGTHS))
 
 
 def cache_split(name: str, split: str, data_dir: str | None = None, *,
@@ -121,66 +81,29 @@ def cache_split(name: str, split: str, data_dir: str | None = None, *,
     DataError: the task is not prepared, `data_dir` is a bucket, or the cache is stale and
       neither `rebuild` nor `refresh` is set.
   """
-  import synthesizer_jax
-
-  data_dir = _local_data_dir(data_dir)
-  out_dir = os.fspath(paths.check_dir(out_dir, "out_dir")) if out_dir else data_dir
-  source = None if out_dir == data_dir else data_dir  # the vocabulary is copied to out_dir
-  task = tasks.seqio_task(name, data_dir)
-  if split not in task.splits:
-    raise DataError(f"Task {name!r} has no split {split!r}; it has {list(task.splits)}.")
-  corpus = None if spec(name).source == "tfds" else tasks.split_file(name, split, data_dir)
-  current = records.fingerprint(name, split, data_dir, corpus)
-  path = paths.as_path(records.manifest_path(name, split, out_dir))
-  if path.is_file() and not rebuild:
-    manifest, reasons = _stale(path, current)
-    if not reasons:
-      if source and cache_copy.copy_vocab(name, data_dir, out_dir, overwrite=True):
-        log(f"{name}: copied its vocabulary to {registry.vocab_path(name, out_dir)}")
-      log(f"{name}/{split}: cache up to date ({manifest['num_examples']:,} examples)")
-      return manifest
-    if not refresh:
-      raise records.stale_error(name, split, out_dir, reasons, source)
-    log(f"{name}/{split}: rebuilding the stale cache ({'; '.join(reasons)})")
-  final = paths.as_path(records.split_dir(name, split, out_dir))
-  remote = paths.is_remote(out_dir)
-  # Built on local disk: beside the cache (swapped in whole), or for a bucket in a temporary
-  # directory it is uploaded from.
-  staging = (paths.as_path(tempfile.mkdtemp(prefix=f"sj-cache-{name}-{split}-")) if remote
-             else final.parent / (final.name + ".partial"))
+  kept, target = cache_manifest.plan(name, split, data_dir, out_dir, rebuild=rebuild,
+                                     refresh=refresh, log=log)
+  if kept is not None:
+    return kept
+  staging = target.staging()
   try:
     staging.rmtree(missing_ok=True)
     staging.mkdir(parents=True)
-    body = _write_split(name, split, data_dir, task, staging, records_per_shard)
-    s = spec(name)
-    manifest = {"format": records.FORMAT, "task": name, "split": split, "shape": s.shape,
-                **current, **body, "library_version": synthesizer_jax.__version__,
-                "record_layout": "int32 LE: F feature lengths, then each feature's tokens"}
+    task = tasks.seqio_task(name, target.data_dir)
+    counts = _write_split(name, split, target.data_dir, task, staging, records_per_shard)
+    manifest = cache_manifest.manifest(target, counts)
     (staging / records.MANIFEST).write_text(json.dumps(manifest, indent=1))
-    if source:  # before the manifest lands: a cache is never there without its vocabulary
-      cache_copy.copy_vocab(name, data_dir, out_dir, overwrite=True)
-    if remote:
-      cache_copy.publish_split(staging, final, manifest)
+    if target.source:  # before the manifest lands: a cache is never there without its vocabulary
+      cache_copy.copy_vocab(name, target.data_dir, target.out_dir, overwrite=True)
+    if target.remote:
+      cache_copy.publish_split(staging, target.final, manifest)
     else:
-      _swap(staging, final)
+      cache_manifest.swap(staging, target.final)
   finally:
-    if remote:
+    if target.remote:
       staging.rmtree(missing_ok=True)
-  total = sum(manifest["num_tokens"].values())
-  log(f"{name}/{split}: cached {manifest['num_examples']:,} examples, {total:,} tokens in "
-      f"{len(manifest['shards'])} shard(s) under {final}")
+  cache_manifest.log_cached(target, manifest, log)
   return manifest
-
-
-def _swap(partial: paths.Path, final: paths.Path) -> None:
-  """Swaps in the finished local directory; a crash before this leaves the old cache (or
-  none), never a mix."""
-  old = final.parent / (final.name + ".old")
-  old.rmtree(missing_ok=True)
-  if final.is_dir():
-    final.replace(old)
-  partial.replace(final)
-  old.rmtree(missing_ok=True)
 
 
 def cache_task(name: str, data_dir: str | None = None, splits: Sequence[str] | None = None, *,
@@ -188,15 +111,16 @@ def cache_task(name: str, data_dir: str | None = None, splits: Sequence[str] | N
                records_per_shard: int = RECORDS_PER_SHARD, log=print) -> dict[str, dict]:
   """Caches `splits` (default: every split) of task `name` into `out_dir` (default:
   `data_dir`); returns {split: manifest}."""
-  data_dir = _local_data_dir(data_dir)
+  data_dir = cache_manifest.local_data_dir(data_dir)
   names = list(splits) if splits else list(tasks.seqio_task(name, data_dir).splits)
   return {split: cache_split(name, split, data_dir, out_dir=out_dir, rebuild=rebuild,
                              refresh=refresh, records_per_shard=records_per_shard, log=log)
           for split in names}
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser(description: str) -> argparse.ArgumentParser:
+  """The cache command's arguments (`beam_cache.py` adds its own)."""
+  parser = argparse.ArgumentParser(description=description)
   parser.add_argument("--task", nargs="+", required=True, help="task name(s) to cache")
   parser.add_argument("--data_dir", default=registry.default_data_dir(),
                       help=f"the prepared data directory (default: ${registry.ENV_DATA_DIR} or "
@@ -209,15 +133,24 @@ def main(argv=None) -> int:
   parser.add_argument("--rebuild", action="store_true",
                       help="rebuild caches that exist (needed when a cache is stale)")
   parser.add_argument("--records_per_shard", type=int, default=RECORDS_PER_SHARD)
-  args = parser.parse_args(argv)
+  return parser
+
+
+def cli(action) -> int:
+  """Runs `action()`; a DataError or OSError is one line on stderr and exit status 2."""
   try:
-    for name in args.task:
-      cache_task(name, args.data_dir, args.splits, out_dir=args.out_dir, rebuild=args.rebuild,
-                 records_per_shard=args.records_per_shard)
+    action()
   except (DataError, OSError) as e:  # OSError: a bucket that is missing or out of reach
     print(f"error: {e}", file=sys.stderr)
     return 2
   return 0
+
+
+def main(argv=None) -> int:
+  args = parser(__doc__.splitlines()[0]).parse_args(argv)
+  return cli(lambda: [cache_task(name, args.data_dir, args.splits, out_dir=args.out_dir,
+                                 rebuild=args.rebuild, records_per_shard=args.records_per_shard)
+                      for name in args.task])
 
 
 if __name__ == "__main__":

@@ -148,6 +148,13 @@ def _build_specs() -> dict:
           # LM1B has no validation split; its held-out set serves as both.
           split_map=(("train", "train"), ("validation", "test"), ("test", "test")),
           description="One Billion Word benchmark (TFDS lm1b)"),
+      # T5's pre-training corpus (cached by data/beam_cache.py on Dataflow: docs/data.md).
+      "c4": _Spec(
+          "lm", "perplexity", "c4", "tfds", vocab_size=32000, tfds_name="c4/en:3.0.1",
+          targets_key="text",
+          # C4 has no test split; its validation split serves as both.
+          split_map=(("train", "train"), ("validation", "validation"), ("test", "validation")),
+          description="Colossal Clean Crawled Corpus, English (TFDS c4/en; T5's pre-training)"),
       "cnn_dailymail": _Spec(
           "encdec", "rouge", "cnn_dailymail", "tfds", vocab_size=32000,
           tfds_name="cnn_dailymail:3.4.0", inputs_key="article", targets_key="highlights",

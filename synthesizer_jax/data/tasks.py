@@ -3,7 +3,7 @@
 Tasks are registered lazily, per data directory (the vocabulary and files live there),
 under the name `<task>#<short hash of the data dir>`; `seqio_task(name, data_dir)` returns
 the registered task. Offline tasks read the prepared split files; TFDS tasks read TFDS
-from `<data_dir>/tfds` (or $TFDS_DATA_DIR).
+from `<data_dir>/tfds` (or $TFDS_DATA_DIR, which may be a bucket).
 
 Examples after preprocessing, before the feature converter:
   lm:         {"targets": int32[<= L]}   documents are cut into L-token pieces, EOS at the end
@@ -17,6 +17,7 @@ import functools
 import hashlib
 import os
 
+from synthesizer_jax import paths
 from synthesizer_jax.data import registry
 from synthesizer_jax.data.registry import META, PREPARE_CMD, DataError, read_meta, spec
 from synthesizer_jax.data.tfenv import import_seqio, import_tf
@@ -61,7 +62,8 @@ def check_prepared(name: str, data_dir: str) -> None:
   if not os.path.isdir(data_dir):
     raise DataError(f"Data directory {data_dir} does not exist. Build the data with:\n  {cmd}")
   tfds_data = tfds_version_dir(name, data_dir)
-  if tfds_data and not os.path.isdir(tfds_data):
+  # $TFDS_DATA_DIR may be a bucket (gs://B/tfds), as on Dataflow workers (docs/data.md).
+  if tfds_data and not paths.as_path(tfds_data).is_dir():
     # seqio would otherwise start downloading (tens of GB for some of these).
     raise DataError(f"TFDS data for {name!r} is missing: no {tfds_data}. Build it on a machine "
                     f"with network access (`tfds build {spec(name).tfds_name.split(':')[0]} "
