@@ -104,13 +104,18 @@ def _split_texts(name: str, data_dir: str, split: str = "train") -> Iterable[str
 
 def _family_vocab(family: str, data_dir: str, path: str) -> None:
   """Trains a `registry.FAMILIES` vocabulary on its tasks' training text (each prepared
-  first), an equal share of the size cap each, so no one corpus crowds the others out."""
+  first), an equal share of the size cap each, so no one corpus crowds the others out,
+  and on its members' prefixes and label words, which the model must be able to read."""
   fam = registry.FAMILIES[family]
   share = 6_000_000 // len(fam.texts)
   for name in fam.texts:
     prepare_task(name, data_dir)
 
+  members = [spec(n) for n in registry.TASKS if spec(n).family == family]
+  words = [t for m in members for t in (m.prefix, *m.label_names) if t]
+
   def texts():
+    yield from words
     for name in fam.texts:
       size = 0
       for text in _split_texts(name, data_dir):
@@ -119,7 +124,8 @@ def _family_vocab(family: str, data_dir: str, path: str) -> None:
         if size >= share:
           break
 
-  train_vocab(texts(), path, fam.vocab_size, character_coverage=fam.character_coverage)
+  train_vocab(texts(), path, fam.vocab_size, character_coverage=fam.character_coverage,
+              required_chars="".join(sorted(set("".join(words)) - {" "})))
 
 
 def _tfds_texts(name: str, data_dir: str, max_examples: int) -> Iterable[str]:

@@ -85,7 +85,9 @@ class Family:
 # Families whose vocabulary is not trained on one task's text alone. (A task whose family is
 # another task's name, like offline_classify_text, takes that task's vocabulary.)
 FAMILIES = {
-    "offline_t5": Family(texts=("offline_lm_prose",), extra_ids=100),
+    # T5's recipe offline: pre-training text and the fine-tuning tasks' text.
+    "offline_t5": Family(texts=("offline_lm_prose", "offline_classify", "offline_translate_en_de",
+                                "offline_summarize"), extra_ids=100),
 }
 
 
@@ -177,6 +179,20 @@ def _build_specs() -> dict:
           "encdec", "perplexity", "offline_t5", "offline", corpus="offline_lm_prose",
           cached_as="offline_lm_prose_t5", objective="span_corruption",
           description="T5's span corruption of offline_lm_prose (pre-training an enc-dec)"),
+      # ... and the tasks fine-tuned from it, text-to-text with T5's prefixes (a review's
+      # target is its label word).
+      "offline_classify_t5": _Spec(
+          "encdec", "glue", "offline_t5", "offline", corpus="offline_classify",
+          label_names=("other", "great"), prefix="review:",
+          description="offline_classify's reviews -> 'great' / 'other', text-to-text"),
+      "offline_translate_en_de_t5": _Spec(
+          "encdec", "bleu", "offline_t5", "offline", corpus="offline_translate_en_de",
+          prefix="translate English to German:",
+          description="offline_translate_en_de in the offline_t5 vocabulary, T5's prefix"),
+      "offline_summarize_t5": _Spec(
+          "encdec", "rouge", "offline_t5", "offline", corpus="offline_summarize",
+          prefix="summarize:",
+          description="offline_summarize in the offline_t5 vocabulary, T5's prefix"),
       "offline_summarize": _Spec(
           "encdec", "rouge", "offline_summarize", "offline", vocab_size=8000,
           description="Debian long package description -> its one-line synopsis"),

@@ -140,6 +140,22 @@ def span_corrupt(ds, sequence_length, output_features):
   return corrupt(ds.flat_map(pieces).filter(lambda tokens: tf.size(tokens) >= 2))
 
 
+def _text_to_text(ds, *, prefix, label_names):
+  """T5's text-to-text form of an offline pair: the prefix before the inputs, and a class
+  label's name as the target."""
+  tf = import_tf()
+  names = tf.constant(list(label_names) or ["none"])
+
+  def fmt(ex):
+    out = {"inputs": tf.strings.join([prefix, ex["inputs"]], separator=" ") if prefix
+           else ex["inputs"]}
+    out["targets"] = (tf.gather(names, tf.strings.to_number(ex["label"], tf.int32))
+                      if "label" in ex else ex["targets"])
+    return out
+
+  return ds.map(fmt, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def _select(ds, inputs_key, targets_key):
   if inputs_key:
     return ds.map(lambda ex: {"inputs": ex[inputs_key], "targets": ex[targets_key]})
@@ -196,6 +212,11 @@ def _preprocessors(name: str):
   eos = [seqio.preprocessors.append_eos]
   if s.objective == "span_corruption":  # documents of an LM corpus
     return [lambda ds: ds.map(lambda line: {"targets": line}), *tokenize, span_corrupt, *eos]
+  if s.corpus and not layout.chunked:  # another task's pairs, text-to-text
+    columns = registry.layout(s.corpus).offline_columns
+    return [functools.partial(_parse_tsv, keys=columns),
+            functools.partial(_text_to_text, prefix=s.prefix, label_names=s.label_names),
+            *tokenize, *eos]
   if s.source in ("offline", "local"):
     if layout.chunked:
       return [lambda ds: ds.map(lambda line: {"targets": line}), *tokenize, chunk_targets]

@@ -38,7 +38,7 @@ def _lines(texts: Iterable[str], max_chars: int, keep_permille: int) -> Iterable
 
 def train_vocab(texts: Iterable[str], path: str, vocab_size: int, *,
                 character_coverage: float = 0.9999, max_chars: int = 6_000_000,
-                keep_permille: int = 1000) -> str:
+                keep_permille: int = 1000, required_chars: str = "") -> str:
   """Trains a unigram SentencePiece model on `texts` and writes it atomically to `path`.
 
   Args:
@@ -49,6 +49,7 @@ def train_vocab(texts: Iterable[str], path: str, vocab_size: int, *,
     max_chars: stop after this much text (the builders give rows in a fixed hash order, so
       this is a fixed random sample; 6 MB trains in about a minute on two cores).
     keep_permille: keep a fixed hash-chosen share of the lines (for large corpora).
+    required_chars: characters kept whatever their frequency (task prefixes' ":").
 
   Returns:
     `path`.
@@ -70,7 +71,8 @@ def train_vocab(texts: Iterable[str], path: str, vocab_size: int, *,
         input=corpus, model_prefix=prefix, vocab_size=vocab_size, model_type="unigram",
         pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=character_coverage,
         input_sentence_size=0, max_sentence_length=MAX_LINE_BYTES, hard_vocab_limit=False,
-        num_threads=max(1, os.cpu_count() or 1), minloglevel=2)
+        num_threads=max(1, os.cpu_count() or 1), minloglevel=2,
+        **({"required_chars": required_chars} if required_chars else {}))
     os.replace(prefix + ".vocab", path[:-len(".model")] + ".vocab")
     os.replace(prefix + ".model", path)
   return path
