@@ -14,7 +14,7 @@ from synthesizer_jax import data, loop
 from synthesizer_jax import run as run_lib
 from synthesizer_jax.checkpointing import flat_paths
 from synthesizer_jax.config import MeshConfig, RunConfig, TrainConfig
-from synthesizer_jax.data import build, registry, tasks
+from synthesizer_jax.data import build, mixtures, registry, tasks
 
 pytest.importorskip("seqio")
 pytest.importorskip("grain")
@@ -122,3 +122,32 @@ def test_a_source_of_another_vocabulary_is_refused_naming_both(built, pretrained
       rf"(?s)another vocabulary.*the offline_t5 vocabulary {theirs} had sha256 \w+\.\.\. when "
       rf"saved, the offline_translate_en_de vocabulary {ours} has \w+\.\.\. now.*embed/")):
     run_lib.initial_state(run)
+
+
+def test_mixture_rates_are_t5s_capped_example_counts_and_seqio_draws_by_them(built):
+  data_dir, _ = built
+  counts = {}
+  for t in FINETUNE:
+    with open(tasks.split_file(t, "train", data_dir)) as f:
+      counts[t] = len(f.read().splitlines())
+  cap = sorted(counts.values())[1]  # caps the largest member only
+  want = {t: float(min(n, cap)) for t, n in counts.items()}
+  assert mixtures.rates("offline_t5_finetune", data_dir, cap=cap) == want
+  rates = mixtures.rates("offline_t5_finetune", data_dir)  # what the seqio Mixture draws by
+  assert rates == {t: float(min(n, mixtures.MIXTURES["offline_t5_finetune"].cap))
+                   for t, n in counts.items()}
+  mix = mixtures.seqio_mixture("offline_t5_finetune", data_dir)
+  assert mixtures.seqio_mixture("offline_t5_finetune", data_dir) is mix
+  ds = mix.get_dataset(sequence_length={"inputs": 32, "targets": 8}, split="train",
+                       shuffle=True, seed=0, num_epochs=None)
+  vocab = data.get_vocabulary(FINETUNE[0], data_dir)
+  prefixes = {"review:": FINETUNE[0], "translate": FINETUNE[1], "summarize:": FINETUNE[2]}
+  drawn = dict.fromkeys(FINETUNE, 0)
+  for ex in ds.take(600).as_numpy_iterator():
+    drawn[prefixes[vocab.decode(ex["inputs"]).split(" ")[0]]] += 1
+  total = sum(rates.values())
+  for t in FINETUNE:  # within 5 binomial standard deviations of its rate
+    p = rates[t] / total
+    assert abs(drawn[t] / 600 - p) < 5 * (p * (1 - p) / 600) ** 0.5, (drawn, rates)
+  with pytest.raises(data.DataError, match="Known mixtures: offline_t5_finetune"):
+    mixtures.rates("nope", data_dir)
