@@ -163,18 +163,39 @@ def merge_params(target_params, source_params, prefixes: Sequence[str] = (),
   return merged["params"], [_path(k) for k in taken]
 
 
+def _vocabulary(cfg: Mapping[str, Any]) -> str:
+  """"the offline_t5 vocabulary data/vocab/offline_t5.model" (the family where recorded)."""
+  family = cfg.get("vocab_family")
+  return (f"the {family} vocabulary " if family else "") + str(cfg.get("vocab_path"))
+
+
 def vocabulary_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str | None:
   """How two run configs' vocabularies differ (by content hash when both have one, else by
-  path), or None."""
+  path; and by their extra ids, span corruption's sentinels, where both record them), or
+  None. The message names both vocabularies."""
   old, new = saved.get("vocab_sha256"), current.get("vocab_sha256")
   if old and new:
     if old != new:
-      return (f"{saved.get('vocab_path')} had sha256 {old[:12]}... when saved, "
-              f"{current.get('vocab_path')} has {new[:12]}... now")
+      return (f"{_vocabulary(saved)} had sha256 {old[:12]}... when saved, "
+              f"{_vocabulary(current)} has {new[:12]}... now")
   elif saved.get("vocab_path") != current.get("vocab_path"):
     return (f"vocab_path {saved.get('vocab_path')!r} when saved, {current.get('vocab_path')!r} "
             "now")
+  extra = (saved.get("vocab_extra_ids"), current.get("vocab_extra_ids"))
+  if None not in extra and extra[0] != extra[1]:
+    return (f"{_vocabulary(saved)} had {extra[0]} extra ids (sentinels) when saved, "
+            f"{_vocabulary(current)} has {extra[1]} now")
   return None
+
+
+def _vocab_arrays(target, source, prefixes: Sequence[str]) -> list[str]:
+  """The target's token-indexed arrays (embedding, untied output layer) that `prefixes`
+  would load (every top-level name both have, when empty)."""
+  tgt = flat_paths(target)
+  wanted = ([t for _, t, _ in _prefix_pairs(prefixes)] if prefixes
+            else [t for t in _tops(tgt) if t in _tops(flat_paths(source))])
+  return sorted(_show(k) for k in tgt if _path(k).split("/")[0] in VOCAB_PARAMS
+                and any(_under(_path(k), t) for t in wanted))
 
 
 def load_source(state, cfg, run_config: Mapping[str, Any], log=print):
@@ -183,16 +204,17 @@ def load_source(state, cfg, run_config: Mapping[str, Any], log=print):
   name = f"{cfg.init_from} (step {step})"
   target = {"params": state.params, **state.constants}
   variables = {"params": source["params"], **(source.get("constants") or {})}
-  taken, missing = plan(target, variables, cfg.init_params, partial=cfg.init_partial,
-                        source_name=name)
   vocab = vocabulary_difference(source_cfg, run_config)
-  embedded = sorted(_show(k) for k in taken if _path(k).split("/")[0] in VOCAB_PARAMS)
-  if vocab and embedded:
+  # Before the shapes are compared: another vocabulary usually has another size too.
+  embedded = _vocab_arrays(target, variables, cfg.init_params) if vocab else []
+  if embedded:
     raise ValueError(
         f"init_from {name} was trained with another vocabulary than this run's: {vocab}. "
         f"Token ids mean other pieces, so its {', '.join(embedded)} would be wrong here. Leave "
         "the embedding out of init_params (e.g. ('encoder',) or ('encoder=decoder',)), or "
         "fine-tune on a task of the source's vocabulary.")
+  taken, missing = plan(target, variables, cfg.init_params, partial=cfg.init_partial,
+                        source_name=name)
   merged = apply(target, variables, taken)
   params = merged.pop("params")
   counts = [sum(k.startswith(c + "/") for k in taken) for c in ("params", "constants")]

@@ -77,6 +77,8 @@ class Run:
     return {"task": self.cfg.task, "shape": self.shape.name, "metric": self.info.metric,
             "num_classes": self.info.num_classes, "vocab_path": self.info.vocab_path,
             "vocab_sha256": self.vocab_sha256,
+            "vocab_family": getattr(self.info, "vocab_family", None),
+            "vocab_extra_ids": int(getattr(self.vocab, "extra_ids", 0) or 0),
             "model": self.model_cfg.to_dict(), "train": self.cfg.to_dict(),
             "mesh": dataclasses.asdict(self.config.mesh)}
 

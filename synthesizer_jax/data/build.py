@@ -91,6 +91,43 @@ def _vocab_text(name: str, train_rows: Sequence[tuple]) -> Iterable[str]:
     yield from row[first:]
 
 
+def _split_texts(name: str, data_dir: str, split: str = "train") -> Iterable[str]:
+  """The text fields of a prepared split file of an offline task (not its class labels)."""
+  columns = registry.layout(name).offline_columns
+  text = [i for i, c in enumerate(columns) if c != "label"] if not registry.layout(
+      name).chunked else [0]
+  with open(split_file(name, split, data_dir), encoding="utf-8") as f:
+    for line in f:
+      fields = line.rstrip("\n").split("\t")
+      yield from (fields[i] for i in text if i < len(fields))
+
+
+def _family_vocab(family: str, data_dir: str, path: str) -> None:
+  """Trains a `registry.FAMILIES` vocabulary on its tasks' training text (each prepared
+  first), an equal share of the size cap each, so no one corpus crowds the others out,
+  and on its members' prefixes and label words, which the model must be able to read."""
+  fam = registry.FAMILIES[family]
+  share = 6_000_000 // len(fam.texts)
+  for name in fam.texts:
+    prepare_task(name, data_dir)
+
+  members = [spec(n) for n in registry.TASKS if spec(n).family == family]
+  words = [t for m in members for t in (m.prefix, *m.label_names) if t]
+
+  def texts():
+    yield from words
+    for name in fam.texts:
+      size = 0
+      for text in _split_texts(name, data_dir):
+        yield text
+        size += len(text) + 1
+        if size >= share:
+          break
+
+  train_vocab(texts(), path, fam.vocab_size, character_coverage=fam.character_coverage,
+              required_chars="".join(sorted(set("".join(words)) - {" "})))
+
+
 def _tfds_texts(name: str, data_dir: str, max_examples: int) -> Iterable[str]:
   """Text fields of the training split(s) of a TFDS task family, for its vocabulary."""
   from synthesizer_jax.data.tfenv import import_tfds
@@ -133,6 +170,12 @@ def prepare_task(name: str, data_dir: str, max_vocab_examples: int = 200_000,
   tdir = registry.task_dir(name, data_dir)
   vpath = registry.vocab_path(name, data_dir)
   meta_path = os.path.join(tdir, META)
+  if s.corpus:  # another task's files, in this task's family vocabulary
+    meta = prepare_task(s.corpus, data_dir, on_stage=on_stage)
+    if not os.path.exists(vpath):
+      _family_vocab(s.family, data_dir, vpath)
+    return {**meta, "task": name, "vocab": os.path.relpath(vpath, data_dir),
+            "vocab_size": _vocab_size(vpath)}
   if is_prepared(name, data_dir):
     if s.source == "tfds":
       return {"task": name, "vocab": vpath}
@@ -149,7 +192,9 @@ def prepare_task(name: str, data_dir: str, max_vocab_examples: int = 200_000,
   on_stage(STAGES[1])
   stats = _write_splits(name, data_dir, splits)
   on_stage(STAGES[2])
-  if not os.path.exists(vpath):
+  if not os.path.exists(vpath) and s.family in registry.FAMILIES:
+    _family_vocab(s.family, data_dir, vpath)
+  elif not os.path.exists(vpath):
     # A family's vocabulary is the same whichever member builds it first: the settings of the
     # task the family is named after (offline_classify_text builds offline_classify's).
     owner = s.family if s.family in registry.TASKS else name
@@ -207,7 +252,7 @@ def prepare(data_dir: str | None = None, tasks: Sequence[str] | None = None,
   if cache:
     from synthesizer_jax.data.cache import cache_task
 
-    for name in names:
+    for name in dict.fromkeys(registry.cached_task(n) for n in names):
       cache_task(name, data_dir, refresh=True, log=print if progress else lambda *a: None)
   return out
 

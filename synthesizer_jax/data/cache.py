@@ -110,8 +110,9 @@ def cache_task(name: str, data_dir: str | None = None, splits: Sequence[str] | N
                out_dir: str | None = None, rebuild: bool = False, refresh: bool = False,
                records_per_shard: int = RECORDS_PER_SHARD, log=print) -> dict[str, dict]:
   """Caches `splits` (default: every split) of task `name` into `out_dir` (default:
-  `data_dir`); returns {split: manifest}."""
-  data_dir = cache_manifest.local_data_dir(data_dir)
+  `data_dir`); returns {split: manifest}. A task read through another's cache
+  (`registry.cached_task`: span corruption, applied after the cache) caches that one."""
+  data_dir, name = cache_manifest.local_data_dir(data_dir), registry.cached_task(name)
   names = list(splits) if splits else list(tasks.seqio_task(name, data_dir).splits)
   return {split: cache_split(name, split, data_dir, out_dir=out_dir, rebuild=rebuild,
                              refresh=refresh, records_per_shard=records_per_shard, log=log)

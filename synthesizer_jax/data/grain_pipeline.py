@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from synthesizer_jax import paths
-from synthesizer_jax.data import features, records, registry
+from synthesizer_jax.data import features, records, registry, span_corruption, vocab
 from synthesizer_jax.data.registry import DataError
 
 
@@ -46,10 +46,11 @@ class CachedSplit:
     import grain
 
     self.shape = registry.layout(name)  # the data layout of its model shape
-    need = dict.fromkeys(self.shape.task_features, 1)
+    stored = registry.cached_task(name)  # span corruption reads its documents' cache
+    need = dict.fromkeys(registry.layout(stored).task_features, 1)
     if "targets" in self.shape.batch_features:  # a classifier's label (features.convert)
       need["label"] = 0
-    self.manifest, paths, lengths = records.open_split(name, split, data_dir, need)
+    self.manifest, paths, lengths = records.open_split(stored, split, data_dir, need)
     self.names = list(self.manifest["features"])
     self.ranks = [self.manifest["features"][n]["rank"] for n in self.names]
     self.table = lengths if verify else None  # each record's header is checked against it
@@ -60,8 +61,12 @@ class CachedSplit:
     self.rebuild = records.rebuild_cmd(name, data_dir)
     self.source = grain.sources.ArrayRecordDataSource(paths)
     n = len(lengths)
-    self.record, self.start, self.sizes = features.example_lengths(
-        lengths, self.names, self.lengths, self.shape.chunked)
+    self.corrupt = registry.spec(name).objective == "span_corruption"
+    if self.corrupt:
+      self._plan_span_corruption(name, data_dir, lengths)
+    else:
+      self.record, self.start, self.sizes = features.example_lengths(
+          lengths, self.names, self.lengths, self.shape.chunked)
     order = np.arange(len(self.record))
     if shuffle:
       order = np.random.default_rng((seed, 0)).permutation(order)
@@ -73,6 +78,21 @@ class CachedSplit:
     self.shard_index, self.global_batch = shard_index, batch_size * num_shards
     if not self.num_rows:
       raise DataError(f"Split {self.where} is empty (the cache holds {n} records).")
+
+  def _plan_span_corruption(self, name: str, data_dir: str, lengths: np.ndarray) -> None:
+    """Examples = pieces of the cached documents (EOS left off) of `lengths_for(inputs
+    length)` tokens, as `tasks.span_corrupt` cuts them, whose corrupted lengths are known
+    before reading (`span_corruption.corrupted_lengths`); corrupted when read, seeded by
+    (seed, example index), so a batch is the same whenever it is read."""
+    raw = span_corruption.lengths_for(self.lengths["inputs"])[0]
+    docs = lengths[:, [self.names.index("targets")]] - 1
+    record, start, size = features.example_lengths(docs, ["targets"], {"targets": raw}, True)
+    keep = size[:, 0] >= 2
+    self.record, self.start, self.raw = record[keep], start[keep], size[keep, 0]
+    limit = np.array([self.lengths["inputs"], self.lengths["targets"]])
+    self.sizes = np.minimum(span_corruption.corrupted_lengths(self.raw), limit)
+    self.vocab_size = vocab.SentencePieceVocabulary(registry.vocab_path(name, data_dir),
+                                                    registry.extra_ids(name)).vocab_size
 
   def __len__(self) -> int:
     """Batches in one pass (repeat=False; the last may be short); huge when repeating."""
@@ -123,6 +143,11 @@ class CachedSplit:
                             self.shape.batch_features, self.lengths, self.packed)
 
   def _example(self, e: int, rec: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if self.corrupt:
+      start = int(self.start[e])
+      rec = span_corruption.example(rec["targets"][start:start + int(self.raw[e])],
+                                    self.vocab_size, (self.seed, e))
+      return {k: rec[k][:int(self.sizes[e, j])] for j, k in enumerate(("inputs", "targets"))}
     out = {k: v for k, v in rec.items() if k not in self.lengths}
     for j, key in enumerate(self.lengths):
       start = int(self.start[e])

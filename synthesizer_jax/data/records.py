@@ -56,8 +56,9 @@ def manifest_path(name: str, split: str, data_dir: str | None = None) -> str:
 
 
 def has_cache(name: str, data_dir: str | None = None, split: str = "train") -> bool:
-  """Whether a finished cache of `split` of task `name` exists under `data_dir`."""
-  return paths.as_path(manifest_path(name, split, data_dir)).is_file()
+  """Whether a finished cache of `split` of task `name` (or of the task whose cache it reads,
+  `registry.cached_task`) exists under `data_dir`."""
+  return paths.as_path(manifest_path(registry.cached_task(name), split, data_dir)).is_file()
 
 
 def cache_cmd(name: str, data_dir: str, source: str | None = None) -> str:

@@ -52,6 +52,7 @@ class TaskInfo:
     source: "offline" (built here from Debian packages), "tfds" or "local" (a user file).
     feature_keys: keys of the `feature_lengths` dict `get_dataset` needs for this task.
     description: one line on the data.
+    extra_ids: ids above the vocabulary's pieces, its family's (T5's sentinels; 0: none).
   """
 
   name: str
@@ -64,11 +65,38 @@ class TaskInfo:
   source: str
   feature_keys: tuple[str, ...]
   description: str
+  extra_ids: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """A vocabulary that tasks of several corpora share: a pre-training task and the tasks
+  fine-tuned from it (T5's recipe). Its SentencePiece model is trained on the training
+  splits of `texts` (an equal share of the 6 MB cap each), and `extra_ids` ids above its
+  pieces are kept for span corruption's sentinels (<extra_id_0> is the last id, as seqio
+  numbers them)."""
+
+  texts: tuple[str, ...]
+  vocab_size: int = 8000
+  extra_ids: int = 0
+  character_coverage: float = 0.9999
+
+
+# Families whose vocabulary is not trained on one task's text alone. (A task whose family is
+# another task's name, like offline_classify_text, takes that task's vocabulary.)
+FAMILIES = {
+    # T5's recipe offline: pre-training text and the fine-tuning tasks' text.
+    "offline_t5": Family(texts=("offline_lm_prose", "offline_classify", "offline_translate_en_de",
+                                "offline_summarize"), extra_ids=100),
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class _Spec:
-  """Internal: how to build a task. `fields` are input text features, in prompt order."""
+  """Internal: how to build a task. `fields` are input text features, in prompt order.
+  `corpus`: another offline task whose prepared files this task reads; `cached_as`: the
+  task whose cache holds this task's examples before `objective` ("span_corruption"),
+  which both pipelines apply after the cache, as T5's tasks do."""
 
   shape: str
   metric: str
@@ -84,6 +112,9 @@ class _Spec:
   split_map: tuple[tuple[str, str], ...] = (("train", "train"), ("validation", "validation"),
                                             ("test", "test"))
   prefix: str = ""
+  corpus: str = ""
+  cached_as: str = ""
+  objective: str = ""
 
 
 _GLUE = {
@@ -139,6 +170,29 @@ def _build_specs() -> dict:
       "offline_classify_text": _Spec(
           "lm", "perplexity", "offline_classify", "offline", vocab_size=4000,
           description="offline_classify's reviews as an LM corpus, in its vocabulary"),
+      # T5's recipe on the offline prose: one vocabulary (family offline_t5, with sentinels)
+      # for the pre-training task and the tasks fine-tuned from it.
+      "offline_lm_prose_t5": _Spec(
+          "lm", "perplexity", "offline_t5", "offline", corpus="offline_lm_prose",
+          description="offline_lm_prose's documents in the offline_t5 vocabulary"),
+      "offline_prose_span_corruption": _Spec(
+          "encdec", "perplexity", "offline_t5", "offline", corpus="offline_lm_prose",
+          cached_as="offline_lm_prose_t5", objective="span_corruption",
+          description="T5's span corruption of offline_lm_prose (pre-training an enc-dec)"),
+      # ... and the tasks fine-tuned from it, text-to-text with T5's prefixes (a review's
+      # target is its label word).
+      "offline_classify_t5": _Spec(
+          "encdec", "glue", "offline_t5", "offline", corpus="offline_classify",
+          label_names=("other", "great"), prefix="review:",
+          description="offline_classify's reviews -> 'great' / 'other', text-to-text"),
+      "offline_translate_en_de_t5": _Spec(
+          "encdec", "bleu", "offline_t5", "offline", corpus="offline_translate_en_de",
+          prefix="translate English to German:",
+          description="offline_translate_en_de in the offline_t5 vocabulary, T5's prefix"),
+      "offline_summarize_t5": _Spec(
+          "encdec", "rouge", "offline_t5", "offline", corpus="offline_summarize",
+          prefix="summarize:",
+          description="offline_summarize in the offline_t5 vocabulary, T5's prefix"),
       "offline_summarize": _Spec(
           "encdec", "rouge", "offline_summarize", "offline", vocab_size=8000,
           description="Debian long package description -> its one-line synopsis"),
@@ -205,9 +259,27 @@ def vocab_path(name: str, data_dir: str | None = None) -> str:
   return os.path.join(data_dir or default_data_dir(), "vocab", f"{spec(name).family}.model")
 
 
+def extra_ids(name: str) -> int:
+  """Ids above the pieces of task `name`'s vocabulary (its family's sentinels)."""
+  family = FAMILIES.get(spec(name).family)
+  return family.extra_ids if family else 0
+
+
+def corpus_task(name: str) -> str:
+  """The task whose prepared split files task `name` reads (itself, unless it borrows)."""
+  return spec(name).corpus or name
+
+
+def cached_task(name: str) -> str:
+  """The task whose cache holds task `name`'s examples (itself, unless an objective is
+  applied after the cache: span corruption reads its documents' cache)."""
+  return spec(name).cached_as or name
+
+
 def task_dir(name: str, data_dir: str | None = None) -> str:
-  """Directory of a task's prepared splits (offline and local tasks)."""
-  return os.path.join(data_dir or default_data_dir(), name)
+  """Directory of a task's prepared splits (offline and local tasks; a task that reads
+  another's corpus, that task's)."""
+  return os.path.join(data_dir or default_data_dir(), corpus_task(name))
 
 
 def read_meta(name: str, data_dir: str) -> dict:
@@ -232,7 +304,7 @@ def task_info(name: str, data_dir: str | None = None) -> TaskInfo:
       name=name, shape=s.shape, metric=s.metric, vocab_path=vocab_path(name, data_dir),
       vocab_family=s.family, num_classes=form.num_classes(s.label_names),
       label_names=s.label_names, source=s.source, feature_keys=tuple(form.task_features),
-      description=s.description)
+      description=s.description, extra_ids=extra_ids(name))
 
 
 def check_request(name: str, feature_keys, feature_lengths, batch_size: int, shard_index: int,

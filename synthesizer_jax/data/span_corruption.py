@@ -40,6 +40,13 @@ def span_counts(length: int, noise_density: float = NOISE_DENSITY,
   return noise, spans
 
 
+def _counts(length: int, noise_density: float, mean_noise_span_length: float
+            ) -> tuple[int, int]:
+  """(noise pieces, noise spans) as `noise_mask` lays them out."""
+  noise, spans = span_counts(length, noise_density, mean_noise_span_length)
+  return noise, min(spans, noise, length - noise)  # each span needs at least one piece
+
+
 def _partition(rng: np.random.Generator, items: int, parts: int) -> np.ndarray:
   """`items` split into `parts` positive lengths, every split equally likely."""
   cuts = np.sort(rng.choice(items - 1, parts - 1, replace=False)) + 1 if parts > 1 else []
@@ -49,8 +56,7 @@ def _partition(rng: np.random.Generator, items: int, parts: int) -> np.ndarray:
 def noise_mask(length: int, rng: np.random.Generator, noise_density: float = NOISE_DENSITY,
                mean_noise_span_length: float = MEAN_NOISE_SPAN_LENGTH) -> np.ndarray:
   """Boolean [length]: True on noise pieces; spans alternate clean, noise, clean, ..."""
-  noise, spans = span_counts(length, noise_density, mean_noise_span_length)
-  spans = min(spans, noise, length - noise)  # each span needs at least one piece
+  noise, spans = _counts(length, noise_density, mean_noise_span_length)
   noise_lengths = _partition(rng, noise, spans)
   clean_lengths = _partition(rng, length - noise, spans)
   runs = np.stack([clean_lengths, noise_lengths], axis=1).reshape(-1)
@@ -80,6 +86,28 @@ def span_corrupt(tokens: np.ndarray, vocab_size: int, rng: np.random.Generator,
   """(inputs, targets) of one document, its spans drawn from `rng`."""
   mask = noise_mask(len(tokens), rng, noise_density, mean_noise_span_length)
   return corrupt(tokens, mask, vocab_size)
+
+
+def corrupted_lengths(raw: np.ndarray, noise_density: float = NOISE_DENSITY,
+                      mean_noise_span_length: float = MEAN_NOISE_SPAN_LENGTH) -> np.ndarray:
+  """[E, 2] lengths of (inputs, targets), EOS included, of pieces of `raw` [E] pieces (>= 2):
+  known before corrupting, so packing is planned on lengths alone."""
+  table = {}
+  for length in np.unique(raw).tolist():
+    noise, spans = _counts(length, noise_density, mean_noise_span_length)
+    table[length] = (length - noise + spans + 1, noise + spans + 1)
+  return np.array([table[length] for length in np.asarray(raw).tolist()],
+                  np.int64).reshape(-1, 2)
+
+
+def example(tokens: np.ndarray, vocab_size: int, seed: tuple[int, ...], eos_id: int = 1
+            ) -> dict[str, np.ndarray]:
+  """{"inputs", "targets"} of one piece, EOS appended, its spans drawn from `seed` alone
+  (the cached path seeds with (run seed, example index): any batch is computed alone)."""
+  inputs, targets = span_corrupt(np.asarray(tokens, np.int32), vocab_size,
+                                 np.random.default_rng(seed))
+  eos = np.array([eos_id], np.int32)
+  return {"inputs": np.concatenate([inputs, eos]), "targets": np.concatenate([targets, eos])}
 
 
 def num_sentinels(length: int, noise_density: float = NOISE_DENSITY,

@@ -7,6 +7,7 @@ from `<data_dir>/tfds` (or $TFDS_DATA_DIR, which may be a bucket).
 
 Examples after preprocessing, before the feature converter:
   lm:         {"targets": int32[<= L]}   documents are cut into L-token pieces, EOS at the end
+  span corruption (an encdec task): {"inputs", "targets"} of one piece of a document
   encdec:     {"inputs": int32[...], "targets": int32[...]}, each ending with EOS
   classifier: {"inputs": int32[...] ending with EOS, "label": int32 scalar (-1 = no label)}
 """
@@ -17,8 +18,10 @@ import functools
 import hashlib
 import os
 
+import numpy as np
+
 from synthesizer_jax import paths
-from synthesizer_jax.data import registry
+from synthesizer_jax.data import registry, span_corruption
 from synthesizer_jax.data.registry import META, PREPARE_CMD, DataError, read_meta, spec
 from synthesizer_jax.data.tfenv import import_seqio, import_tf
 from synthesizer_jax.data.vocab import get_vocabulary
@@ -37,7 +40,7 @@ def registered_name(name: str, data_dir: str) -> str:
 
 def split_file(name: str, split: str, data_dir: str) -> str:
   """Path of a prepared split file of an offline/local task."""
-  ext = "txt" if registry.layout(name).chunked else "tsv"
+  ext = "txt" if registry.layout(registry.corpus_task(name)).chunked else "tsv"
   return os.path.join(registry.task_dir(name, data_dir), f"{split}.{ext}")
 
 
@@ -110,6 +113,51 @@ def chunk_targets(ds, sequence_length, output_features):
   return ds.flat_map(pieces)
 
 
+def span_corrupt(ds, sequence_length, output_features):
+  """T5's span corruption (`span_corruption.py`) of tokenized documents: each is cut into
+  pieces of `lengths_for(inputs length)` tokens (pieces under 2 tokens are dropped), and
+  each piece corrupted with a seed from seqio's seed manager, so the examples are fixed by
+  `get_dataset`'s seed. EOS is appended after this."""
+  tf, seqio = import_tf(), import_seqio()
+  if not sequence_length or not sequence_length.get("inputs"):
+    raise DataError("span corruption cuts documents to fill the inputs length: call "
+                    "get_dataset with sequence_length={'inputs': L, 'targets': ...}")
+  raw = span_corruption.lengths_for(sequence_length["inputs"])[0]
+  vocab_size = output_features["targets"].vocabulary.vocab_size
+
+  def pieces(ex):
+    tokens = tf.cast(ex["targets"], tf.int32)
+    starts = tf.range(0, tf.size(tokens), raw, dtype=tf.int64)
+    return tf.data.Dataset.from_tensor_slices(tf.RaggedTensor.from_row_starts(tokens, starts))
+
+  def corrupt_numpy(tokens, seed):
+    rng = np.random.default_rng(np.asarray(seed).astype(np.uint64).tolist())
+    return span_corruption.span_corrupt(tokens.astype(np.int32), vocab_size, rng)
+
+  @seqio.map_over_dataset(num_seeds=1)
+  def corrupt(tokens, seed):
+    inputs, targets = tf.numpy_function(corrupt_numpy, [tokens, seed], [tf.int32, tf.int32])
+    return {"inputs": tf.ensure_shape(inputs, [None]), "targets": tf.ensure_shape(targets, [None])}
+
+  return corrupt(ds.flat_map(pieces).filter(lambda tokens: tf.size(tokens) >= 2))
+
+
+def _text_to_text(ds, *, prefix, label_names):
+  """T5's text-to-text form of an offline pair: the prefix before the inputs, and a class
+  label's name as the target."""
+  tf = import_tf()
+  names = tf.constant(list(label_names) or ["none"])
+
+  def fmt(ex):
+    out = {"inputs": tf.strings.join([prefix, ex["inputs"]], separator=" ") if prefix
+           else ex["inputs"]}
+    out["targets"] = (tf.gather(names, tf.strings.to_number(ex["label"], tf.int32))
+                      if "label" in ex else ex["targets"])
+    return out
+
+  return ds.map(fmt, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def _select(ds, inputs_key, targets_key):
   if inputs_key:
     return ds.map(lambda ex: {"inputs": ex[inputs_key], "targets": ex[targets_key]})
@@ -164,6 +212,13 @@ def _preprocessors(name: str):
   s, layout = spec(name), registry.layout(name)
   tokenize = [seqio.preprocessors.tokenize]
   eos = [seqio.preprocessors.append_eos]
+  if s.objective == "span_corruption":  # documents of an LM corpus
+    return [lambda ds: ds.map(lambda line: {"targets": line}), *tokenize, span_corrupt, *eos]
+  if s.corpus and not layout.chunked:  # another task's pairs, text-to-text
+    columns = registry.layout(s.corpus).offline_columns
+    return [functools.partial(_parse_tsv, keys=columns),
+            functools.partial(_text_to_text, prefix=s.prefix, label_names=s.label_names),
+            *tokenize, *eos]
   if s.source in ("offline", "local"):
     if layout.chunked:
       return [lambda ds: ds.map(lambda line: {"targets": line}), *tokenize, chunk_targets]

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from synthesizer_jax import paths
 from synthesizer_jax.data.corpora import bucket
-from synthesizer_jax.data.registry import PREPARE_CMD, DataError, spec, vocab_path
+from synthesizer_jax.data.registry import PREPARE_CMD, DataError, extra_ids, spec, vocab_path
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 MAX_LINE_BYTES = 8192
@@ -38,7 +38,7 @@ def _lines(texts: Iterable[str], max_chars: int, keep_permille: int) -> Iterable
 
 def train_vocab(texts: Iterable[str], path: str, vocab_size: int, *,
                 character_coverage: float = 0.9999, max_chars: int = 6_000_000,
-                keep_permille: int = 1000) -> str:
+                keep_permille: int = 1000, required_chars: str = "") -> str:
   """Trains a unigram SentencePiece model on `texts` and writes it atomically to `path`.
 
   Args:
@@ -49,6 +49,7 @@ def train_vocab(texts: Iterable[str], path: str, vocab_size: int, *,
     max_chars: stop after this much text (the builders give rows in a fixed hash order, so
       this is a fixed random sample; 6 MB trains in about a minute on two cores).
     keep_permille: keep a fixed hash-chosen share of the lines (for large corpora).
+    required_chars: characters kept whatever their frequency (task prefixes' ":").
 
   Returns:
     `path`.
@@ -70,7 +71,8 @@ def train_vocab(texts: Iterable[str], path: str, vocab_size: int, *,
         input=corpus, model_prefix=prefix, vocab_size=vocab_size, model_type="unigram",
         pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=character_coverage,
         input_sentence_size=0, max_sentence_length=MAX_LINE_BYTES, hard_vocab_limit=False,
-        num_threads=max(1, os.cpu_count() or 1), minloglevel=2)
+        num_threads=max(1, os.cpu_count() or 1), minloglevel=2,
+        **({"required_chars": required_chars} if required_chars else {}))
     os.replace(prefix + ".vocab", path[:-len(".model")] + ".vocab")
     os.replace(prefix + ".model", path)
   return path
@@ -81,15 +83,26 @@ class SentencePieceVocabulary:
 
   What `get_vocabulary` returns where seqio is not installed (training from a cache), and
   for a vocabulary in a bucket: the model is read as bytes through `paths` (etils.epath).
+  `extra_ids` pieces "<extra_id_N>" are added above the model's own, numbered down from
+  the last id, as seqio adds them (span corruption's sentinels).
   """
 
-  pad_id, eos_id, unk_id, extra_ids = 0, 1, 2, 0
+  pad_id, eos_id, unk_id = 0, 1, 2
 
-  def __init__(self, path: str):
+  def __init__(self, path: str, extra_ids: int = 0):
     import sentencepiece as spm
 
-    self.path = path
-    self.tokenizer = spm.SentencePieceProcessor(model_proto=paths.as_path(path).read_bytes())
+    self.path, self.extra_ids = path, extra_ids
+    proto = paths.as_path(path).read_bytes()
+    if extra_ids:
+      from sentencepiece import sentencepiece_model_pb2 as pb
+
+      model = pb.ModelProto.FromString(proto)
+      for i in reversed(range(extra_ids)):
+        model.pieces.add(piece=f"\u2581<extra_id_{i}>", score=0.0,
+                         type=pb.ModelProto.SentencePiece.USER_DEFINED)
+      proto = model.SerializeToString()
+    self.tokenizer = spm.SentencePieceProcessor(model_proto=proto)
 
   @property
   def vocab_size(self) -> int:
@@ -128,10 +141,11 @@ def get_vocabulary(name: str, data_dir: str | None = None):
            else "Build it with:\n  " + PREPARE_CMD.format(data_dir=root, task=name))
     raise DataError(f"No vocabulary for task {name!r} (family {spec(name).family!r}) at "
                     f"{path}. {fix}")
+  extra = extra_ids(name)
   if paths.is_remote(path):
-    return SentencePieceVocabulary(path)
+    return SentencePieceVocabulary(path, extra)
   try:
     seqio = import_seqio()
   except ImportError:
-    return SentencePieceVocabulary(path)
-  return seqio.SentencePieceVocabulary(path)
+    return SentencePieceVocabulary(path, extra)
+  return seqio.SentencePieceVocabulary(path, extra_ids=extra)

@@ -1,0 +1,80 @@
+"""Mixtures of tasks for multi-task fine-tuning (T5's recipe): which tasks, and at which rate.
+
+    mixtures.rates("offline_t5_finetune", "data")   # {task: rate}, T5's rate_num_examples
+    mixtures.seqio_mixture("offline_t5_finetune", "data")   # the seqio.Mixture (TF)
+
+A member's rate is its training split's example count, capped at `cap` (T5's
+"examples-proportional mixing" with an artificial dataset size limit K: a big task does not
+drown the small ones), read from the prepared `meta.json` of its corpus, so the rates are
+known without TensorFlow. Every member shares one vocabulary (a `registry.FAMILIES`
+family); a mixture of several vocabularies is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from synthesizer_jax.data import registry
+from synthesizer_jax.data.registry import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class Mixture:
+  """Member task names and T5's cap K on each member's example count."""
+
+  tasks: tuple[str, ...]
+  cap: int
+
+
+MIXTURES = {
+    # 3,617 reviews, 38,400 and 47,298 pairs -> rates 3,617 : 16,384 : 16,384 (10/45/45%).
+    "offline_t5_finetune": Mixture(
+        ("offline_classify_t5", "offline_translate_en_de_t5", "offline_summarize_t5"),
+        cap=16_384),
+}
+
+
+def mixture(name: str) -> Mixture:
+  """The mixture `name`; DataError listing the known ones."""
+  if name not in MIXTURES:
+    raise DataError(f"Unknown mixture {name!r}. Known mixtures: {', '.join(sorted(MIXTURES))}.")
+  m = MIXTURES[name]
+  families = {registry.spec(t).family for t in m.tasks}
+  if len(families) != 1:
+    raise DataError(f"Mixture {name!r} mixes the vocabularies {sorted(families)}; its tasks "
+                    "must share one (a registry.FAMILIES family)")
+  return m
+
+
+def num_examples(task: str, data_dir: str, split: str = "train") -> int:
+  """Examples in a prepared split of an offline task (its corpus's meta.json)."""
+  try:
+    return int(registry.read_meta(task, data_dir)["splits"][split]["examples"])
+  except (OSError, KeyError) as e:
+    raise DataError(f"Task {task!r} is not prepared in {data_dir} ({e}). Build it with:\n  "
+                    + registry.PREPARE_CMD.format(data_dir=data_dir, task=task)) from None
+
+
+def rates(name: str, data_dir: str | None = None, cap: int | None = None) -> dict[str, float]:
+  """{member: rate}: min(training examples, cap), T5's `rate_num_examples` (unnormalised, as
+  seqio takes them)."""
+  m = mixture(name)
+  data_dir = data_dir or registry.default_data_dir()
+  limit = m.cap if cap is None else cap
+  return {t: float(min(num_examples(t, data_dir), limit)) for t in m.tasks}
+
+
+def seqio_mixture(name: str, data_dir: str | None = None):
+  """Registers (once) and returns the seqio.Mixture of `name` over `data_dir`."""
+  from synthesizer_jax.data import tasks
+  from synthesizer_jax.data.tfenv import import_seqio
+
+  seqio = import_seqio()
+  data_dir = os.path.abspath(data_dir or registry.default_data_dir())
+  reg = tasks.registered_name(name, data_dir)
+  if reg in seqio.MixtureRegistry.names():
+    return seqio.MixtureRegistry.get(reg)
+  members = [(tasks.seqio_task(t, data_dir).name, rate)
+             for t, rate in rates(name, data_dir).items()]
+  return seqio.MixtureRegistry.add(reg, members)

@@ -1,0 +1,153 @@
+"""One vocabulary across T5's recipe (family offline_t5), on fake corpora: it is trained on
+the pre-training text and every fine-tuning task's text, every task of the recipe uses it
+(with its 100 sentinel ids), the fine-tuning tasks are text-to-text with T5's prefixes, a
+span-corruption run's whole model (embedding included) starts a fine-tuning run, and a
+source of another vocabulary is refused with both vocabularies named."""
+
+import os
+
+import numpy as np
+import pytest
+from fixtures.data import fake_debian
+
+from synthesizer_jax import data, loop
+from synthesizer_jax import run as run_lib
+from synthesizer_jax.checkpointing import flat_paths
+from synthesizer_jax.config import MeshConfig, RunConfig, TrainConfig
+from synthesizer_jax.data import build, mixtures, registry, tasks
+
+pytest.importorskip("seqio")
+pytest.importorskip("grain")
+
+PRETRAIN = "offline_prose_span_corruption"
+FINETUNE = ("offline_classify_t5", "offline_translate_en_de_t5", "offline_summarize_t5")
+MODEL = dict(d_model=16, num_heads=2, head_dim=8, mlp_dim=32, num_layers=1, max_len=16)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+  """(data dir, {vocabulary file: the lines it was trained on})."""
+  root = str(tmp_path_factory.mktemp("recipe"))
+  path = os.path.join(root, "data")
+  seen, train_vocab = {}, build.train_vocab
+
+  def spy(texts, vpath, *args, **kwargs):
+    texts = list(texts)
+    assert os.path.basename(vpath) not in seen, "trained twice"
+    seen[os.path.basename(vpath)] = texts
+    return train_vocab(texts, vpath, *args, **kwargs)
+
+  with pytest.MonkeyPatch.context() as mp:
+    fake_debian.install(mp, root)
+    mp.setattr(build, "train_vocab", spy)
+    data.prepare(path, [PRETRAIN, *FINETUNE], progress=False, cache=True)
+  return path, seen
+
+
+def _train_texts(name, data_dir):
+  return list(build._split_texts(name, data_dir))
+
+
+def test_one_vocabulary_trained_on_every_task_of_the_recipe(built):
+  data_dir, seen = built
+  infos = [data.task_info(n, data_dir) for n in (PRETRAIN, *FINETUNE)]
+  assert {i.vocab_path for i in infos} == {registry.vocab_path(PRETRAIN, data_dir)}
+  assert {i.vocab_family for i in infos} == {"offline_t5"} and {i.extra_ids for i in infos} == {100}
+  sizes = {data.get_vocabulary(n, data_dir).vocab_size for n in (PRETRAIN, *FINETUNE)}
+  assert len(sizes) == 1
+  lines = set(seen["offline_t5.model"])
+  assert {"review:", "summarize:", "great", "other"} <= lines  # what the tasks add
+  for corpus in registry.FAMILIES["offline_t5"].texts:  # both sides of a translation pair
+    texts = _train_texts(corpus, data_dir)
+    assert texts and lines >= set(texts[:20]), corpus
+
+
+def test_fine_tuning_tasks_are_text_to_text_with_t5_prefixes(built):
+  data_dir, _ = built
+  vocab = data.get_vocabulary("offline_classify_t5", data_dir)
+  with open(tasks.split_file("offline_classify", "validation", data_dir)) as f:
+    labels = [("other", "great")[int(line.split("\t")[0])] for line in f]
+  batches = data.get_cached_dataset("offline_classify_t5", "validation",
+                                    feature_lengths={"inputs": 64, "targets": 8}, batch_size=8,
+                                    pack=False, shuffle=False, repeat=False, data_dir=data_dir)
+  got = [(vocab.decode(i), vocab.decode(t)) for b in batches
+         for i, t in zip(b["encoder_input_tokens"], b["decoder_target_tokens"], strict=True)]
+  assert [t for _, t in got] == labels
+  assert all(i.startswith("review: ") for i, _ in got), got[:2]
+  for name, prefix in (("offline_translate_en_de_t5", "translate English to German: "),
+                       ("offline_summarize_t5", "summarize: ")):
+    ex = next(tasks.seqio_task(name, data_dir).get_dataset(
+        sequence_length=None, split="validation", shuffle=False).as_numpy_iterator())
+    assert vocab.decode(ex["inputs"]).startswith(prefix), name
+
+
+def _run(data_dir, task, **train):
+  cfg = TrainConfig(task=task, data_dir=data_dir, batch_size=4, inputs_length=16,
+                    targets_length=8, num_train_steps=2, warmup_steps=1, log_every=1,
+                    eval_batches=1, predict_batches=0, checkpoint_every=2,
+                    async_checkpoints=False, **train)
+  return RunConfig.build(MODEL, cfg, MeshConfig(num_devices=1))
+
+
+@pytest.fixture(scope="module")
+def pretrained(built, tmp_path_factory):
+  work = str(tmp_path_factory.mktemp("pretrain") / "run")
+  loop.train_and_evaluate(_run(built[0], PRETRAIN), work, progress=False)
+  return work
+
+
+def test_a_span_corruption_run_starts_a_fine_tuning_run_whole(built, pretrained):
+  data_dir, _ = built
+  logs = []
+  run = run_lib.setup(_run(data_dir, "offline_classify_t5", init_from=pretrained))
+  state = run_lib.initial_state(run, log=logs.append)
+  import synthesizer_jax as sj
+
+  _, source, _ = sj.load_checkpoint(pretrained)
+  got, want = flat_paths(state.params), flat_paths(source["params"])
+  assert set(got) == set(want)
+  for key, value in got.items():
+    np.testing.assert_array_equal(np.asarray(value), np.asarray(want[key]), err_msg=key)
+  assert "at init" not in logs[-1], logs
+  saved = run.run_config()
+  assert saved["vocab_family"] == "offline_t5" and saved["vocab_extra_ids"] == 100
+
+
+def test_a_source_of_another_vocabulary_is_refused_naming_both(built, pretrained):
+  data_dir, _ = built
+  run = run_lib.setup(_run(data_dir, "offline_translate_en_de", init_from=pretrained))
+  ours, theirs = (registry.vocab_path(n, data_dir)
+                  for n in ("offline_translate_en_de", PRETRAIN))
+  with pytest.raises(ValueError, match=(
+      rf"(?s)another vocabulary.*the offline_t5 vocabulary {theirs} had sha256 \w+\.\.\. when "
+      rf"saved, the offline_translate_en_de vocabulary {ours} has \w+\.\.\. now.*embed/")):
+    run_lib.initial_state(run)
+
+
+def test_mixture_rates_are_t5s_capped_example_counts_and_seqio_draws_by_them(built):
+  data_dir, _ = built
+  counts = {}
+  for t in FINETUNE:
+    with open(tasks.split_file(t, "train", data_dir)) as f:
+      counts[t] = len(f.read().splitlines())
+  cap = sorted(counts.values())[1]  # caps the largest member only
+  want = {t: float(min(n, cap)) for t, n in counts.items()}
+  assert mixtures.rates("offline_t5_finetune", data_dir, cap=cap) == want
+  rates = mixtures.rates("offline_t5_finetune", data_dir)  # what the seqio Mixture draws by
+  assert rates == {t: float(min(n, mixtures.MIXTURES["offline_t5_finetune"].cap))
+                   for t, n in counts.items()}
+  mix = mixtures.seqio_mixture("offline_t5_finetune", data_dir)
+  assert mixtures.seqio_mixture("offline_t5_finetune", data_dir) is mix
+  ds = mix.get_dataset(sequence_length={"inputs": 32, "targets": 8}, split="train",
+                       shuffle=True, seed=0, num_epochs=None)
+  vocab = data.get_vocabulary(FINETUNE[0], data_dir)
+  prefixes = {"review:": FINETUNE[0], "translate": FINETUNE[1], "summarize:": FINETUNE[2]}
+  drawn = dict.fromkeys(FINETUNE, 0)
+  for ex in ds.take(600).as_numpy_iterator():
+    drawn[prefixes[vocab.decode(ex["inputs"]).split(" ")[0]]] += 1
+  total = sum(rates.values())
+  for t in FINETUNE:  # within 5 binomial standard deviations of its rate
+    p = rates[t] / total
+    assert abs(drawn[t] / 600 - p) < 5 * (p * (1 - p) / 600) ** 0.5, (drawn, rates)
+  with pytest.raises(data.DataError, match="Known mixtures: offline_t5_finetune"):
+    mixtures.rates("nope", data_dir)
