@@ -6,8 +6,7 @@ from synthesizer_jax.config import AttentionConfig, ModelConfig
 from synthesizer_jax.decoding import Generation, generate
 from synthesizer_jax.text import generate_text, load_vocabulary
 from synthesizer_jax.transformer import DecoderLM, EncoderClassifier, EncoderDecoder
-
-__version__ = "0.1.0"
+from synthesizer_jax.version import __version__  # noqa: F401  (sj.__version__)
 
 __all__ = ["KINDS", "Attention", "AttentionConfig", "DecoderLM", "EncoderClassifier",
            "EncoderDecoder", "Generation", "ModelConfig", "attention", "decoding", "generate",

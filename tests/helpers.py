@@ -16,10 +16,11 @@ def unbox(variables):
 
 
 def randomize(variables, seed=0, scale=0.5):
-  """Same tree with every leaf replaced by N(0, scale^2) noise (so biases and gates matter)."""
+  """Same tree with every leaf replaced by N(0, scale^2) noise (so biases and gates matter);
+  `variables` may be abstract (`jax.eval_shape(model.init, ...)`)."""
   rng = np.random.default_rng(seed)
   return jax.tree.map(lambda x: (rng.standard_normal(x.shape) * scale).astype(np.float32),
-                      unbox(variables))
+                      nn.meta.unbox(variables))
 
 
 def small_config(**overrides):

@@ -67,7 +67,10 @@ def _compare(kind, impl, cases):
       cfg = small_config(self_attention=kind, cross_attention=kind, attention_impl=impl_,
                          attention_block_size=4, num_layers=1)
       model = make(cfg)
-      variables = randomize(model.init(jax.random.key(0), *args, **kwargs))
+      # Shapes only (randomize draws every leaf): no eager init, whose kernel calls the TPU
+      # interpreter runs with callbacks that dispatch JAX ops of their own; an eager op queued
+      # on the CPU meanwhile deadlocked 2 runs in 3 (jax 0.10.2).
+      variables = randomize(jax.eval_shape(model.init, jax.random.key(0), *args, **kwargs))
       outs[impl_] = _outputs_and_grads(model, variables, args, kwargs, valid)
     (ref, ref_grads), (got, got_grads) = outs["materialized"], outs[impl]
     np.testing.assert_allclose(got, ref, rtol=2e-5, atol=2e-5, err_msg=name)

@@ -19,6 +19,7 @@ import numpy as np
 from synthesizer_jax import paths
 from synthesizer_jax.data import cache_copy, records, registry, tasks
 from synthesizer_jax.data.registry import DataError, spec
+from synthesizer_jax.version import __version__
 
 RECORD_LAYOUT = "int32 LE: F feature lengths, then each feature's tokens"
 
@@ -151,11 +152,9 @@ def body(lengths: np.ndarray, names: Sequence[str], ranks: Mapping[str, int],
 
 def manifest(target: Target, counts: dict, **extra) -> dict:
   """The manifest of a split built for `target` with `counts` (`body`)."""
-  import synthesizer_jax
-
   return {"format": records.FORMAT, "task": target.name, "split": target.split,
           "shape": spec(target.name).shape, **target.current, **counts,
-          "library_version": synthesizer_jax.__version__, "record_layout": RECORD_LAYOUT,
+          "library_version": __version__, "record_layout": RECORD_LAYOUT,
           **extra}
 
 
