@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-C4_DOCS = 365_000_000  # c4/en train documents (TFDS c4/en:3.0.1: 365M)
+C4_DOCS = 365_000_000  # c4/en train documents (TFDS c4/en: about 365M)
 C4_BYTES = 750e9  # its text, about 750 GB (Raffel et al. 2020, section 2.2)
 
 

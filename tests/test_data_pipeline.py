@@ -165,6 +165,7 @@ def test_errors(data_dir, tmp_path):
 
 TFDS_CASES = {  # task: (feature lengths, split)
     "lm1b": ({"targets": 32}, "validation"),
+    "c4": ({"targets": 32}, "test"),
     "wmt14_ende": ({"inputs": 32, "targets": 32}, "train"),
     "wmt14_enfr": ({"inputs": 32, "targets": 32}, "test"),
     "cnn_dailymail": ({"inputs": 64, "targets": 16}, "test"),
@@ -188,7 +189,7 @@ def test_tfds_tasks_under_mock_data(tmp_path):
   for name in TFDS_CASES:  # mock_data reads no files, but the task checks the directory exists
     os.makedirs(tasks.tfds_version_dir(name, root), exist_ok=True)
   with mock:
-    data.prepare(root, ["lm1b", "wmt14_ende", "wmt14_enfr", "cnn_dailymail", "glue_sst2"],
+    data.prepare(root, ["lm1b", "c4", "wmt14_ende", "wmt14_enfr", "cnn_dailymail", "glue_sst2"],
                  progress=False)
     for name, (lengths, split) in TFDS_CASES.items():
       info = data.task_info(name, root)

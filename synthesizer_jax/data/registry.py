@@ -204,7 +204,7 @@ def _build_specs() -> dict:
           description="One Billion Word benchmark (TFDS lm1b)"),
       # T5's pre-training corpus (cached by data/beam_cache.py on Dataflow: docs/data.md).
       "c4": _Spec(
-          "lm", "perplexity", "c4", "tfds", vocab_size=32000, tfds_name="c4/en:3.0.1",
+          "lm", "perplexity", "c4", "tfds", vocab_size=32000, tfds_name="c4/en:3.1.0",
           targets_key="text",
           # C4 has no test split; its validation split serves as both.
           split_map=(("train", "train"), ("validation", "validation"), ("test", "validation")),
