@@ -34,8 +34,14 @@ def get_dataset(*args, **kwargs):
 
 
 def get_cached_dataset(*args, **kwargs):
-  """See `synthesizer_jax.data.grain_pipeline.get_dataset`."""
-  from synthesizer_jax.data.grain_pipeline import get_dataset as impl
+  """See `synthesizer_jax.data.grain_pipeline.get_dataset` (a task) and
+  `synthesizer_jax.data.grain_mixture.get_dataset` (a mixture, `data.mixtures`)."""
+  from synthesizer_jax.data.mixtures import MIXTURES
+
+  if (args[0] if args else kwargs.get("name")) in MIXTURES:
+    from synthesizer_jax.data.grain_mixture import get_dataset as impl
+  else:
+    from synthesizer_jax.data.grain_pipeline import get_dataset as impl
 
   return impl(*args, **kwargs)
 

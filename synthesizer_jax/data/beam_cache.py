@@ -39,6 +39,7 @@ import numpy as np
 
 from synthesizer_jax import paths
 from synthesizer_jax.data import cache, cache_copy, cache_manifest, records, registry, tasks
+from synthesizer_jax.data.mixtures import expand
 from synthesizer_jax.data.registry import DataError
 from synthesizer_jax.data.tfenv import import_seqio
 
@@ -264,7 +265,7 @@ def main(argv=None) -> int:
 
   def run():
     data_dir = cache_manifest.local_data_dir(args.data_dir)
-    names = [registry.cached_task(name) for name in args.task]  # as cache.cache_task
+    names = [registry.cached_task(name) for name in expand(args.task)]  # as cache.py
     jobs = [(name, split) for name in names
             for split in (args.splits or tasks.seqio_task(name, data_dir).splits)]
     build(jobs, data_dir, out_dir=args.out_dir, rebuild=args.rebuild,

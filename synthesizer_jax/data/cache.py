@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from synthesizer_jax import paths
-from synthesizer_jax.data import cache_copy, cache_manifest, records, registry, tasks
+from synthesizer_jax.data import cache_copy, cache_manifest, mixtures, records, registry, tasks
 from synthesizer_jax.data.registry import DataError
 
 RECORDS_PER_SHARD = 50_000
@@ -122,7 +122,8 @@ def cache_task(name: str, data_dir: str | None = None, splits: Sequence[str] | N
 def parser(description: str) -> argparse.ArgumentParser:
   """The cache command's arguments (`beam_cache.py` adds its own)."""
   parser = argparse.ArgumentParser(description=description)
-  parser.add_argument("--task", nargs="+", required=True, help="task name(s) to cache")
+  parser.add_argument("--task", nargs="+", required=True,
+                      help="task name(s) to cache; a mixture caches each of its members")
   parser.add_argument("--data_dir", default=registry.default_data_dir(),
                       help=f"the prepared data directory (default: ${registry.ENV_DATA_DIR} or "
                            "./data); the cache goes to DATA_DIR/records")
@@ -151,7 +152,7 @@ def main(argv=None) -> int:
   args = parser(__doc__.splitlines()[0]).parse_args(argv)
   return cli(lambda: [cache_task(name, args.data_dir, args.splits, out_dir=args.out_dir,
                                  rebuild=args.rebuild, records_per_shard=args.records_per_shard)
-                      for name in args.task])
+                      for name in mixtures.expand(args.task)])
 
 
 if __name__ == "__main__":

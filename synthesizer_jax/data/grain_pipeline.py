@@ -135,12 +135,16 @@ class CachedSplit:
 
   def batch(self, index: int) -> dict[str, np.ndarray]:
     """Batch `index` of the stream, as `pipeline.get_dataset` would give it."""
-    rows = [self.items[self.offsets[r]:self.offsets[r + 1]] for r in self.rows_of(index)]
+    return features.convert(self.row_examples(self.rows_of(index)), self.shape.batch_features,
+                            self.lengths, self.packed)
+
+  def row_examples(self, row_ids) -> list[list[dict[str, np.ndarray]]]:
+    """The examples (cut to the lengths) of each row in `row_ids`, read together."""
+    rows = [self.items[self.offsets[r]:self.offsets[r + 1]] for r in row_ids]
     examples = sorted({int(e) for row in rows for e in row})
     data = self._read(sorted({int(self.record[e]) for e in examples}))
     cut = {e: self._example(e, data[int(self.record[e])]) for e in examples}
-    return features.convert([[cut[int(e)] for e in row] for row in rows],
-                            self.shape.batch_features, self.lengths, self.packed)
+    return [[cut[int(e)] for e in row] for row in rows]
 
   def _example(self, e: int, rec: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     if self.corrupt:
@@ -196,8 +200,6 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
       stale or corrupt cache (the message names the file and the rebuild command), bad
       arguments, or an empty shard.
   """
-  import grain
-
   del shuffle_buffer_size
   shape = registry.layout(name)
   data_dir = os.fspath(paths.as_path(data_dir or registry.default_data_dir()))  # or gs://
@@ -207,6 +209,13 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
                            pack=pack and shape.packable, shuffle=shuffle, seed=seed,
                            shard_index=shard_index, num_shards=num_shards, repeat=repeat,
                            verify=verify)
+  return batches(split_data, start_batch, num_threads, num_workers)
+
+
+def batches(split_data, start_batch: int, num_threads: int, num_workers: int) -> GrainBatches:
+  """Grain over `split_data.batch(k)` for k = start_batch, ... (threads or worker processes)."""
+  import grain
+
   ds = grain.MapDataset.range(start_batch, max(start_batch, len(split_data))).map(split_data.batch)
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=8))
   if num_workers:

@@ -47,6 +47,11 @@ def mixture(name: str) -> Mixture:
   return m
 
 
+def expand(names) -> list[str]:
+  """`names` with each mixture replaced by its member tasks (the cache commands take both)."""
+  return [t for n in names for t in (mixture(n).tasks if n in MIXTURES else (n,))]
+
+
 def num_examples(task: str, data_dir: str, split: str = "train") -> int:
   """Examples in a prepared split of an offline task (its corpus's meta.json)."""
   try:

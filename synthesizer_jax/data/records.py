@@ -57,7 +57,12 @@ def manifest_path(name: str, split: str, data_dir: str | None = None) -> str:
 
 def has_cache(name: str, data_dir: str | None = None, split: str = "train") -> bool:
   """Whether a finished cache of `split` of task `name` (or of the task whose cache it reads,
-  `registry.cached_task`) exists under `data_dir`."""
+  `registry.cached_task`) exists under `data_dir`; for a mixture (`mixtures.py`), of every
+  member."""
+  from synthesizer_jax.data import mixtures
+
+  if name in mixtures.MIXTURES:
+    return all(has_cache(t, data_dir, split) for t in mixtures.mixture(name).tasks)
   return paths.as_path(manifest_path(registry.cached_task(name), split, data_dir)).is_file()
 
 
