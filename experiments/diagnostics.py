@@ -49,7 +49,13 @@ class DiagSpec:
     reverse_len: n, the number of tokens to reverse (the row is 2n + 1 tokens).
     reverse_symbols: alphabet size of the reversed tokens.
     recall_pairs: P, key-value pairs in the context.
-    recall_queries: Q, queries after the context (keys drawn with replacement).
+    recall_queries: Q, queries after the context.
+    recall_replacement: queries are keys drawn with replacement (True), or Q distinct keys of
+      the row in a new order (False; Q <= P; with Q = P the last answer follows by
+      elimination, the first never does).
+    recall_filler: F filler tokens (SEP) in the context: the P pairs (each key next to its
+      value) sit at random places among them, so no slot holds a key in every row. 0: the
+      pairs fill slots 0 .. 2P-1.
     recall_keys: key alphabet size (>= P: keys in one row are distinct).
     recall_values: value alphabet size.
     eval_batches: batches in the validation split.
@@ -61,6 +67,8 @@ class DiagSpec:
   recall_queries: int = 8
   recall_keys: int = 32
   recall_values: int = 32
+  recall_replacement: bool = True
+  recall_filler: int = 0
   lookup_len: int = 8
   lookup_queries: int = 8
   lookup_symbols: int = 16
@@ -73,6 +81,12 @@ class DiagSpec:
     if self.recall_keys < self.recall_pairs:
       raise ValueError(f"recall_keys={self.recall_keys} < recall_pairs={self.recall_pairs}: "
                        "keys in one sequence must be distinct; raise recall_keys")
+    if not self.recall_replacement and self.recall_queries > self.recall_pairs:
+      raise ValueError(f"recall_queries={self.recall_queries} > recall_pairs="
+                       f"{self.recall_pairs} without replacement: each query is a distinct "
+                       "key; lower recall_queries or set recall_replacement=True")
+    if self.recall_filler < 0:
+      raise ValueError(f"DiagSpec.recall_filler={self.recall_filler} must be >= 0")
     for name in ("reverse_len", "reverse_symbols", "recall_pairs", "recall_queries",
                  "lookup_len", "lookup_queries", "eval_batches"):
       if getattr(self, name) < 1:
@@ -89,7 +103,7 @@ class DiagSpec:
     if task == "diag_reverse":
       return 2 * self.reverse_len + 1
     if task == "diag_recall":
-      return 2 * (self.recall_pairs + self.recall_queries)
+      return 2 * (self.recall_pairs + self.recall_queries) + self.recall_filler
     if task == "diag_lookup":
       return self.lookup_len + 2 * self.lookup_queries
     raise ValueError(f"unknown diagnostic task {task!r}; known: {TASKS}")
@@ -156,19 +170,34 @@ def reverse_rows(rng: np.random.Generator, n_rows: int, spec: DiagSpec):
 
 
 def recall_rows(rng: np.random.Generator, n_rows: int, spec: DiagSpec):
-  """(targets [n_rows, 2(P+Q)], weights): k v pairs then q a pairs, weights on the answers."""
-  p, q = spec.recall_pairs, spec.recall_queries
+  """(targets [n_rows, 2(P+Q)+F], weights): the context (k v pairs, among F fillers), then
+  q a pairs; weights on the answers."""
+  p, q, f = spec.recall_pairs, spec.recall_queries, spec.recall_filler
   key_base, value_base = SYM, SYM + spec.recall_keys
   keys = np.argsort(rng.random((n_rows, spec.recall_keys)), axis=1)[:, :p] + key_base
   values = rng.integers(value_base, value_base + spec.recall_values, (n_rows, p))
-  which = rng.integers(0, p, (n_rows, q))  # with replacement: no answer by elimination
+  if spec.recall_replacement:  # no answer by elimination
+    which = rng.integers(0, p, (n_rows, q))
+  else:  # the keys again, in a new order
+    which = np.argsort(rng.random((n_rows, p)), axis=1)[:, :q]
   queries = np.take_along_axis(keys, which, axis=1)
   answers = np.take_along_axis(values, which, axis=1)
-  context = np.stack([keys, values], axis=2).reshape(n_rows, 2 * p)
+  pairs = np.stack([keys, values], axis=2)  # [rows, P, 2]
+  if f:
+    context = np.full((n_rows, 2 * p + f), SEP)
+    # A random order of P pair units and F filler units; a pair's start is 2x the pairs
+    # before it plus the fillers before it.
+    is_pair = np.argsort(rng.random((n_rows, p + f)), axis=1) < p
+    before = np.cumsum(is_pair, axis=1) - is_pair
+    start = (np.arange(p + f) + before)[is_pair].reshape(n_rows, p)
+    r = np.arange(n_rows)[:, None]
+    context[r, start], context[r, start + 1] = pairs[:, :, 0], pairs[:, :, 1]
+  else:
+    context = pairs.reshape(n_rows, 2 * p)
   asked = np.stack([queries, answers], axis=2).reshape(n_rows, 2 * q)
   rows = np.concatenate([context, asked], axis=1)
   weights = np.zeros_like(rows)
-  weights[:, 2 * p + 1::2] = 1
+  weights[:, 2 * p + f + 1::2] = 1
   return rows.astype(np.int32), weights.astype(np.int32)
 
 

@@ -44,6 +44,34 @@ def test_recall_answer_is_the_value_after_the_matching_key():
       assert row[s] == lookup[int(row[s - 1])]
 
 
+@pytest.mark.parametrize("replacement, filler", [(False, 0), (True, 12), (False, 12)])
+def test_recall_variants_answer_by_content(replacement, filler):
+  """Queries without replacement are distinct keys of the row; with fillers the pairs move
+  from row to row; in every variant the answer is the value right after the matching key."""
+  spec = diagnostics.DiagSpec(recall_pairs=4, recall_queries=4, recall_keys=16,
+                              recall_values=16, recall_replacement=replacement,
+                              recall_filler=filler)
+  rows, weights = rows_of("diag_recall", spec=spec)
+  p, context = spec.recall_pairs, 2 * spec.recall_pairs + filler
+  assert rows.shape == (256, spec.length("diag_recall"))
+  key_slots = []
+  for row, w in zip(rows, weights):
+    is_key = (row[:context] >= diagnostics.SYM) & (row[:context] < diagnostics.SYM + 16)
+    slots = np.flatnonzero(is_key)
+    assert len(slots) == p and (row[:context] == diagnostics.SEP).sum() == filler
+    lookup = {int(row[s]): int(row[s + 1]) for s in slots}
+    assert len(lookup) == p
+    asked = [int(row[s - 1]) for s in np.flatnonzero(w)]
+    assert len(asked) == spec.recall_queries and set(asked) <= set(lookup)
+    assert len(set(asked)) == len(asked) or replacement
+    for s in np.flatnonzero(w):
+      assert row[s] == lookup[int(row[s - 1])]
+    key_slots.append(tuple(slots))
+  assert len(set(key_slots)) > 50 if filler else set(key_slots) == {(0, 2, 4, 6)}
+  if replacement:  # some row asks a key twice
+    assert any(len(set(r[context::2].tolist())) < spec.recall_queries for r in rows)
+
+
 def test_lookup_answer_is_the_slot_of_the_query():
   rows, weights = rows_of("diag_lookup")
   n = SPEC.lookup_len
@@ -96,6 +124,9 @@ def test_batches_follow_seqio_lm_features_and_are_deterministic():
 @pytest.mark.parametrize("call, match", [
     (lambda: diagnostics.DiagSpec(recall_pairs=8, recall_keys=4), "recall_keys"),
     (lambda: diagnostics.DiagSpec(recall_queries=0), "recall_queries"),
+    (lambda: diagnostics.DiagSpec(recall_pairs=4, recall_queries=5, recall_replacement=False),
+     "without replacement"),
+    (lambda: diagnostics.DiagSpec(recall_filler=-1), "recall_filler"),
     (lambda: diagnostics.DiagSpec(lookup_len=20), "lookup_symbols"),
     (lambda: diagnostics.DiagnosticData().task_info("nope"), "unknown diagnostic task"),
     (lambda: next(diagnostics.DiagnosticData().get_dataset(
