@@ -411,3 +411,22 @@ def test_late_average_scores_each_run_by_the_mean_of_its_last_evaluations(tmp_pa
     late_average.late_runs([unnamed], "classify", 3)
   with pytest.raises(ValueError, match="unknown sweep task 'clasify'; choose from"):
     late_average.late_runs(runs, "clasify", 3)
+
+
+def test_recall_mechanism_finds_the_weight_on_the_matching_pair():
+  """Synthetic maps that put all weight of head 0 on the matching value and of head 1 on the
+  matching key: the table says exactly that, and nothing on the other parts."""
+  from experiments import recall_mechanism
+
+  spec = diagnostics.DiagSpec(recall_pairs=4, recall_queries=4, recall_keys=16,
+                              recall_values=16, recall_filler=6)
+  rows, weights = rows_of("diag_recall", n=32, spec=spec)
+  n = rows.shape[1]
+  w = np.zeros((32, 2, n, n))
+  context = 2 * spec.recall_pairs + spec.recall_filler
+  for r, s in zip(*np.nonzero(weights)):
+    key = [t for t in range(context) if rows[r, t] == rows[r, s - 1]][0]
+    w[r, 0, s, key + 2], w[r, 1, s, key + 1] = 1.0, 1.0
+  table = recall_mechanism.slot_weights({"layers_1": w}, rows, weights, spec)["layers_1"]
+  assert table["value"] == [1.0, 0.0] and table["key"] == [0.0, 1.0]
+  assert table["other keys"] == table["other values"] == table["asked"] == [0.0, 0.0]

@@ -151,3 +151,16 @@ def test_each_member_is_read_in_full_before_it_repeats(data_dir, monkeypatch):
     first, second = rows[m][:size], rows[m][size:2 * size]
     assert sorted(first) == sorted(second) == list(range(size)), MEMBERS[m]
     assert first != second  # reshuffled per epoch
+
+
+def test_a_data_dir_of_caches_only_mixes_as_the_prepared_one(data_dir, tmp_path):
+  """`cache --out_dir` (a bucket's layout: caches and the vocabulary, no prepared corpus):
+  the rates come from the caches, and the batches are the prepared data dir's."""
+  out = str(tmp_path / "caches")
+  assert cache.main(["--task", MIX, "--data_dir", data_dir, "--splits", "train",
+                     "--out_dir", out]) == 0
+  with pytest.raises(data.DataError, match="is not prepared"):  # no corpus to count there
+    mixtures.rates(MIX, out)
+  for got, want in zip(_read(out, 2), _read(data_dir, 2), strict=True):
+    for key in want:
+      np.testing.assert_array_equal(got[key], want[key], err_msg=key)

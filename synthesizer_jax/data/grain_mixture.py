@@ -49,13 +49,29 @@ def block_counts(weights: np.ndarray, size: int) -> np.ndarray:
   return counts
 
 
+def _member_error(name: str, task: str, error: DataError, data_dir: str) -> DataError:
+  return DataError(f"Member {task!r} of mixture {name!r}: {error}\n(or cache every member: "
+                   f"{records.cache_cmd(name, data_dir)})")
+
+
+def _cached_examples(name: str, task: str, data_dir: str) -> int:
+  """Examples in the train cache of member `task` of mixture `name`."""
+  try:
+    return int(records.read_manifest(registry.cached_task(task), "train", data_dir)[
+        "num_examples"])
+  except DataError as e:
+    raise _member_error(name, task, e, data_dir) from None
+
+
 class MixedSplit:
   """The batches of one split of a mixture for one shard, lengths, seed and batch size."""
 
   def __init__(self, name: str, split: str, data_dir: str, *, feature_lengths: Mapping[str, int],
                batch_size: int, pack: bool, shuffle: bool, seed: int, shard_index: int,
                num_shards: int, repeat: bool, verify: bool = True):
-    rates = mixtures.rates(name, data_dir)
+    # Counted from the members' train caches (what is read), so a data dir of caches only,
+    # e.g. a bucket written by `cache --out_dir`, mixes as the prepared one does.
+    rates = mixtures.rates(name, data_dir, count=lambda t, d: _cached_examples(name, t, d))
     self.tasks = list(rates)
     if not repeat:
       raise DataError(f"Mixture {name!r} is read for training only (repeat=True); evaluate each "
@@ -69,8 +85,7 @@ class MixedSplit:
             pack=pack, shuffle=shuffle, seed=seed, shard_index=0, num_shards=1, repeat=True,
             verify=verify))
       except DataError as e:
-        raise DataError(f"Member {t!r} of mixture {name!r}: {e}\n(or cache every member: "
-                        f"{records.cache_cmd(name, data_dir)})") from None
+        raise _member_error(name, t, e, data_dir) from None
     self.shape = self.members[0].shape
     self.lengths, self.packed, self.seed = dict(feature_lengths), pack, seed
     self.batch_size, self.shard_index = batch_size, shard_index

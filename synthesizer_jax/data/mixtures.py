@@ -61,13 +61,15 @@ def num_examples(task: str, data_dir: str, split: str = "train") -> int:
                     + registry.PREPARE_CMD.format(data_dir=data_dir, task=task)) from None
 
 
-def rates(name: str, data_dir: str | None = None, cap: int | None = None) -> dict[str, float]:
+def rates(name: str, data_dir: str | None = None, cap: int | None = None,
+          count=num_examples) -> dict[str, float]:
   """{member: rate}: min(training examples, cap), T5's `rate_num_examples` (unnormalised, as
-  seqio takes them)."""
+  seqio takes them); `count(task, data_dir)` counts a member's training examples (default:
+  its prepared corpus; the cached path counts its cache)."""
   m = mixture(name)
   data_dir = data_dir or registry.default_data_dir()
   limit = m.cap if cap is None else cap
-  return {t: float(min(num_examples(t, data_dir), limit)) for t in m.tasks}
+  return {t: float(min(count(t, data_dir), limit)) for t in m.tasks}
 
 
 def seqio_mixture(name: str, data_dir: str | None = None):
