@@ -56,6 +56,13 @@ def slot_weights(maps: dict[str, np.ndarray], targets: np.ndarray, weights: np.n
   return out
 
 
+def query_accuracy(logits, targets: np.ndarray, weights: np.ndarray) -> list[float]:
+  """Greedy answer accuracy (%) of the j-th query of every row, j = 1 .. Q."""
+  right = np.asarray(logits).argmax(-1) == targets
+  answers = [right[r][np.flatnonzero(weights[r])] for r in range(len(targets))]
+  return (100 * np.mean(answers, axis=0)).round(1).tolist()
+
+
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--workdir", required=True, help="a recall run's workdir (its checkpoint)")
@@ -70,9 +77,13 @@ def main(argv=None) -> None:
   batches = [next(batches) for _ in range(8)]
   batch = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
   maps = viz.attention_maps(model, variables, batch["decoder_input_tokens"])
+  by_query = query_accuracy(model.apply(variables, batch["decoder_input_tokens"]),
+                            batch["decoder_target_tokens"], batch["decoder_loss_weights"])
   table = slot_weights(maps, batch["decoder_target_tokens"], batch["decoder_loss_weights"], spec)
   kind = config["model"]["self_attention"]
   print(f"{args.workdir} ({kind}): mean attention weight at the answer positions, per head")
+  print("  answer accuracy by query (1st .. last; the first cannot be had by elimination): "
+        + ", ".join(f"{a:.1f}%" for a in by_query))
   for layer, parts in table.items():
     print(f"  {layer}")
     for part, heads in parts.items():
@@ -82,7 +93,8 @@ def main(argv=None) -> None:
     name = f"{kind.replace('+', '_plus_')}_{os.path.basename(args.workdir.rstrip('/'))}"
     with open(os.path.join(args.out, f"mechanism_{name}.json"), "w") as f:
       json.dump({"workdir": args.workdir, "kind": kind, "diag_spec": json.loads(args.diag_spec),
-                 "rows": ROWS, "weights": table}, f, indent=1)
+                 "rows": ROWS, "accuracy_by_query": by_query, "weights": table}, f,
+                indent=1)
     vocab = diagnostics.Vocab(spec.vocab_size)
     viz.plot_attention(maps, os.path.join(args.out, f"maps_{name}.png"), example=0,
                        tokens=batch["decoder_input_tokens"], vocab=vocab,

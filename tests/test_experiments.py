@@ -430,3 +430,12 @@ def test_recall_mechanism_finds_the_weight_on_the_matching_pair():
   table = recall_mechanism.slot_weights({"layers_1": w}, rows, weights, spec)["layers_1"]
   assert table["value"] == [1.0, 0.0] and table["key"] == [0.0, 1.0]
   assert table["other keys"] == table["other values"] == table["asked"] == [0.0, 0.0]
+
+
+def test_recall_query_accuracy_is_per_query_index():
+  from experiments import recall_mechanism
+
+  targets = np.array([[5, 6, 7, 8], [5, 6, 7, 9]])
+  weights = np.array([[0, 1, 0, 1], [0, 1, 0, 1]])
+  logits = np.eye(10)[np.array([[0, 6, 0, 8], [0, 1, 0, 9]])]  # row 1 misses its 1st answer
+  assert recall_mechanism.query_accuracy(logits, targets, weights) == [50.0, 100.0]
