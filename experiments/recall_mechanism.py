@@ -23,7 +23,7 @@ import os
 import numpy as np
 
 from experiments import budgets, diagnostics
-from synthesizer_jax import loading, viz
+from synthesizer_jax import loading, paths, viz
 
 ROWS = 512
 
@@ -88,18 +88,17 @@ def main(argv=None) -> None:
     print(f"  {layer}")
     for part, heads in parts.items():
       print(f"    {part:13s} " + " ".join(f"{h:5.2f}" for h in heads))
-  if args.out:
-    os.makedirs(args.out, exist_ok=True)
-    name = f"{kind.replace('+', '_plus_')}_{os.path.basename(args.workdir.rstrip('/'))}"
-    with open(os.path.join(args.out, f"mechanism_{name}.json"), "w") as f:
-      json.dump({"workdir": args.workdir, "kind": kind, "diag_spec": json.loads(args.diag_spec),
-                 "rows": ROWS, "accuracy_by_query": by_query, "weights": table}, f,
-                indent=1)
+  if args.out:  # local or gs://, as the workdir
+    out = paths.as_path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"{kind.replace('+', '_plus_')}_{paths.as_path(args.workdir).name}"
+    (out / f"mechanism_{name}.json").write_text(json.dumps(
+        {"workdir": args.workdir, "kind": kind, "diag_spec": json.loads(args.diag_spec),
+         "rows": ROWS, "accuracy_by_query": by_query, "weights": table}, indent=1))
     vocab = diagnostics.Vocab(spec.vocab_size)
-    viz.plot_attention(maps, os.path.join(args.out, f"maps_{name}.png"), example=0,
+    viz.plot_attention(maps, os.fspath(out / f"maps_{name}.png"), example=0,
                        tokens=batch["decoder_input_tokens"], vocab=vocab,
                        title=f"recall, {kind}: both layers, row 0")
-
 
 if __name__ == "__main__":
   main()
