@@ -41,8 +41,13 @@ def test_classifier_labels():
 
 
 def test_glue_family_shares_one_vocabulary():
-  paths = {data.task_info(n, "/d").vocab_path for n in data.TASKS if "glue" in n}
+  paths = {data.task_info(n, "/d").vocab_path for n in data.TASKS
+           if "glue" in n and not n.endswith("_t5")}
   assert paths == {"/d/vocab/glue.model"}
+  # The C4 recipe's GLUE / SuperGLUE tasks share the pre-training task's vocabulary instead.
+  t5 = {data.task_info(n, "/d").vocab_path for n in data.TASKS
+        if "glue" in n and n.endswith("_t5") or n == "c4_span_corruption"}
+  assert t5 == {"/d/vocab/c4_t5.model"}
   assert data.task_info("wmt14_ende", "/d").vocab_path != data.task_info("wmt14_enfr",
                                                                          "/d").vocab_path
 

@@ -102,23 +102,27 @@ def _split_texts(name: str, data_dir: str, split: str = "train") -> Iterable[str
       yield from (fields[i] for i in text if i < len(fields))
 
 
-def _family_vocab(family: str, data_dir: str, path: str) -> None:
-  """Trains a `registry.FAMILIES` vocabulary on its tasks' training text (each prepared
-  first), an equal share of the size cap each, so no one corpus crowds the others out,
-  and on its members' prefixes and label words, which the model must be able to read."""
+def _family_vocab(family: str, data_dir: str, path: str, max_examples: int = 200_000) -> None:
+  """Trains a `registry.FAMILIES` vocabulary on its tasks' training text (offline ones
+  prepared first, TFDS ones read from TFDS), an equal share of the size cap each, so no one
+  corpus crowds the others out, and on its members' prefixes, field names and label words,
+  which the model must be able to read."""
   fam = registry.FAMILIES[family]
   share = 6_000_000 // len(fam.texts)
   for name in fam.texts:
-    prepare_task(name, data_dir)
+    if spec(name).source != "tfds":
+      prepare_task(name, data_dir)
 
   members = [spec(n) for n in registry.TASKS if spec(n).family == family]
-  words = [t for m in members for t in (m.prefix, *m.label_names) if t]
+  words = [t for m in members for t in (m.prefix, *m.label_names, *(f"{f}:" for f in m.fields))
+           if t]
 
   def texts():
     yield from words
     for name in fam.texts:
       size = 0
-      for text in _split_texts(name, data_dir):
+      for text in (_tfds_texts(name, data_dir, max_examples) if spec(name).source == "tfds"
+                   else _split_texts(name, data_dir)):
         yield text
         size += len(text) + 1
         if size >= share:
@@ -185,7 +189,10 @@ def prepare_task(name: str, data_dir: str, max_vocab_examples: int = 200_000,
       return meta
   if s.source == "tfds":
     on_stage(STAGES[2])
-    train_vocab(_tfds_texts(name, data_dir, max_vocab_examples), vpath, s.vocab_size)
+    if s.family in registry.FAMILIES:
+      _family_vocab(s.family, data_dir, vpath, max_vocab_examples)
+    else:
+      train_vocab(_tfds_texts(name, data_dir, max_vocab_examples), vpath, s.vocab_size)
     return {"task": name, "vocab": vpath}
   on_stage(STAGES[0])
   splits = _rows(name, data_dir)

@@ -13,6 +13,7 @@ import json
 import os
 
 from synthesizer_jax import paths
+from synthesizer_jax.data import benchmarks
 from synthesizer_jax.data.layouts import LAYOUTS, Layout
 
 ENV_DATA_DIR = "SYNTHESIZER_DATA_DIR"
@@ -88,6 +89,10 @@ FAMILIES = {
     # T5's recipe offline: pre-training text and the fine-tuning tasks' text.
     "offline_t5": Family(texts=("offline_lm_prose", "offline_classify", "offline_translate_en_de",
                                 "offline_summarize"), extra_ids=100),
+    # T5's recipe at scale: span corruption on C4, then GLUE / SuperGLUE text-to-text, in one
+    # 32k vocabulary trained on C4 (as T5's was), or T5's own model named by path when
+    # preparing (`prepare --vocab_model c4_t5=gs://t5-data/vocabs/cc_all.32000/...`).
+    "c4_t5": Family(texts=("c4",), vocab_size=32000, extra_ids=100),
 }
 
 
@@ -117,34 +122,8 @@ class _Spec:
   objective: str = ""
 
 
-_GLUE = {
-    # name: (tfds config, text fields, label names)
-    "cola": ("cola", ("sentence",), ("unacceptable", "acceptable")),
-    "sst2": ("sst2", ("sentence",), ("negative", "positive")),
-    "mrpc": ("mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent")),
-    "qqp": ("qqp", ("question1", "question2"), ("not_duplicate", "duplicate")),
-    # STS-B scores in [0, 5] are bucketed to steps of 0.2, as T5 does: 26 classes "0.0".."5.0".
-    "stsb": ("stsb", ("sentence1", "sentence2"), tuple(f"{i / 5:.1f}" for i in range(26))),
-    "mnli": ("mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction")),
-    "qnli": ("qnli", ("question", "sentence"), ("entailment", "not_entailment")),
-    "rte": ("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment")),
-    "wnli": ("wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment")),
-}
-_SUPER_GLUE = {
-    "boolq": ("boolq", ("question", "passage"), ("False", "True")),
-    "cb": ("cb", ("premise", "hypothesis"), ("entailment", "contradiction", "neutral")),
-    "copa": ("copa", ("premise", "question", "choice1", "choice2"), ("choice1", "choice2")),
-    "multirc": ("multirc", ("paragraph", "question", "answer"), ("False", "True")),
-    "rte": ("rte", ("premise", "hypothesis"), ("entailment", "not_entailment")),
-    "wic": ("wic", ("word", "sentence1", "sentence2"), ("False", "True")),
-    "wsc": ("wsc.fixed", ("text", "span1_text", "span2_text"), ("False", "True")),
-    "axb": ("axb", ("sentence1", "sentence2"), ("entailment", "not_entailment")),
-    "axg": ("axg", ("premise", "hypothesis"), ("entailment", "not_entailment")),
-}
-_MNLI_SPLITS = (("train", "train"), ("validation", "validation_matched"),
-                ("test", "test_matched"), ("validation_mismatched", "validation_mismatched"),
-                ("test_mismatched", "test_mismatched"))
-_TEST_ONLY = (("test", "test"),)
+# C4 has no test split; its validation split serves as both.
+_C4_SPLITS = (("train", "train"), ("validation", "validation"), ("test", "validation"))
 
 
 def _build_specs() -> dict:
@@ -205,10 +184,17 @@ def _build_specs() -> dict:
       # T5's pre-training corpus (cached by data/beam_cache.py on Dataflow: docs/data.md).
       "c4": _Spec(
           "lm", "perplexity", "c4", "tfds", vocab_size=32000, tfds_name="c4/en:3.1.0",
-          targets_key="text",
-          # C4 has no test split; its validation split serves as both.
-          split_map=(("train", "train"), ("validation", "validation"), ("test", "validation")),
+          targets_key="text", split_map=_C4_SPLITS,
           description="Colossal Clean Crawled Corpus, English (TFDS c4/en; T5's pre-training)"),
+      # T5's recipe on C4 (family c4_t5): C4's documents (the cache span corruption reads)
+      # and span corruption, the pre-training task of the glue_t5 / super_glue_t5 mixtures.
+      "c4_lm_t5": _Spec(
+          "lm", "perplexity", "c4_t5", "tfds", tfds_name="c4/en:3.1.0", targets_key="text",
+          split_map=_C4_SPLITS, description="C4's documents in the c4_t5 vocabulary"),
+      "c4_span_corruption": _Spec(
+          "encdec", "perplexity", "c4_t5", "tfds", tfds_name="c4/en:3.1.0", targets_key="text",
+          split_map=_C4_SPLITS, cached_as="c4_lm_t5", objective="span_corruption",
+          description="T5's span corruption of C4 (pre-training an enc-dec, T5's objective)"),
       "cnn_dailymail": _Spec(
           "encdec", "rouge", "cnn_dailymail", "tfds", vocab_size=32000,
           tfds_name="cnn_dailymail:3.4.0", inputs_key="article", targets_key="highlights",
@@ -222,23 +208,29 @@ def _build_specs() -> dict:
         "encdec", "bleu", f"wmt14_en{lang}", "tfds", vocab_size=32000,
         tfds_name=f"wmt14_translate/{lang}-en:1.0.0", inputs_key="en", targets_key=lang,
         description=f"WMT'14 English -> {lang} (TFDS; test = newstest2014)")
-  for bench, table in (("glue", _GLUE), ("super_glue", _SUPER_GLUE)):
+  for bench, table in (("glue", benchmarks.GLUE), ("super_glue", benchmarks.SUPER_GLUE)):
     for name, (config, fields, labels) in table.items():
-      split_map = _MNLI_SPLITS if name == "mnli" else (
-          _TEST_ONLY if name in ("axb", "axg") else _Spec.split_map)
-      common = dict(metric="glue", family="glue", source="tfds", vocab_size=16000,
-                    tfds_name=f"{bench}/{config}:{'2.0.0' if bench == 'glue' else '1.0.2'}",
-                    fields=fields, label_names=labels, split_map=split_map,
+      common = dict(metric="glue", source="tfds", vocab_size=16000,
+                    tfds_name=benchmarks.tfds_name(bench, config), fields=fields,
+                    label_names=labels, split_map=benchmarks.split_map(name),
                     prefix=f"{bench} {name}")
       specs[f"{bench}_{name}"] = _Spec(
-          "classifier", description=f"{bench.upper()} {name}, classifier head", **common)
+          "classifier", family="glue", **common,
+          description=f"{bench.upper()} {name}, classifier head")
       specs[f"{bench}_{name}_t2t"] = _Spec(
-          "encdec", description=f"{bench.upper()} {name}, text-to-text (target = label name)",
-          **common)
-  specs["super_glue_record_t2t"] = _Spec(
-      "encdec", "glue", "glue", "tfds", vocab_size=16000, tfds_name="super_glue/record:1.0.2",
-      fields=("passage", "query"), prefix="super_glue record",
-      description="SuperGLUE ReCoRD, text-to-text (target = first gold entity)")
+          "encdec", family="glue", **common,
+          description=f"{bench.upper()} {name}, text-to-text (target = label name)")
+      specs[f"{bench}_{name}_t5"] = _Spec(
+          "encdec", family="c4_t5", **common,
+          description=f"{bench.upper()} {name}, text-to-text in the c4_t5 vocabulary")
+  config, fields = benchmarks.RECORD
+  for suffix, family in (("t2t", "glue"), ("t5", "c4_t5")):
+    specs[f"super_glue_record_{suffix}"] = _Spec(
+        "encdec", "glue", family, "tfds", vocab_size=16000,
+        tfds_name=benchmarks.tfds_name("super_glue", config), fields=fields,
+        prefix="super_glue record",
+        description=f"SuperGLUE ReCoRD, text-to-text (target = first gold entity), {family} "
+                    "vocabulary")
   return specs
 
 
@@ -254,9 +246,14 @@ def spec(name: str) -> _Spec:
   return _SPECS[name]
 
 
+def family_vocab_path(family: str, data_dir: str | None = None) -> str:
+  """Where the SentencePiece model of vocabulary family `family` lives."""
+  return os.path.join(data_dir or default_data_dir(), "vocab", f"{family}.model")
+
+
 def vocab_path(name: str, data_dir: str | None = None) -> str:
   """Where the SentencePiece model of `name`'s vocabulary family lives."""
-  return os.path.join(data_dir or default_data_dir(), "vocab", f"{spec(name).family}.model")
+  return family_vocab_path(spec(name).family, data_dir)
 
 
 def extra_ids(name: str) -> int:

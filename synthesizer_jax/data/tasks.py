@@ -212,8 +212,10 @@ def _preprocessors(name: str):
   s, layout = spec(name), registry.layout(name)
   tokenize = [seqio.preprocessors.tokenize]
   eos = [seqio.preprocessors.append_eos]
-  if s.objective == "span_corruption":  # documents of an LM corpus
-    return [lambda ds: ds.map(lambda line: {"targets": line}), *tokenize, span_corrupt, *eos]
+  if s.objective == "span_corruption":  # documents of an LM corpus (lines, or TFDS texts)
+    docs = (functools.partial(_select, inputs_key="", targets_key=s.targets_key)
+            if s.source == "tfds" else lambda ds: ds.map(lambda line: {"targets": line}))
+    return [docs, *tokenize, span_corrupt, *eos]
   if s.corpus and not layout.chunked:  # another task's pairs, text-to-text
     columns = registry.layout(s.corpus).offline_columns
     return [functools.partial(_parse_tsv, keys=columns),
@@ -227,7 +229,7 @@ def _preprocessors(name: str):
   if layout.chunked:
     return [functools.partial(_select, inputs_key="", targets_key=s.targets_key), *tokenize,
             chunk_targets]
-  if s.family == "glue":
+  if s.fields:  # GLUE / SuperGLUE: "<benchmark> <task> <field>: <text> ..." inputs
     fmt = functools.partial(_glue_format, prefix=s.prefix, fields=s.fields,
                             label_names=s.label_names, text_targets=layout.text_targets,
                             bucket_scores=name.startswith("glue_stsb"))
