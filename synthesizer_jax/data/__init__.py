@@ -75,11 +75,12 @@ def get_vocabulary(name, data_dir=None):
   return impl(name, data_dir)
 
 
-def prepare(data_dir=None, tasks=None, progress=True, apt_update=False, cache=False):
+def prepare(data_dir=None, tasks=None, progress=True, apt_update=False, cache=False,
+            vocab_models=None):
   """See `synthesizer_jax.data.build.prepare`."""
   from synthesizer_jax.data.build import prepare as impl
 
-  return impl(data_dir, tasks, progress, apt_update, cache)
+  return impl(data_dir, tasks, progress, apt_update, cache, vocab_models)
 
 
 def seqio_task(name, data_dir=None):

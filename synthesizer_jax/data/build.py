@@ -17,9 +17,9 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from synthesizer_jax.data import corpora, debian, personachat, registry
+from synthesizer_jax.data import corpora, debian, named_vocab, personachat, registry
 from synthesizer_jax.data.registry import OFFLINE_TASKS, DataError, spec
 from synthesizer_jax.data.tasks import META, is_prepared, split_file
 from synthesizer_jax.data.vocab import train_vocab
@@ -225,14 +225,16 @@ def _vocab_size(path: str) -> int:
 
 
 def prepare(data_dir: str | None = None, tasks: Sequence[str] | None = None,
-            progress: bool = True, apt_update: bool = False,
-            cache: bool = False) -> dict[str, dict]:
+            progress: bool = True, apt_update: bool = False, cache: bool = False,
+            vocab_models: Mapping[str, str] | None = None) -> dict[str, dict]:
   """Builds `tasks` (default: every offline task) under `data_dir`; returns {task: meta}.
 
   With `apt_update`, first runs `apt-get update` (with the en/de/fr description indexes)
   if apt lacks them; that needs root. Without it, a missing index is an error saying so.
   With `cache`, then caches every split of each task for the Grain pipeline (`cache.py`):
-  an up-to-date cache is kept, a stale one rebuilt.
+  an up-to-date cache is kept, a stale one rebuilt. `vocab_models` ({family: path}, local
+  or gs://) names a family's SentencePiece model instead of training one
+  (`named_vocab.install`), e.g. T5's public model for c4_t5.
   """
   from tqdm.auto import tqdm
 
@@ -240,6 +242,8 @@ def prepare(data_dir: str | None = None, tasks: Sequence[str] | None = None,
   names = list(tasks) if tasks else list(OFFLINE_TASKS)
   for name in names:
     spec(name)  # unknown names fail before any work
+  for family, path in (vocab_models or {}).items():
+    named_vocab.install(family, path, data_dir)
   if apt_update and any(spec(n).source == "offline" and not is_prepared(n, data_dir)
                         for n in names):
     debian.update_apt_lists()
@@ -276,9 +280,14 @@ def main(argv=None) -> int:
   parser.add_argument("--cache", action="store_true",
                       help="then cache each task for training without TensorFlow (Grain); "
                            "same as `python -m synthesizer_jax.data.cache --task ...`")
+  parser.add_argument("--vocab_model", action="append", default=[], metavar="FAMILY=PATH",
+                      help="use this SentencePiece model (a local path or gs://...) as the "
+                           "family's vocabulary instead of training one, e.g. c4_t5=gs://t5-data"
+                           "/vocabs/cc_all.32000/sentencepiece.model (T5's); repeatable")
   args = parser.parse_args(argv)
   try:
-    metas = prepare(args.data_dir, args.tasks, apt_update=args.apt_update, cache=args.cache)
+    metas = prepare(args.data_dir, args.tasks, apt_update=args.apt_update, cache=args.cache,
+                    vocab_models=named_vocab.parse(args.vocab_model))
   except DataError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
