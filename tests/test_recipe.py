@@ -1,8 +1,9 @@
-"""One vocabulary across T5's recipe (family offline_t5), on fake corpora: it is trained on
-the pre-training text and every fine-tuning task's text, every task of the recipe uses it
-(with its 100 sentinel ids), the fine-tuning tasks are text-to-text with T5's prefixes, a
+"""T5's recipe on fake corpora. One vocabulary (family offline_t5): it is trained on the
+pre-training text and every fine-tuning task's text, every task of the recipe uses it (with
+its 100 sentinel ids), the fine-tuning tasks are text-to-text with T5's prefixes, a
 span-corruption run's whole model (embedding included) starts a fine-tuning run, and a
-source of another vocabulary is refused with both vocabularies named."""
+source of another vocabulary is refused with both vocabularies named. The mixture through
+seqio: every member's examples, batch k read alone is batch k."""
 
 import os
 
@@ -21,6 +22,7 @@ pytest.importorskip("grain")
 
 PRETRAIN = "offline_prose_span_corruption"
 FINETUNE = ("offline_classify_t5", "offline_translate_en_de_t5", "offline_summarize_t5")
+MIX = "offline_t5_finetune"
 MODEL = dict(d_model=16, num_heads=2, head_dim=8, mlp_dim=32, num_layers=1, max_len=16)
 
 
@@ -81,12 +83,12 @@ def test_fine_tuning_tasks_are_text_to_text_with_t5_prefixes(built):
     assert vocab.decode(ex["inputs"]).startswith(prefix), name
 
 
-def _run(data_dir, task, **train):
-  cfg = TrainConfig(task=task, data_dir=data_dir, batch_size=4, inputs_length=16,
-                    targets_length=8, num_train_steps=2, warmup_steps=1, log_every=1,
-                    eval_batches=1, predict_batches=0, checkpoint_every=2,
-                    async_checkpoints=False, **train)
-  return RunConfig.build(MODEL, cfg, MeshConfig(num_devices=1))
+def _run(data_dir, task, model=(), **train):
+  fields = dict(batch_size=4, inputs_length=16, targets_length=8, num_train_steps=2,
+                warmup_steps=1, log_every=1, eval_batches=1, predict_batches=0,
+                checkpoint_every=2, async_checkpoints=False)
+  cfg = TrainConfig(task=task, data_dir=data_dir, **{**fields, **train})
+  return RunConfig.build({**MODEL, **dict(model)}, cfg, MeshConfig(num_devices=1))
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +153,43 @@ def test_mixture_rates_are_t5s_capped_example_counts_and_seqio_draws_by_them(bui
     assert abs(drawn[t] / 600 - p) < 5 * (p * (1 - p) / 600) ** 0.5, (drawn, rates)
   with pytest.raises(data.DataError, match="Known mixtures: offline_t5_finetune"):
     mixtures.rates("nope", data_dir)
+
+
+def test_a_mixture_is_its_members_shape_and_vocabulary_and_prepares_them(built):
+  data_dir, _ = built
+  info = data.task_info(MIX, data_dir)
+  member = data.task_info(FINETUNE[1], data_dir)
+  assert info.members == FINETUNE and info.metric == "mixture"
+  assert (info.shape, info.feature_keys, info.vocab_path, info.extra_ids) == (
+      member.shape, member.feature_keys, member.vocab_path, member.extra_ids)
+  assert data.get_vocabulary(MIX, data_dir).vocab_size == data.get_vocabulary(
+      PRETRAIN, data_dir).vocab_size
+  assert list(data.prepare(data_dir, [MIX], progress=False)) == list(FINETUNE)
+
+
+def test_seqio_batches_of_a_mixture_hold_every_member_and_resume_at_batch_k(built):
+  data_dir, _ = built
+  vocab = data.get_vocabulary(MIX, data_dir)
+  args = dict(feature_lengths={"inputs": 32, "targets": 8}, batch_size=16, pack=False,
+              seed=0, data_dir=data_dir)
+  full = data.get_dataset(MIX, "train", **args)
+  full = [next(full) for _ in range(4)]
+  prefixes = {vocab.decode(row[row > 1].tolist()).split(" ")[0] for b in full
+              for row in b["encoder_input_tokens"]}
+  assert prefixes == {"review:", "translate", "summarize:"}
+  again = next(data.get_dataset(MIX, "train", start_batch=3, **args))
+  for key, value in full[3].items():
+    np.testing.assert_array_equal(again[key], value, err_msg=key)
+  with pytest.raises(data.DataError, match="evaluate each member"):
+    data.get_dataset(MIX, "validation", repeat=False, **args)
+
+
+def test_a_mixture_of_shapes_or_of_classifiers_is_refused(monkeypatch):
+  monkeypatch.setitem(mixtures.MIXTURES, "bad", mixtures.Mixture(
+      ("offline_classify_t5", "offline_lm_prose_t5"), cap=10))
+  with pytest.raises(data.DataError, match=r"mixes the model shapes \['encdec', 'lm'\].*text-to-"):
+    data.task_info("bad")
+  monkeypatch.setitem(mixtures.MIXTURES, "bad", mixtures.Mixture(
+      ("offline_classify", "offline_classify"), cap=10))
+  with pytest.raises(data.DataError, match=r"classifier members \['offline_classify'"):
+    mixtures.mixture("bad")

@@ -2,12 +2,14 @@
 
     mixtures.rates("offline_t5_finetune", "data")   # {task: rate}, T5's rate_num_examples
     mixtures.seqio_mixture("offline_t5_finetune", "data")   # the seqio.Mixture (TF)
+    mixtures.task_info("offline_t5_finetune", "data")       # what a run on it trains
 
 A member's rate is its training split's example count, capped at `cap` (T5's
 "examples-proportional mixing" with an artificial dataset size limit K: a big task does not
 drown the small ones), read from the prepared `meta.json` of its corpus, so the rates are
 known without TensorFlow. Every member shares one vocabulary (a `registry.FAMILIES`
-family); a mixture of several vocabularies is refused.
+family) and one model shape with text outputs (so one model trains on all of them); a
+mixture of several vocabularies or shapes, or of classifiers, is refused.
 """
 
 from __future__ import annotations
@@ -44,7 +46,26 @@ def mixture(name: str) -> Mixture:
   if len(families) != 1:
     raise DataError(f"Mixture {name!r} mixes the vocabularies {sorted(families)}; its tasks "
                     "must share one (a registry.FAMILIES family)")
+  layouts = {registry.layout(t).name for t in m.tasks}
+  labelled = [t for t in m.tasks if registry.layout(t).labelled]
+  if len(layouts) != 1 or labelled:
+    what = (f"mixes the model shapes {sorted(layouts)}" if len(layouts) != 1 else
+            f"has classifier members {labelled} (each would need its own class head)")
+    raise DataError(f"Mixture {name!r} {what}; one model trains on every member, so they must "
+                    "share one shape with text outputs: use text-to-text tasks (the *_t5 or "
+                    "*_t2t ones)")
   return m
+
+
+def task_info(name: str, data_dir: str | None = None) -> registry.TaskInfo:
+  """What a run on mixture `name` trains: its members' shape, features and vocabulary (one
+  of each), with `members` naming them and metric "mixture" (no metric of its own: each
+  member is evaluated on its own split, by its own metric)."""
+  m = mixture(name)
+  first = registry.task_info(m.tasks[0], data_dir)
+  return dataclasses.replace(
+      first, name=name, metric="mixture", label_names=(), members=m.tasks,
+      description=f"{', '.join(m.tasks)} at T5's rates (examples, capped at {m.cap:,})")
 
 
 def expand(names) -> list[str]:
