@@ -38,7 +38,7 @@ def load_config(path):
 def test_every_config_converts_and_names_a_task(path):
   config = load_config(path)
   run_cfg = parse_config(config.to_dict())
-  assert run_cfg.train.task in data.TASKS
+  assert run_cfg.train.task in data.TASKS + data.MIXTURES
   assert run_cfg.model_for(100).vocab_size == 100
   assert isinstance(run_cfg.mesh, shd.MeshConfig)
   if not path.endswith("base.py"):
