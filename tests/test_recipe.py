@@ -4,7 +4,8 @@ its 100 sentinel ids), the fine-tuning tasks are text-to-text with T5's prefixes
 span-corruption run's whole model (embedding included) starts a fine-tuning run, and a
 source of another vocabulary is refused with both vocabularies named. The recipe end to
 end: pre-train on span corruption, then fine-tune on the mixture offline_t5_finetune from
-step 0 with a fresh optimizer, every member evaluated on its own (cached and seqio paths)."""
+step 0 with a fresh optimizer, every member evaluated on its own (cached and seqio paths;
+from a bucket as from local disk)."""
 
 import json
 import os
@@ -20,7 +21,7 @@ from synthesizer_jax import run as run_lib
 from synthesizer_jax import sharding as shd
 from synthesizer_jax.checkpointing import flat_paths
 from synthesizer_jax.config import MeshConfig, RunConfig, TrainConfig
-from synthesizer_jax.data import build, grain_pipeline, mixtures, registry, tasks
+from synthesizer_jax.data import build, cache, grain_pipeline, mixtures, registry, tasks
 
 pytest.importorskip("seqio")
 pytest.importorskip("grain")
@@ -273,3 +274,22 @@ def test_a_mixture_of_shapes_or_of_classifiers_is_refused(monkeypatch):
       ("offline_classify", "offline_classify"), cap=10))
   with pytest.raises(data.DataError, match=r"classifier members \['offline_classify'"):
     mixtures.mixture("bad")
+
+
+def test_a_mixture_run_from_a_bucket_equals_one_from_local_disk(built, gcs, tmp_path):
+  """Caches of every member uploaded (`cache --task <mixture> --out_dir gs://...`), the
+  workdir in the bucket too: the same losses and per-member metrics as on local disk."""
+  data_dir, _ = built
+  bucket = gcs.new_path("data")
+  assert cache.main(["--task", MIX, "--data_dir", data_dir, "--out_dir", bucket,
+                     "--splits", "train", "validation"]) == 0
+  out = {}
+  for where, root, work in (("bucket", bucket, gcs.new_path("run")),
+                            ("local", data_dir, str(tmp_path / "run"))):
+    # (OCDBT off: the emulator's limit, gcs_emulator.py)
+    config = _run(root, MIX, num_train_steps=2, checkpoint_ocdbt=False)
+    out[where] = loop.train_and_evaluate(config, work, progress=False)
+    out[where]["losses"] = [r.get("loss") for r in logging_utils.read_metrics(work)]
+  assert out["bucket"]["losses"] == out["local"]["losses"]
+  assert out["bucket"]["metrics"] == out["local"]["metrics"]
+  assert {f"{t}/loss" for t in FINETUNE} <= set(out["bucket"]["metrics"])
