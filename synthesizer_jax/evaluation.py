@@ -6,6 +6,10 @@ decoded with the task vocabulary, and the metric functions `fn(targets,
 predictions) -> dict` of `metrics.METRIC_FNS[task_info.metric]` are applied to the
 decoded strings (class ids for classifiers).
 
+A mixture's run (`Run.members`) is evaluated member by member, each on its own split by its
+own metric: the results are named "<member>/<metric>", plus "loss", the unweighted mean of
+the members' losses (`merge_members`).
+
 Layers: above the run's set-up (`run.py`), which `evaluate_checkpoint` uses, and below the
 training loop (`loop.py`); the predictions themselves come from the model shape
 (`shapes.py`) through `predictions.py`, whose helpers are also importable from here.
@@ -102,11 +106,15 @@ def predictions(run, state, batches: Iterator[dict[str, np.ndarray]], num_batche
 def evaluate(run, state, split: str = "validation", num_batches: int | None = None,
              predict_batches: int | None = None,
              stop: Callable[[], bool] | None = None) -> dict[str, Any]:
-  """All metrics of `run`'s task on `split`: teacher-forced ones, then decoded-prediction ones.
+  """All metrics of `run`'s task on `split`: teacher-forced ones, then decoded-prediction ones
+  (a mixture: every member's, `merge_members`).
 
   `stop`, if given, is asked before every batch (the same number of times on every process);
   when it returns True the evaluation raises `Stopped`.
   """
+  if run.members:
+    return merge_members({m.cfg.task: evaluate(m, state, split, num_batches, predict_batches,
+                                               stop) for m in run.members})
   num_batches = run.cfg.eval_batches if num_batches is None else num_batches
   predict_batches = run.cfg.predict_batches if predict_batches is None else predict_batches
   results: dict[str, Any] = {}
@@ -131,7 +139,11 @@ def final_results(run, state, split: str = "validation",
                   stop: Callable[[], bool] | None = None) -> dict[str, Any]:
   """`evaluate`, the shape's reference metrics (an LM's unigram perplexity and bits per
   byte) and its text sample (an LM's greedy continuation of the prompt). `stop`: as in
-  `evaluate`, also asked before the reference metrics and before the sample."""
+  `evaluate`, also asked before the reference metrics and before the sample. A mixture:
+  every member's, `merge_members`."""
+  if run.members:
+    return merge_members({m.cfg.task: final_results(m, state, split, stop)
+                          for m in run.members})
   results = evaluate(run, state, split, stop=stop)
   _check(stop, "before the reference metrics")
   results["metrics"].update(run.shape.reference_metrics(run, split, results["metrics"]))
@@ -140,6 +152,21 @@ def final_results(run, state, split: str = "validation",
   # every process; e.g. {"sample": greedy text, "sample_top_p": sampled text}
   results.update(run.shape.sample(run.model, variables, run.vocab, run.cfg))
   return results
+
+
+def merge_members(per_member: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+  """One result of a mixture from its members' `evaluate` / `final_results`: each member's
+  metrics (and samples) under "<member>/<name>", "loss" the unweighted mean of the members'
+  losses (each member counts once, whatever its rate or split size), examples tagged with
+  their member's name."""
+  metrics = {f"{t}/{k}": v for t, r in per_member.items() for k, v in r["metrics"].items()}
+  losses = [r["metrics"]["loss"] for r in per_member.values() if "loss" in r["metrics"]]
+  if len(losses) == len(per_member):
+    metrics["loss"] = float(np.mean(losses))
+  extra = {f"{t}/{k}": v for t, r in per_member.items() for k, v in r.items()
+           if k not in ("metrics", "examples")}
+  examples = [{"task": t, **e} for t, r in per_member.items() for e in r["examples"]]
+  return {"metrics": metrics, "examples": examples, **extra}
 
 
 def write_results(workdir: paths.PathLike, step: int, results: dict[str, Any],

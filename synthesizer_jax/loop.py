@@ -221,7 +221,9 @@ def _train_and_evaluate(run: Run, workdir: paths.Path, log, stop_after: int | No
         settle(prev)
       prev = (step, metrics)
       if step % cfg.eval_every == 0 and step != end:
-        results = evaluation.evaluate(run, state, predict_batches=0)
+        # Teacher-forced only, but a mixture's members also decode: their own metrics
+        # (accuracy, BLEU, ROUGE) are what multi-task fine-tuning is followed by.
+        results = evaluation.evaluate(run, state, predict_batches=None if run.members else 0)
         writer.write(step, results["metrics"], prefix="eval")
         bar.write(f"step {step}: eval " + ", ".join(
             f"{k} {v:.4g}" for k, v in results["metrics"].items()))

@@ -107,6 +107,16 @@ class Run:
   def eval_batches(self, split: str = "validation") -> Iterator[Batch]:
     return self.dataset(split, train=False)
 
+  @functools.cached_property
+  def members(self) -> tuple[Run, ...]:
+    """A mixture's member tasks, each as this run on that task (same model, steps and
+    shardings; its own data, metric and labels), for per-member evaluation; () for a task."""
+    names = getattr(self.info, "members", ())  # a stand-in data module's TaskInfo has none
+    return tuple(dataclasses.replace(
+        self, config=dataclasses.replace(
+            self.config, train=dataclasses.replace(self.cfg, task=t)),
+        info=self.data.task_info(t, self.cfg.data_dir)) for t in names)
+
   def abstract_state(self) -> steps.TrainState:
     """The state's shapes with the current mesh's shardings (the restore target)."""
     return steps.abstract_state(self.model, self.shape, self.tx, self.feature_lengths,
@@ -117,8 +127,10 @@ def setup(config: RunConfig, data=None) -> Run:
   """Checks the config against the task and devices and builds model, mesh and steps."""
   data = data or _data_module()
   cfg = config.train
-  if cfg.task not in data.TASKS:
-    raise ValueError(f"unknown task {cfg.task!r}; known tasks: {', '.join(data.TASKS)}")
+  mixtures = getattr(data, "MIXTURES", ())  # stand-in data modules have none
+  if cfg.task not in data.TASKS and cfg.task not in mixtures:
+    raise ValueError(f"unknown task {cfg.task!r}; known tasks: {', '.join(data.TASKS)}"
+                     + (f"; mixtures: {', '.join(mixtures)}" if mixtures else ""))
   if not paths.as_path(cfg.data_dir).is_dir():
     raise FileNotFoundError(
         f"data directory {paths.as_path(cfg.data_dir)} does not exist; prepare it with "

@@ -16,7 +16,6 @@ from synthesizer_jax import data
 from synthesizer_jax import run as run_lib
 from synthesizer_jax import sharding as shd
 from synthesizer_jax.config import RunConfig, TrainConfig, parse_config
-from synthesizer_jax.data import mixtures
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = dict(d_model=16, num_heads=2, head_dim=8, mlp_dim=32, num_layers=1, max_len=16,
@@ -39,7 +38,7 @@ def load_config(path):
 def test_every_config_converts_and_names_a_task(path):
   config = load_config(path)
   run_cfg = parse_config(config.to_dict())
-  assert run_cfg.train.task in data.TASKS or run_cfg.train.task in mixtures.MIXTURES
+  assert run_cfg.train.task in data.TASKS + data.MIXTURES
   assert run_cfg.model_for(100).vocab_size == 100
   assert isinstance(run_cfg.mesh, shd.MeshConfig)
   if not path.endswith("base.py"):

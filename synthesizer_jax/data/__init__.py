@@ -10,11 +10,17 @@
     data.cache_task("offline_lm", "data")         # or: python -m synthesizer_jax.data.cache
     batches = data.get_cached_dataset(...)        # same arguments and batches, no TensorFlow
 
+A mixture (`MIXTURES`, `data.mixtures`) is a name for training too: `task_info`,
+`get_vocabulary`, `get_dataset`, `get_cached_dataset`, `has_cache` and `prepare` take it
+(`task_info(mixture).members` names its tasks, each evaluated on its own).
+
 Importing this package does not import TensorFlow; `get_dataset`, `cache_task` and
 `seqio_task` do, on first use (CPU only), and so does `get_vocabulary` where seqio is
 installed. `get_cached_dataset` (Grain over the ArrayRecord cache) never does.
 """
 
+from synthesizer_jax.data import mixtures as _mixtures
+from synthesizer_jax.data import registry as _registry
 from synthesizer_jax.data.registry import (
     ENV_DATA_DIR,
     OFFLINE_TASKS,
@@ -22,12 +28,21 @@ from synthesizer_jax.data.registry import (
     DataError,
     TaskInfo,
     default_data_dir,
-    task_info,
 )
+
+MIXTURES: tuple[str, ...] = tuple(sorted(_mixtures.MIXTURES))
+
+
+def task_info(name, data_dir=None):
+  """See `synthesizer_jax.data.registry.task_info` (a task) and
+  `synthesizer_jax.data.mixtures.task_info` (a mixture)."""
+  if name in _mixtures.MIXTURES:
+    return _mixtures.task_info(name, data_dir)
+  return _registry.task_info(name, data_dir)
 
 
 def get_dataset(*args, **kwargs):
-  """See `synthesizer_jax.data.pipeline.get_dataset`."""
+  """See `synthesizer_jax.data.pipeline.get_dataset` (a task or a mixture, through seqio)."""
   from synthesizer_jax.data.pipeline import get_dataset as impl
 
   return impl(*args, **kwargs)
@@ -69,9 +84,11 @@ def check_data_dir(name, data_dir, pipeline):
 
 
 def get_vocabulary(name, data_dir=None):
-  """See `synthesizer_jax.data.vocab.get_vocabulary`."""
+  """See `synthesizer_jax.data.vocab.get_vocabulary` (a mixture: its members' one vocabulary)."""
   from synthesizer_jax.data.vocab import get_vocabulary as impl
 
+  if name in _mixtures.MIXTURES:
+    name = _mixtures.mixture(name).tasks[0]
   return impl(name, data_dir)
 
 
@@ -90,6 +107,6 @@ def seqio_task(name, data_dir=None):
   return impl(name, data_dir)
 
 
-__all__ = ["ENV_DATA_DIR", "OFFLINE_TASKS", "TASKS", "DataError", "TaskInfo", "cache_task",
-           "check_data_dir", "default_data_dir", "get_cached_dataset", "get_dataset",
-           "get_vocabulary", "has_cache", "prepare", "seqio_task", "task_info"]
+__all__ = ["ENV_DATA_DIR", "MIXTURES", "OFFLINE_TASKS", "TASKS", "DataError", "TaskInfo",
+           "cache_task", "check_data_dir", "default_data_dir", "get_cached_dataset",
+           "get_dataset", "get_vocabulary", "has_cache", "prepare", "seqio_task", "task_info"]

@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 
-from synthesizer_jax.data import corpora, debian, named_vocab, personachat, registry
+from synthesizer_jax.data import corpora, debian, mixtures, named_vocab, personachat, registry
 from synthesizer_jax.data.registry import OFFLINE_TASKS, DataError, spec
 from synthesizer_jax.data.tasks import META, is_prepared, split_file
 from synthesizer_jax.data.vocab import train_vocab
@@ -227,7 +227,8 @@ def _vocab_size(path: str) -> int:
 def prepare(data_dir: str | None = None, tasks: Sequence[str] | None = None,
             progress: bool = True, apt_update: bool = False, cache: bool = False,
             vocab_models: Mapping[str, str] | None = None) -> dict[str, dict]:
-  """Builds `tasks` (default: every offline task) under `data_dir`; returns {task: meta}.
+  """Builds `tasks` (default: every offline task; a mixture: each of its members) under
+  `data_dir`; returns {task: meta}.
 
   With `apt_update`, first runs `apt-get update` (with the en/de/fr description indexes)
   if apt lacks them; that needs root. Without it, a missing index is an error saying so.
@@ -239,7 +240,7 @@ def prepare(data_dir: str | None = None, tasks: Sequence[str] | None = None,
   from tqdm.auto import tqdm
 
   data_dir = os.path.abspath(data_dir or registry.default_data_dir())
-  names = list(tasks) if tasks else list(OFFLINE_TASKS)
+  names = list(dict.fromkeys(mixtures.expand(tasks))) if tasks else list(OFFLINE_TASKS)
   for name in names:
     spec(name)  # unknown names fail before any work
   for family, path in (vocab_models or {}).items():
@@ -273,7 +274,8 @@ def main(argv=None) -> int:
   parser.add_argument("--data_dir", default=registry.default_data_dir(),
                       help=f"default: ${registry.ENV_DATA_DIR} or ./data")
   parser.add_argument("--tasks", nargs="*", default=None,
-                      help=f"default: the offline tasks {' '.join(OFFLINE_TASKS)}")
+                      help="tasks or mixtures (a mixture's members); default: the offline tasks "
+                      f"{' '.join(OFFLINE_TASKS)}")
   parser.add_argument("--apt_update", action="store_true",
                       help="run `apt-get update` with the en/de/fr description indexes first "
                            "if apt lacks them (needs root)")

@@ -2,6 +2,7 @@
 
     mixtures.rates("offline_t5_finetune", "data")   # {task: rate}, T5's rate_num_examples
     mixtures.seqio_mixture("offline_t5_finetune", "data")   # the seqio.Mixture (TF)
+    mixtures.task_info("offline_t5_finetune", "data")       # what a run on it trains
 
 A member's rate is its training split's example count, capped at `cap` (T5's
 "examples-proportional mixing" with an artificial data set size limit K, Raffel et al.
@@ -10,7 +11,8 @@ the member's data is described, one counting function per source (`COUNTERS`): a
 or local task's prepared `meta.json`, a TFDS task's dataset info (the split sizes TFDS
 wrote when it built the dataset; no record is read). Neither needs seqio; only the TFDS
 count imports TensorFlow (lazily, through `tfenv`). Every member shares one vocabulary (a
-`registry.FAMILIES` family); a mixture of several vocabularies is refused.
+`registry.FAMILIES` family) and one model shape with text outputs (so one model trains on
+all of them); a mixture of several vocabularies or shapes, or of classifiers, is refused.
 
 The C4 recipe's mixtures (family c4_t5, fine-tuned from c4_span_corruption):
   glue_t5        GLUE's training tasks text-to-text, as T5's glue_v002_proportional
@@ -60,7 +62,26 @@ def mixture(name: str) -> Mixture:
   if len(families) != 1:
     raise DataError(f"Mixture {name!r} mixes the vocabularies {sorted(families)}; its tasks "
                     "must share one (a registry.FAMILIES family)")
+  layouts = {registry.layout(t).name for t in m.tasks}
+  labelled = [t for t in m.tasks if registry.layout(t).labelled]
+  if len(layouts) != 1 or labelled:
+    what = (f"mixes the model shapes {sorted(layouts)}" if len(layouts) != 1 else
+            f"has classifier members {labelled} (each would need its own class head)")
+    raise DataError(f"Mixture {name!r} {what}; one model trains on every member, so they must "
+                    "share one shape with text outputs: use text-to-text tasks (the *_t5 or "
+                    "*_t2t ones)")
   return m
+
+
+def task_info(name: str, data_dir: str | None = None) -> registry.TaskInfo:
+  """What a run on mixture `name` trains: its members' shape, features and vocabulary (one
+  of each), with `members` naming them and metric "mixture" (no metric of its own: each
+  member is evaluated on its own split, by its own metric)."""
+  m = mixture(name)
+  first = registry.task_info(m.tasks[0], data_dir)
+  return dataclasses.replace(
+      first, name=name, metric="mixture", label_names=(), members=m.tasks,
+      description=f"{', '.join(m.tasks)} at T5's rates (examples, capped at {m.cap:,})")
 
 
 def expand(names) -> list[str]:

@@ -3,7 +3,9 @@
 The pipeline is seqio's: the task's source and preprocessors, then the feature converter
 of its layout (`layouts.py`: `DecoderFeatureConverter` for LMs, `EncDecFeatureConverter`
 for seq2seq, a small padding step for the classifier), then batching. It is deterministic
-given (seed, shard): TF's shuffles are seeded and every map keeps order.
+given (seed, shard): TF's shuffles are seeded and every map keeps order. A mixture
+(`mixtures.py`) is its seqio.Mixture: every member's examples, drawn at T5's rates (seeded),
+then the same converter; it is read for training only (evaluation is per member).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from synthesizer_jax import paths
-from synthesizer_jax.data import registry, tasks
+from synthesizer_jax.data import mixtures, registry, tasks
 from synthesizer_jax.data.registry import DataError, task_info
 from synthesizer_jax.data.tfenv import import_seqio
 
@@ -51,7 +53,7 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
   """Batches of task `name` for one model shape, as NumPy arrays.
 
   Args:
-    name: a task of `TASKS`.
+    name: a task of `TASKS`, or a mixture of `mixtures.MIXTURES` (training: `repeat=True`).
     split: "train", "validation" or "test" (MNLI also has "validation_mismatched", ...).
     feature_lengths: {"targets": L} for LMs, {"inputs": Li, "targets": Lt} for encdec,
       {"inputs": L} for classifiers (`task_info(name).feature_keys`).
@@ -75,9 +77,12 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
     encoder_input_tokens [batch, L] and targets [batch] (class id; -1 where a split has no labels).
 
   Raises:
-    DataError: unknown task, data not prepared, bad arguments, or an empty split.
+    DataError: unknown task, data not prepared, bad arguments, or an empty split; for a
+      mixture, any of these for a member (named), or a pass (`repeat=False`).
   """
-  info = task_info(name, data_dir)
+  members = mixtures.mixture(name).tasks if name in mixtures.MIXTURES else ()
+  first = members[0] if members else name
+  info = task_info(first, data_dir)
   if paths.is_remote(data_dir or registry.default_data_dir()):
     raise DataError(f"data_dir {data_dir or registry.default_data_dir()} is a bucket: seqio "
                     "reads a task's prepared corpus files from local disk. Read its cache "
@@ -85,18 +90,29 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
                     "--out_dir` puts one there), or pass a local data dir (a gcsfuse mount of "
                     "the bucket works).")
   data_dir = os.path.abspath(data_dir or registry.default_data_dir())
-  tasks.check_prepared(name, data_dir)
+  if members and not repeat:
+    raise DataError(f"Mixture {name!r} is read for training only (repeat=True); evaluate each "
+                    f"member on its own: get_dataset(member, {split!r}, repeat=False) for "
+                    f"member in {list(members)}.")
+  for t in members or (name,):
+    tasks.check_prepared(t, data_dir)
   lengths = registry.check_request(name, info.feature_keys, feature_lengths, batch_size,
                                    shard_index, num_shards, start_batch, info.shape)
   seqio = import_seqio()
-  task = tasks.seqio_task(name, data_dir)
-  if split not in task.splits:
-    raise DataError(f"Task {name!r} has no split {split!r}; it has {list(task.splits)}.")
+  for t in members or (name,):
+    task = tasks.seqio_task(t, data_dir)
+    if split not in task.splits:
+      raise DataError(f"Task {t!r} has no split {split!r}; it has {list(task.splits)}.")
   shard = seqio.ShardInfo(index=shard_index, num_shards=num_shards) if num_shards > 1 else None
-  ds = task.get_dataset(sequence_length=lengths, split=split, shuffle=shuffle, seed=seed,
-                        shard_info=shard, num_epochs=None if repeat else 1,
-                        try_in_mem_cache=False, shuffle_buffer_size=shuffle_buffer_size)
-  layout = registry.layout(name)
+  if members:  # each member shuffled and repeated as a task is, then drawn at T5's rates
+    ds = mixtures.seqio_mixture(name, data_dir).get_dataset(
+        sequence_length=lengths, split=split, shuffle=shuffle, seed=seed, shard_info=shard,
+        num_epochs=None, try_in_mem_cache=False, log_mixing_proportions=False)
+  else:
+    ds = task.get_dataset(sequence_length=lengths, split=split, shuffle=shuffle, seed=seed,
+                          shard_info=shard, num_epochs=None if repeat else 1,
+                          try_in_mem_cache=False, shuffle_buffer_size=shuffle_buffer_size)
+  layout = registry.layout(first)
   ds = layout.converter(pack and layout.packable)(ds, lengths)
   ds = ds.batch(batch_size, drop_remainder=repeat)
   if start_batch:

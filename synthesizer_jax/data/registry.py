@@ -54,6 +54,7 @@ class TaskInfo:
     feature_keys: keys of the `feature_lengths` dict `get_dataset` needs for this task.
     description: one line on the data.
     extra_ids: ids above the vocabulary's pieces, its family's (T5's sentinels; 0: none).
+    members: a mixture's member tasks (`mixtures.task_info`); () for a task.
   """
 
   name: str
@@ -67,6 +68,7 @@ class TaskInfo:
   feature_keys: tuple[str, ...]
   description: str
   extra_ids: int = 0
+  members: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,37 @@
+"""Multi-task fine-tuning (the paper's section 4.4, T5's recipe, second half): the whole
+EncoderDecoder of a configs/offline_prose_span_corruption.py run (embedding included: one
+vocabulary, offline_t5) is fine-tuned on the mixture "offline_t5_finetune", the
+text-to-text tasks offline_classify_t5 ("review: ..." -> great / other),
+offline_translate_en_de_t5 and offline_summarize_t5 drawn at T5's rates (examples, capped
+at 16,384: about 10 / 45 / 45%), with a fresh optimizer and a step count from 0.
+
+    python -m synthesizer_jax.data.prepare --data_dir data \
+        --tasks offline_prose_span_corruption offline_t5_finetune --cache
+    python train.py --config configs/offline_prose_span_corruption.py \
+        --workdir workdirs/prose_span_corruption
+    python train.py --config configs/offline_t5_finetune.py --workdir workdirs/t5_finetune \
+        --config.init_from=workdirs/prose_span_corruption
+
+The model fields are the pre-training config's (an override there, e.g.
+--config.model.self_attention=random, needs the same override here). Every evaluation
+scores each member on its own validation split: eval/<member>/loss, perplexity,
+token_accuracy and the member's own metric from beam-searched predictions
+(offline_classify_t5/accuracy, f1, matthews_corrcoef; offline_translate_en_de_t5/bleu;
+offline_summarize_t5/rouge1, rouge2, rougeL), and eval/loss, the mean of the members'
+losses (docs/training.md).
+
+Expected result: not measured yet (the offline corpus is not prepared on the machine this
+was written on; tests/test_recipe.py runs the whole recipe small on generated corpora).
+"""
+
+from configs import base, offline_prose_span_corruption
+
+
+def get_config():
+  c = base.experiment(
+      "offline_t5_finetune", size="small", max_len=128, steps=2000, warmup=100, every=500,
+      batch_size=16, inputs_length=128, targets_length=64, learning_rate=5e-4,
+      label_smoothing=0.1, eval_batches=8, predict_batches=1)
+  c.model = offline_prose_span_corruption.get_config().model  # what init_from loads into
+  c.init_from = "workdirs/prose_span_corruption"
+  return c
