@@ -10,6 +10,15 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The GCS emulator's switch for epath (gcs_emulator.py), set before epath's first use: epath
 # decides once per process whether gs:// goes through tf.io.gfile or fsspec.
 os.environ["EPATH_USE_TF"] = "false"
+# One persistent XLA compilation cache for every process of a test run (the pytest-xdist
+# workers and the subprocesses tests start inherit it): the suite compiles the same small
+# programs many times over, in many tests and processes, and a compile found there is loaded
+# instead (about a fifth of the suite's CPU time on a fresh clone; more once the cache is
+# warm). Entries are keyed by the program, the compile options and the JAX version, so a
+# change in any of them compiles afresh. JAX_COMPILATION_CACHE_DIR= (empty) turns it off.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".pytest_cache", "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
