@@ -107,11 +107,14 @@ def beam_scores(workdir: str, task: budgets.SweepTask, data, data_dir: str, leng
 
 def run_one(task_name: str, kind: str, seed: int, size: str, *, workroot: str, data_dir: str,
             diag_spec: diagnostics.DiagSpec | None = None, progress: bool = False,
-            mesh=None, train_override: dict[str, Any] | None = None) -> dict[str, Any]:
+            mesh=None, train_override: dict[str, Any] | None = None,
+            model_override: dict[str, Any] | None = None) -> dict[str, Any]:
   """Trains and evaluates one (task, kind, seed) and returns its record.
 
   `train_override` replaces TrainConfig fields of the budget (say a longer run); the record
   keeps it under "train_override", and its "steps", "batch_size", "token_budget" follow it.
+  `model_override` replaces model fields (say a longer max_len for longer rows), kept under
+  "model_override"; "model" and "params" follow it.
   """
   from synthesizer_jax import loop, shapes
   from synthesizer_jax import sharding as shd
@@ -119,6 +122,7 @@ def run_one(task_name: str, kind: str, seed: int, size: str, *, workroot: str, d
 
   task = budgets.TASKS[task_name]
   model_fields, train_fields, extra = budgets.budget(task_name, size)
+  model_fields.update(model_override or {})
   model_fields["self_attention"] = kind
   train_fields.update(train_override or {})
   workdir = os.path.join(workroot, size, task_name, kind.replace("+", "_plus_"), f"seed{seed}")
@@ -159,6 +163,8 @@ def run_one(task_name: str, kind: str, seed: int, size: str, *, workroot: str, d
     record["diag_spec"] = dataclasses.asdict(data.spec)
   if train_override:
     record["train_override"] = dict(train_override)
+  if model_override:
+    record["model_override"] = dict(model_override)
   if task.decode == "beam":
     t0 = time.time()
     beam = beam_scores(workdir, task, data, run_data_dir, lengths,
@@ -182,7 +188,8 @@ def done_runs(path: str) -> set[tuple[str, str, int, str]]:
 
 def sweep(tasks: list[str], kinds: list[str], seeds: list[int], size: str, out: str, *,
           workroot: str, data_dir: str, diag_spec=None, progress: bool = False,
-          log=print, mesh=None, train_override: dict[str, Any] | None = None) -> str:
+          log=print, mesh=None, train_override: dict[str, Any] | None = None,
+          model_override: dict[str, Any] | None = None) -> str:
   """Runs every (task, kind, seed) not yet in `<out>/runs.jsonl`; returns that path."""
   os.makedirs(out, exist_ok=True)
   path = os.path.join(out, "runs.jsonl")
@@ -193,7 +200,7 @@ def sweep(tasks: list[str], kinds: list[str], seeds: list[int], size: str, out: 
     t0 = time.time()
     record = run_one(task, kind, seed, size, workroot=workroot, data_dir=data_dir,
                      diag_spec=diag_spec, progress=progress, mesh=mesh,
-                     train_override=train_override)
+                     train_override=train_override, model_override=model_override)
     record["wall_s"] = round(time.time() - t0, 1)
     # One write() on an O_APPEND descriptor: sweeps running side by side (say one per task)
     # can share one runs.jsonl without interleaving lines.
@@ -229,6 +236,10 @@ def main(argv=None):
                  help='JSON of TrainConfig fields replacing the budget\'s, e.g. '
                       '\'{"num_train_steps": 12000}\'; use its own --out and --workroot, since '
                       'runs.jsonl keys runs by task, kind, seed and size only')
+  p.add_argument("--model_override", default="{}",
+                 help='JSON of ModelConfig fields replacing the budget\'s (not '
+                      'self_attention: that is --kinds), e.g. \'{"max_len": 48}\'; own --out '
+                      'and --workroot, as for --train_override')
   p.add_argument("--progress", action="store_true", help="progress bar per run")
   p.add_argument("--no-report", dest="report", action="store_false")
   args = p.parse_args(argv)
@@ -241,14 +252,19 @@ def main(argv=None):
   diag_spec = diagnostics.DiagSpec(**{**budgets.diag_spec(args.size),
                                       **json.loads(args.diag_spec)})
   train_override = json.loads(args.train_override)
-  from synthesizer_jax.config import TrainConfig
+  model_override = json.loads(args.model_override)
+  from synthesizer_jax.config import ModelConfig, TrainConfig
 
   unknown = sorted(set(train_override) - {f.name for f in dataclasses.fields(TrainConfig)})
   if unknown:
     p.error(f"--train_override: {unknown} are not TrainConfig fields")
+  model_fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"self_attention"}
+  unknown = sorted(set(model_override) - model_fields)
+  if unknown:
+    p.error(f"--model_override: {unknown} are not ModelConfig fields (the kind is --kinds)")
   path = sweep(tasks, kinds, seeds, args.size, out, workroot=args.workroot,
                data_dir=args.data_dir, diag_spec=diag_spec, progress=args.progress,
-               train_override=train_override,
+               train_override=train_override, model_override=model_override,
                log=lambda *a: print(*a, flush=True))
   if args.report:
     from experiments import report

@@ -248,6 +248,28 @@ def test_train_override_changes_the_budget_and_is_recorded(tmp_path):
   assert len(run["load_average"]) == 2 and min(run["load_average"]) >= 0  # machine load noted
 
 
+def test_model_override_changes_the_model_and_is_recorded(tmp_path):
+  out, work = str(tmp_path / "results"), str(tmp_path / "work")
+  argv = ["--tasks", "reverse", "--kinds", "random", "--seeds", "1", "--size", "tiny",
+          "--out", out, "--workroot", work, "--no-report",
+          "--train_override", '{"num_train_steps": 2, "eval_every": 2}']
+  for bad in ('{"self_attention": "dot"}', '{"width": 8}'):  # refused up front
+    with pytest.raises(SystemExit):
+      sweep.main(argv + ["--model_override", bad])
+  assert not os.path.exists(out)
+  base = budgets.budget("reverse", "tiny")[0]
+  wider = {"mlp_dim": 2 * base["mlp_dim"], "max_len": base["max_len"] + 8}
+  assert sweep.main(argv + ["--model_override", json.dumps(wider)]) == 0
+  (run,) = [json.loads(line) for line in open(os.path.join(out, "runs.jsonl"))]
+  assert run["model_override"] == wider and run["model"] == {**base, **wider, "self_attention":
+                                                              "random"}
+  spec = diagnostics.DiagSpec(**run["diag_spec"])
+  vocab = diagnostics.DiagnosticData(spec).get_vocabulary(run["data_task"]).vocab_size
+  lengths = run["lengths"]
+  plain = sweep.param_count({**base, "self_attention": "random"}, "lm", vocab, None, lengths)
+  assert run["params"] == sweep.param_count(run["model"], "lm", vocab, None, lengths) > plain
+
+
 def test_gpu_script_runs_one_sweep_per_kind_side_by_side(tmp_path):
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   out = tmp_path / "out"
