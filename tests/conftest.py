@@ -6,6 +6,13 @@ import os
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+# XLA's CPU backend compiled without LLVM's optimisations: the suite's programs are small and
+# many, so compiling them is most of its time, and -O0 compiles them in about half the time.
+# XLA's own (HLO) passes, fusion included, still run, so the programs and the properties
+# tested are the same. XLA_FLAGS=--xla_backend_optimization_level=2 runs the suite at XLA's
+# default instead. Subprocesses inherit the flag (tests/workers.py keeps it).
+if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
+  os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The GCS emulator's switch for epath (gcs_emulator.py), set before epath's first use: epath
 # decides once per process whether gs:// goes through tf.io.gfile or fsspec.

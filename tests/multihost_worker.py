@@ -49,7 +49,8 @@ class SlowData:
 
 def main(pid, nproc, port, workdir, data_dir, options=None):
   options = options or {}
-  os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + " --xla_force_host_platform_device_count=2").strip()
   os.environ["JAX_PLATFORMS"] = "cpu"
   from synthesizer_jax import sharding as shd
 

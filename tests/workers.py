@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,7 +19,9 @@ def free_port() -> int:
 def start(work, data_dir, options=None, per_process=None, n=2):
   """The worker processes; `per_process[i]` replaces process i's options."""
   port = free_port()
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  # The worker sets its own device count; the suite's other XLA flags carry over.
+  env = {**os.environ, "XLA_FLAGS": re.sub(r"--xla_force_host_platform_device_count=\d+", "",
+                                           os.environ.get("XLA_FLAGS", "")).strip()}
   procs = []
   for i in range(n):
     opts = (per_process or {}).get(i, options or {})
