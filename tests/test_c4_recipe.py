@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+from fixtures.data import vocab_spy
 from fixtures.data.fake_tfds import documents, mock_c4
 from test_span_corruption_task import reconstruct, until_eos
 
@@ -16,7 +17,7 @@ from synthesizer_jax import data, loop
 from synthesizer_jax import run as run_lib
 from synthesizer_jax.checkpointing import flat_paths
 from synthesizer_jax.config import MeshConfig, RunConfig, TrainConfig
-from synthesizer_jax.data import build, registry, span_corruption, tasks
+from synthesizer_jax.data import registry, span_corruption, tasks
 
 pytest.importorskip("seqio")
 pytest.importorskip("tensorflow_datasets")
@@ -33,18 +34,10 @@ MODEL = dict(d_model=16, num_heads=2, head_dim=8, mlp_dim=32, num_layers=1, max_
 def built(tmp_path_factory):
   """(data dir, {vocabulary file: the lines it was trained on})."""
   root = str(tmp_path_factory.mktemp("c4"))
-  seen, train_vocab = {}, build.train_vocab
-
-  def spy(texts, vpath, *args, **kwargs):
-    texts = list(texts)
-    assert os.path.basename(vpath) not in seen, "trained twice"
-    seen[os.path.basename(vpath)] = texts
-    return train_vocab(texts, vpath, *args, **kwargs)
-
   for name in (TASK, "glue_cola_t5", "glue_cola_t2t"):  # mock_data reads no files, but
     os.makedirs(tasks.tfds_version_dir(name, root), exist_ok=True)  # the tasks check the dir
   with pytest.MonkeyPatch.context() as mp, mock_c4(DOCS):
-    mp.setattr(build, "train_vocab", spy)
+    seen = vocab_spy.spy(mp)
     data.prepare(root, [TASK], progress=False)
     data.cache_task(TASK, root, splits=["validation"], log=lambda *a: None)
   return root, seen

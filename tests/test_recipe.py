@@ -13,7 +13,7 @@ import os
 import jax
 import numpy as np
 import pytest
-from fixtures.data import fake_debian
+from fixtures.data import fake_debian, vocab_spy
 
 import synthesizer_jax as sj
 from synthesizer_jax import data, evaluation, logging_utils, loop
@@ -40,17 +40,9 @@ def built(tmp_path_factory):
   """(data dir, {vocabulary file: the lines it was trained on})."""
   root = str(tmp_path_factory.mktemp("recipe"))
   path = os.path.join(root, "data")
-  seen, train_vocab = {}, build.train_vocab
-
-  def spy(texts, vpath, *args, **kwargs):
-    texts = list(texts)
-    assert os.path.basename(vpath) not in seen, "trained twice"
-    seen[os.path.basename(vpath)] = texts
-    return train_vocab(texts, vpath, *args, **kwargs)
-
   with pytest.MonkeyPatch.context() as mp:
     fake_debian.install(mp, root)
-    mp.setattr(build, "train_vocab", spy)
+    seen = vocab_spy.spy(mp)
     data.prepare(path, [PRETRAIN, *FINETUNE], progress=False, cache=True)
   return path, seen
 
