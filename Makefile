@@ -28,7 +28,8 @@ train: $(STAMP)
 smoke: $(STAMP)
 	$(VENV)/bin/python -m synthesizer_jax.smoke --data_dir data
 
-# Two pytest workers (pytest-xdist; each test file's fixtures are built per worker), tests
+# Two pytest workers (pytest-xdist; each test file's fixtures are built per worker; three were
+# slower on 2 cores: 860 s against 719 s), tests
 # handed out as workers free up (worksteal: the suite's longest tests are two-process runs).
 TEST_WORKERS ?= 2
 test: $(STAMP)
