@@ -255,6 +255,8 @@ def test_seqio_batches_of_a_mixture_hold_every_member_and_resume_at_batch_k(buil
     np.testing.assert_array_equal(again[key], value, err_msg=key)
   with pytest.raises(data.DataError, match="evaluate each member"):
     data.get_dataset(MIX, "validation", repeat=False, **args)
+  with pytest.raises(data.DataError, match="shuffle_buffer_size=64 cannot be set for mixture"):
+    data.get_dataset(MIX, "train", shuffle_buffer_size=64, **args)
 
 
 def test_a_mixture_of_shapes_or_of_classifiers_is_refused(monkeypatch):

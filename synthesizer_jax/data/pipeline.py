@@ -94,6 +94,10 @@ def get_dataset(name: str, split: str, *, feature_lengths: Mapping[str, int], ba
     raise DataError(f"Mixture {name!r} is read for training only (repeat=True); evaluate each "
                     f"member on its own: get_dataset(member, {split!r}, repeat=False) for "
                     f"member in {list(members)}.")
+  if members and shuffle_buffer_size is not None:
+    raise DataError(f"shuffle_buffer_size={shuffle_buffer_size} cannot be set for mixture "
+                    f"{name!r}: seqio's Mixture shuffles each member with the member task's "
+                    "own buffer. Leave it unset (None).")
   for t in members or (name,):
     tasks.check_prepared(t, data_dir)
   lengths = registry.check_request(name, info.feature_keys, feature_lengths, batch_size,
