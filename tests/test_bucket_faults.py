@@ -56,7 +56,24 @@ def bucket_cfg(work, **kw):
   return train_cfg(os.path.dirname(work), checkpoint_ocdbt=False, async_checkpoints=True, **kw)
 
 
-def test_the_store_gone_during_a_save_stops_naming_it_and_a_rerun_resumes(gcs, tmp_path, capsys):
+@pytest.fixture
+def quick_gcsfs_backoff(monkeypatch):
+  """gcsfs tries each request 6 times, sleeping 0.5-1.5, 1-2, 2-3, 4-5 and 8-9 s between tries
+  (gcsfs.retry.retry_request): against a store that is gone, about 17 s a request and some 50 s
+  a save. Here its sleeps are 1/20 as long; the requests, their failures and the count of tries
+  are gcsfs's own, so the error the run raises is the one a real outage gives."""
+  import asyncio
+  import types
+
+  import gcsfs.retry
+
+  sleep = asyncio.sleep
+  monkeypatch.setattr(gcsfs.retry, "asyncio",
+                      types.SimpleNamespace(sleep=lambda seconds: sleep(seconds / 20)))
+
+
+def test_the_store_gone_during_a_save_stops_naming_it_and_a_rerun_resumes(gcs, tmp_path, capsys,
+                                                                            quick_gcsfs_backoff):
   work = gcs.new_path("outage")
   cfg = bucket_cfg(work, num_train_steps=6)
   # Batch 4 feeds step 5: the store goes away while step 4's async save is in flight (or, on
