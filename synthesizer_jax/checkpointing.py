@@ -253,12 +253,6 @@ def _locate(path: paths.PathLike) -> tuple[paths.Path, int | None]:
   return path, None
 
 
-def flat_paths(tree) -> dict[str, Any]:
-  """{"a/b/c": leaf} of a nested dict of arrays."""
-  return {"/".join(str(k.key) for k in path): leaf
-          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-
-
 def restore_source(path: paths.PathLike, step: int | None = None, *, verify: bool = True):
   """(state tree as plain dicts / lists of NumPy arrays, config, step) of any checkpoint.
 

@@ -25,10 +25,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from synthesizer_jax.checkpointing import flat_paths, restore_source
+from synthesizer_jax.checkpointing import restore_source
 
 #: Top-level parameters indexed by token id: they mean something only with their vocabulary.
 VOCAB_PARAMS = ("embed", "logits_dense")
+
+
+def flat_paths(tree) -> dict[str, Any]:
+  """{"a/b/c": leaf} of a nested dict of arrays."""
+  return {"/".join(str(k.key) for k in path): leaf
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 def _under(path: str, prefix: str) -> bool:

@@ -12,8 +12,9 @@ import jax
 import numpy as np
 
 from synthesizer_jax import shapes
-from synthesizer_jax.checkpointing import flat_paths, restore_source
+from synthesizer_jax.checkpointing import restore_source
 from synthesizer_jax.config import ModelConfig
+from synthesizer_jax.finetune import flat_paths
 
 
 def load_checkpoint(workdir_or_path: str, step: int | None = None):

@@ -15,9 +15,9 @@ from test_span_corruption_task import reconstruct, until_eos
 
 from synthesizer_jax import data, loop
 from synthesizer_jax import run as run_lib
-from synthesizer_jax.checkpointing import flat_paths
 from synthesizer_jax.config import MeshConfig, RunConfig, TrainConfig
 from synthesizer_jax.data import registry, span_corruption, tasks
+from synthesizer_jax.finetune import flat_paths
 
 pytest.importorskip("seqio")
 pytest.importorskip("tensorflow_datasets")

@@ -11,8 +11,8 @@ from test_checkpointing import MODEL, train_cfg
 from synthesizer_jax import checkpointing, finetune
 from synthesizer_jax import run as run_lib
 from synthesizer_jax import sharding as shd
-from synthesizer_jax.checkpointing import flat_paths
 from synthesizer_jax.config import RunConfig
+from synthesizer_jax.finetune import flat_paths
 
 
 def test_fine_tune_from_encoder_decoder(tmp_path):

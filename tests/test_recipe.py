@@ -19,9 +19,9 @@ import synthesizer_jax as sj
 from synthesizer_jax import data, evaluation, logging_utils, loop
 from synthesizer_jax import run as run_lib
 from synthesizer_jax import sharding as shd
-from synthesizer_jax.checkpointing import flat_paths
 from synthesizer_jax.config import MeshConfig, RunConfig, TrainConfig
 from synthesizer_jax.data import build, cache, grain_pipeline, mixtures, registry, tasks
+from synthesizer_jax.finetune import flat_paths
 
 pytest.importorskip("seqio")
 pytest.importorskip("grain")
