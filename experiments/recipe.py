@@ -1,0 +1,173 @@
+"""Issue 29's experiment: the paper's section 4.4 recipe (T5's) at CPU scale.
+
+For each attention kind and seed, three runs of train.py in their own workdirs
+(`--workroot/<stage>/<kind>/seed<k>`):
+  pretrain  configs/offline_prose_span_corruption.py (span corruption on the offline prose)
+  finetune  configs/offline_t5_finetune.py from that checkpoint (the offline text-to-text mixture)
+  scratch   the same fine-tuning from a random initialisation, same seed, same data order
+
+    python -m synthesizer_jax.data.prepare --data_dir data \
+        --tasks offline_prose_span_corruption offline_t5_finetune --cache
+    python -m experiments.recipe run --kinds dot,random+dot,dense+dot,dense,random --seeds 3 \
+        --out experiments/results/recipe29 --workroot workdirs/recipe29 --workers 2
+    python -m experiments.recipe report --out experiments/results/recipe29
+
+`run` pins each worker to one core (taskset) and appends one record a run to
+`<out>/runs.jsonl` (stage, kind, seed, steps, the pre-training steps a fine-tuning started
+from, the final validation metrics, the validation curve, the training loss curve, wall
+time); runs already there are skipped, so an interrupted run continues. Every pre-training
+runs before any fine-tuning (`--stages pretrain` runs only those). `--pretrain_steps` past a
+recorded budget extends the same workdirs: the rsqrt schedule does not depend on the total
+and the data resumes at the next batch, so 1,000 then 2,000 steps equal 2,000 at once.
+`report` (experiments/recipe_report.py) prints the tables of docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+from experiments import recipe_report
+from experiments.recipe_report import load
+
+KINDS = ("dot", "random+dot", "dense+dot", "dense", "random")
+PRETRAIN = {"num_train_steps": 1000, "warmup_steps": 100, "eval_every": 250,
+            "checkpoint_every": 1000}
+FINETUNE = {"num_train_steps": 300, "warmup_steps": 50, "eval_every": 300,
+            "checkpoint_every": 300}
+CONFIGS = {"pretrain": "configs/offline_prose_span_corruption.py",
+           "finetune": "configs/offline_t5_finetune.py",
+           "scratch": "configs/offline_t5_finetune.py"}
+
+
+def workdir(workroot: str, stage: str, kind: str, seed: int, pretrain_steps: int = 0) -> str:
+  """A run's workdir; a fine-tuning's names the pre-training budget it started from."""
+  suffix = f"_from{pretrain_steps}" if stage == "finetune" else ""
+  return os.path.join(workroot, stage, kind.replace("+", "_"), f"seed{seed}{suffix}")
+
+
+def command(stage: str, kind: str, seed: int, workroot: str, data_dir: str,
+            pretrain_steps: int) -> list[str]:
+  """train.py's argv for one run (python and train.py included)."""
+  budget = dict(PRETRAIN, num_train_steps=pretrain_steps) if stage == "pretrain" else FINETUNE
+  fields = dict(budget, seed=seed, data_dir=data_dir)
+  argv = [sys.executable, "train.py", "--config", CONFIGS[stage],
+          "--workdir", workdir(workroot, stage, kind, seed, pretrain_steps),
+          f"--config.model.self_attention={kind}"]
+  argv += [f"--config.{k}={v}" for k, v in fields.items()]
+  if stage == "finetune":
+    source = os.path.join(workdir(workroot, "pretrain", kind, seed), "checkpoints",
+                          str(pretrain_steps))
+    argv.append(f"--config.init_from={source}")
+  elif stage == "scratch":
+    argv.append("--config.init_from=")
+  return argv
+
+
+def record(stage: str, kind: str, seed: int, wdir: str, wall_s: float,
+           pretrain_steps: int) -> dict:
+  """The run's record from its workdir (eval_results.json, metrics.jsonl)."""
+  with open(os.path.join(wdir, "eval_results.json")) as f:
+    final = json.load(f)
+  curve, train = [], []
+  with open(os.path.join(wdir, "metrics.jsonl")) as f:
+    for line in f:
+      row = json.loads(line)
+      if row.get("split") == "eval":
+        curve.append({k: v for k, v in row.items() if k not in ("split", "time")})
+      elif row.get("split") == "train":
+        train.append([row["step"], row["loss"]])
+  return {"stage": stage, "kind": kind, "seed": seed, "steps": final["step"],
+          "pretrain_steps": pretrain_steps,
+          "final": final["metrics"], "curve": curve, "train_loss": train,
+          "wall_s": round(wall_s, 1)}
+
+
+def key(r: dict) -> tuple:
+  """What makes runs the same: stage, kind, seed and the pre-training budget (0: none)."""
+  return r["stage"], r["kind"], r["seed"], r["pretrain_steps"]
+
+
+class Runner:
+  """Runs (stage, kind, seed) jobs, one core each."""
+
+  def __init__(self, out: str, workroot: str, data_dir: str, workers: int,
+               pretrain_steps: int):
+    self.out, self.workroot, self.data_dir = out, workroot, data_dir
+    self.pretrain_steps = pretrain_steps
+    self.done = {key(r) for r in load(out)}
+    self.cores: queue.Queue[int] = queue.Queue()
+    for core in range(workers):
+      self.cores.put(core % os.cpu_count())
+    self.lock = threading.Lock()
+    os.makedirs(out, exist_ok=True)
+
+  def budget(self, stage: str) -> int:
+    return 0 if stage == "scratch" else self.pretrain_steps
+
+  def stage(self, stage: str, kind: str, seed: int) -> None:
+    if (stage, kind, seed, self.budget(stage)) in self.done:
+      return
+    if stage != "pretrain" and ("pretrain", kind, seed, self.pretrain_steps) not in self.done:
+      raise RuntimeError(f"{stage} {kind} seed {seed}: no pre-training of "
+                         f"{self.pretrain_steps} steps recorded; run --stages pretrain first")
+    core = self.cores.get()
+    try:
+      self._run(stage, kind, seed, core)
+    finally:
+      self.cores.put(core)
+
+  def _run(self, stage: str, kind: str, seed: int, core: int) -> None:
+    wdir = workdir(self.workroot, stage, kind, seed, self.pretrain_steps)
+    log = wdir + ".log"
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    start = time.time()
+    argv = ["taskset", "-c", str(core)] + command(stage, kind, seed, self.workroot,
+                                                   self.data_dir, self.pretrain_steps)
+    with open(log, "a") as f:
+      rc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT).returncode
+    if rc:
+      raise RuntimeError(f"{stage} {kind} seed {seed} failed (rc {rc}); see {log}")
+    rec = record(stage, kind, seed, wdir, time.time() - start, self.budget(stage))
+    with self.lock, open(os.path.join(self.out, "runs.jsonl"), "a") as f:
+      f.write(json.dumps(rec) + "\n")
+    self.done.add(key(rec))
+    print(f"{stage:9s} {kind:11s} seed {seed} ({rec['steps']} steps): loss "
+          f"{rec['final']['loss']:.4f} ({rec['wall_s']:.0f} s)", flush=True)
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("action", choices=["run", "report"])
+  p.add_argument("--kinds", default=",".join(KINDS))
+  p.add_argument("--seeds", type=int, default=3)
+  p.add_argument("--out", default="experiments/results/recipe29")
+  p.add_argument("--workroot", default="workdirs/recipe29")
+  p.add_argument("--data_dir", default="data")
+  p.add_argument("--workers", type=int, default=2)
+  p.add_argument("--stages", default="pretrain,finetune,scratch")
+  p.add_argument("--pretrain_steps", type=int, default=PRETRAIN["num_train_steps"])
+  args = p.parse_args(argv)
+  if args.action == "report":
+    return recipe_report.main(["report", "--out", args.out,
+                               "--pretrain_steps", str(args.pretrain_steps)])
+  runner = Runner(args.out, args.workroot, args.data_dir, args.workers, args.pretrain_steps)
+  units = [(k, s) for s in range(args.seeds) for k in args.kinds.split(",") if k]
+  stages = args.stages.split(",")
+  for phase in [["pretrain"], [s for s in stages if s != "pretrain"]]:
+    jobs = [(st, k, s) for k, s in units for st in phase if st in stages]
+    with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+      for fut in [pool.submit(runner.stage, *job) for job in jobs]:
+        fut.result()
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

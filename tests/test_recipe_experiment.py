@@ -1,0 +1,81 @@
+"""Issue 29's experiment driver (experiments/recipe.py, recipe_report.py): each stage runs the
+config it names at its budget, a fine-tuning starts from the pre-training step it is recorded
+against, a longer pre-training budget continues the same run, and the report's paired
+figures are those of the records."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import recipe, recipe_report
+from synthesizer_jax.config import TrainConfig
+from synthesizer_jax.optim import learning_rate_schedule
+
+
+def _flags(argv):
+  return dict(a[len("--config."):].split("=", 1) for a in argv if a.startswith("--config."))
+
+
+def test_each_stage_runs_its_config_at_its_budget():
+  pre = recipe.command("pretrain", "random+dot", 2, "w", "d", 2000)
+  assert pre[pre.index("--config") + 1] == recipe.CONFIGS["pretrain"]
+  flags = _flags(pre)
+  assert flags["num_train_steps"] == "2000" and flags["seed"] == "2"
+  assert flags["model.self_attention"] == "random+dot" and "init_from" not in flags
+  assert pre[pre.index("--workdir") + 1] == "w/pretrain/random_dot/seed2"
+
+  ft = recipe.command("finetune", "random+dot", 2, "w", "d", 2000)
+  flags = _flags(ft)
+  assert flags["num_train_steps"] == str(recipe.FINETUNE["num_train_steps"])
+  assert flags["init_from"] == "w/pretrain/random_dot/seed2/checkpoints/2000"
+  assert ft[ft.index("--workdir") + 1] == "w/finetune/random_dot/seed2_from2000"
+
+  scratch = recipe.command("scratch", "random+dot", 2, "w", "d", 2000)
+  flags = _flags(scratch)
+  assert flags["init_from"] == "" and flags["seed"] == "2"
+  assert _flags(ft).keys() == flags.keys()  # same fine-tuning otherwise
+
+
+def test_a_longer_pretraining_budget_continues_the_same_schedule():
+  """The extension claim: rsqrt's rate at a step does not depend on num_train_steps."""
+  short, long = (learning_rate_schedule(TrainConfig(
+      num_train_steps=n, warmup_steps=recipe.PRETRAIN["warmup_steps"], decay="rsqrt",
+      learning_rate=1e-3)) for n in (1000, 3000))
+  steps = np.arange(0, 1001, 50)
+  np.testing.assert_array_equal(np.asarray(short(steps)), np.asarray(long(steps)))
+
+
+def _run(stage, kind, seed, loss, steps=1000, **members):
+  budget = 0 if stage == "scratch" else steps
+  final = {"loss": loss, "token_accuracy": 30.0, **members}
+  return {"stage": stage, "kind": kind, "seed": seed, "steps": steps, "pretrain_steps": budget,
+          "final": final, "curve": [{"step": steps, **final}], "train_loss": []}
+
+
+def test_the_report_pairs_by_seed_and_keeps_one_budget(tmp_path):
+  members = {f"{m}/loss": 1.0 for m in recipe_report.MEMBERS}
+  members[f"{recipe_report.MEMBERS[0]}/token_accuracy"] = 50.0
+  runs = []
+  for seed, (dot, rnd) in enumerate([(4.0, 4.3), (4.2, 4.4), (4.1, 4.5)]):
+    runs += [_run("pretrain", "dot", seed, dot), _run("pretrain", "random", seed, rnd),
+             _run("pretrain", "dot", seed, 9.0, steps=500),  # another budget: left out
+             _run("finetune", "dot", seed, 3.0 + seed / 10, **members),
+             _run("finetune", "random", seed, 3.5, **members),
+             _run("scratch", "dot", seed, 3.2 + seed / 10, **members),
+             _run("scratch", "random", seed, 3.9, **members)]
+  (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+  text = recipe_report.markdown(recipe_report.load(str(tmp_path)), None, 1000)
+  assert "Pre-training budget: 1000 steps." in text
+  random_row = next(line for line in text.splitlines() if line.startswith("| random |"))
+  diffs = [0.3, 0.2, 0.4]  # random minus dot by seed
+  assert f"+{np.mean(diffs):.3f} ± {np.std(diffs, ddof=1):.3f}" in random_row
+  assert f"{np.mean([4.3 / 4.0, 4.4 / 4.2, 4.5 / 4.1]):.3f}" in random_row
+  assert f"{1.965 / 1.865:.3f}" in random_row  # the paper's ratio beside ours
+  dot_ft = next(line for line in text.splitlines() if line.startswith("| dot | loss |"))
+  assert "-0.200 ± 0.000" in dot_ft  # pre-trained minus scratch, every seed
+  gap = next(line for line in text.splitlines() if line.startswith("| random | +"))
+  # minus dot: pre-trained 0.5, 0.4, 0.3; from scratch 0.7, 0.6, 0.5; narrowed by 0.2 each
+  assert gap.count("0.400") == 1 and "+0.600" in gap and "+0.200 ± 0.000" in gap
+  with pytest.raises(StopIteration):  # the 500-step records are in no table
+    next(line for line in text.splitlines() if "9.000" in line)
