@@ -30,11 +30,12 @@ smoke: $(STAMP)
 
 # Two pytest workers (pytest-xdist; each test file's fixtures are built per worker; three were
 # slower on 2 cores: 860 s against 719 s), tests
-# handed out as workers free up (worksteal: the suite's longest tests are two-process runs).
+# handed out as workers free up (worksteal: the suite's longest tests are two-process runs);
+# the 30 slowest are listed at the end of every run (CI's too): where the suite's time goes.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(VENV)/bin/ruff check synthesizer_jax tests benchmarks experiments configs train.py eval.py
-	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=30
 
 # The inner loop: attention, models, configs, registries, the data registry and the layering
 # and path checks (no training runs, no subprocesses, no servers).

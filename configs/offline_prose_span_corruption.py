@@ -15,9 +15,17 @@ pieces are corrupted as they are read, seeded by (seed, example index), so a res
 reads the uninterrupted run's batches. Metric: teacher-forced loss, perplexity and token
 accuracy of the targets (the spans).
 
-Expected result: not measured yet (the offline corpus is not prepared on the machine this
-was written on; its test trains the config small on generated prose,
-tests/test_span_corruption_task.py).
+Learning rate 6e-3 (rsqrt after 100 warmup steps) and no dropout (as T5.1.1 pre-trains): the
+best of a pilot of 1e-3 to 1.6e-2 on dot (docs/results.md, "Pre-training, then
+fine-tuning"). The rsqrt rate does not depend on num_train_steps, so a run continued with a
+larger --config.num_train_steps in the same workdir equals one run to that step.
+
+Expected result (dot, --config.model.self_attention=dot, measured 2026-12-07 on one core of
+the 2-core CPU machine, about 0.3 s a step): validation loss 4.39 at 2,000 steps (the
+context-free predictor: 5.68). Most of that is the targets' structure (sentinels and EOS,
+about 97% right from step 1,000 on); the masked pieces alone are the bar of the experiment
+(docs/results.md), not met at 3,000 steps with dropout 0.1 (5.77 nats against the 5.56 the
+bar asks). The 6,000 steps here are the budget the pilot's trend points to, not yet measured.
 """
 
 from configs import base
@@ -25,6 +33,6 @@ from configs import base
 
 def get_config():
   return base.experiment(
-      "offline_prose_span_corruption", size="small", max_len=128, steps=3000, warmup=300,
-      every=1000, batch_size=16, inputs_length=128, targets_length=32, learning_rate=1e-3,
-      predict_batches=0)
+      "offline_prose_span_corruption", size="small", max_len=128, steps=6000, warmup=100,
+      every=500, batch_size=16, inputs_length=128, targets_length=32, learning_rate=6e-3,
+      predict_batches=0, model={"dropout_rate": 0.0})

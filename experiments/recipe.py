@@ -19,7 +19,9 @@ time); runs already there are skipped, so an interrupted run continues. Every pr
 runs before any fine-tuning (`--stages pretrain` runs only those). `--pretrain_steps` past a
 recorded budget extends the same workdirs: the rsqrt schedule does not depend on the total
 and the data resumes at the next batch, so 1,000 then 2,000 steps equal 2,000 at once.
-`report` (experiments/recipe_report.py) prints the tables of docs/results.md.
+`report` (experiments/recipe_report.py) prints the tables of docs/results.md. `record
+--workdir W` adds a pre-training run launched by hand (the pilot's learning rates) as a
+record of stage "pilot".
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from experiments import recipe_report
 from experiments.recipe_report import load
 
 KINDS = ("dot", "random+dot", "dense+dot", "dense", "random")
-PRETRAIN = {"num_train_steps": 1000, "warmup_steps": 100, "eval_every": 250,
+# The pre-training's learning rate (6e-3, rsqrt after 100 warmup steps) and dropout (0) are
+# configs/offline_prose_span_corruption.py's: the best of the pilot in docs/results.md.
+PRETRAIN = {"num_train_steps": 2000, "warmup_steps": 100, "eval_every": 500,
             "checkpoint_every": 1000}
 FINETUNE = {"num_train_steps": 300, "warmup_steps": 50, "eval_every": 300,
             "checkpoint_every": 300}
@@ -73,9 +77,8 @@ def command(stage: str, kind: str, seed: int, workroot: str, data_dir: str,
 
 def record(stage: str, kind: str, seed: int, wdir: str, wall_s: float,
            pretrain_steps: int) -> dict:
-  """The run's record from its workdir (eval_results.json, metrics.jsonl)."""
-  with open(os.path.join(wdir, "eval_results.json")) as f:
-    final = json.load(f)
+  """The run's record from its workdir (eval_results.json, metrics.jsonl); a run stopped
+  before its end (a pilot) has no eval_results.json, and its last evaluation stands in."""
   curve, train = [], []
   with open(os.path.join(wdir, "metrics.jsonl")) as f:
     for line in f:
@@ -84,6 +87,12 @@ def record(stage: str, kind: str, seed: int, wdir: str, wall_s: float,
         curve.append({k: v for k, v in row.items() if k not in ("split", "time")})
       elif row.get("split") == "train":
         train.append([row["step"], row["loss"]])
+  results = os.path.join(wdir, "eval_results.json")
+  if os.path.exists(results):
+    with open(results) as f:
+      final = json.load(f)
+  else:
+    final = {"step": curve[-1]["step"], "metrics": curve[-1]}
   return {"stage": stage, "kind": kind, "seed": seed, "steps": final["step"],
           "pretrain_steps": pretrain_steps,
           "final": final["metrics"], "curve": curve, "train_loss": train,
@@ -93,6 +102,38 @@ def record(stage: str, kind: str, seed: int, wdir: str, wall_s: float,
 def key(r: dict) -> tuple:
   """What makes runs the same: stage, kind, seed and the pre-training budget (0: none)."""
   return r["stage"], r["kind"], r["seed"], r["pretrain_steps"]
+
+
+def fill_spans(out: str, workroot: str, data_dir: str) -> None:
+  """Adds `span` (recipe_report.span_accuracy) to every pre-training record without one,
+  from the checkpoint of its step (kept in its workdir: keep_checkpoints=3)."""
+  runs = load(out)
+  for r in runs:
+    if r["stage"] == "pretrain" and "span" not in r:
+      wdir = workdir(workroot, "pretrain", r["kind"], r["seed"])
+      r["span"] = recipe_report.span_accuracy(wdir, data_dir, r["steps"])
+      print(r["kind"], r["seed"], r["steps"], r["span"], flush=True)
+  with open(os.path.join(out, "runs.jsonl"), "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in runs)
+
+
+def record_pilot(wdir: str, out: str, data_dir: str) -> dict:
+  """A pre-training run launched by hand (train.py) as a record of `<out>/runs.jsonl`: its
+  settings from config.json, its curve, and span_accuracy at its last step."""
+  with open(os.path.join(wdir, "config.json")) as f:
+    cfg = json.load(f)
+  rec = record("pilot", cfg["model"]["self_attention"], cfg["train"]["seed"], wdir, 0.0, 0)
+  rec["settings"] = {k: cfg["train"][k] for k in ("learning_rate", "warmup_steps", "decay",
+                                                   "batch_size", "num_train_steps")}
+  rec["settings"]["dropout_rate"] = cfg["model"]["dropout_rate"]
+  rec["workdir"] = wdir
+  saved = [int(d) for d in os.listdir(os.path.join(wdir, "checkpoints")) if d.isdigit()]
+  rec["span_step"] = max(d for d in saved if d <= rec["steps"])
+  rec["span"] = recipe_report.span_accuracy(wdir, data_dir, rec["span_step"])
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, "runs.jsonl"), "a") as f:
+    f.write(json.dumps(rec) + "\n")
+  return rec
 
 
 class Runner:
@@ -136,6 +177,8 @@ class Runner:
     if rc:
       raise RuntimeError(f"{stage} {kind} seed {seed} failed (rc {rc}); see {log}")
     rec = record(stage, kind, seed, wdir, time.time() - start, self.budget(stage))
+    if stage == "pretrain":
+      rec["span"] = recipe_report.span_accuracy(wdir, self.data_dir, rec["steps"])
     with self.lock, open(os.path.join(self.out, "runs.jsonl"), "a") as f:
       f.write(json.dumps(rec) + "\n")
     self.done.add(key(rec))
@@ -145,7 +188,8 @@ class Runner:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("action", choices=["run", "report"])
+  p.add_argument("action", choices=["run", "spans", "report", "record"])
+  p.add_argument("--workdir", help="record: a pre-training workdir run by hand (a pilot)")
   p.add_argument("--kinds", default=",".join(KINDS))
   p.add_argument("--seeds", type=int, default=3)
   p.add_argument("--out", default="experiments/results/recipe29")
@@ -158,6 +202,12 @@ def main(argv=None) -> int:
   if args.action == "report":
     return recipe_report.main(["report", "--out", args.out,
                                "--pretrain_steps", str(args.pretrain_steps)])
+  if args.action == "spans":
+    fill_spans(args.out, args.workroot, args.data_dir)
+    return 0
+  if args.action == "record":
+    print(record_pilot(args.workdir, args.out, args.data_dir)["span"])
+    return 0
   runner = Runner(args.out, args.workroot, args.data_dir, args.workers, args.pretrain_steps)
   units = [(k, s) for s in range(args.seeds) for k in args.kinds.split(",") if k]
   stages = args.stages.split(",")

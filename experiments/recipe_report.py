@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -31,31 +30,79 @@ MEMBERS = ("offline_classify_t5", "offline_translate_en_de_t5", "offline_summari
 LENGTHS = {"inputs": 128, "targets": 32}
 
 
-def unigram_bar(data_dir: str, train_batches: int = 400) -> dict:
-  """Cross-entropy (nats) and token accuracy of unigram frequencies on validation targets."""
+def _batches(data_dir: str, split: str, **kw):
   from synthesizer_jax import data
 
-  def batches(split, **kw):
-    return data.get_cached_dataset("offline_prose_span_corruption", split, data_dir=data_dir,
-                                   feature_lengths=LENGTHS, batch_size=16, **kw)
+  return data.get_cached_dataset("offline_prose_span_corruption", split, data_dir=data_dir,
+                                 feature_lengths=LENGTHS, batch_size=16, **kw)
 
-  counts: dict[int, int] = {}
-  for i, b in enumerate(batches("train", seed=0)):
+
+def _structure(targets: np.ndarray, vocab_size: int) -> np.ndarray:
+  """Sentinels (the 100 extra ids that end the vocabulary) and EOS (id 1)."""
+  return (targets >= vocab_size - 100) | (targets == 1)
+
+
+def unigram_bar(data_dir: str, train_batches: int = 400) -> dict:
+  """The context-free predictor of the validation targets: unigram frequencies of the
+  training targets (add-one smoothed), its loss (nats) on every target and on the masked
+  pieces ("content", not sentinels or EOS), and the accuracy on the masked pieces of always
+  guessing the most frequent piece."""
+  from synthesizer_jax import data
+
+  vocab = data.get_vocabulary("offline_prose_span_corruption", data_dir).vocab_size
+  counts = np.zeros(vocab, np.int64)
+  for i, b in enumerate(_batches(data_dir, "train", seed=0)):
     if i == train_batches:
       break
-    ids = b["decoder_target_tokens"][b["decoder_loss_weights"] > 0]
-    for t, c in zip(*np.unique(ids, return_counts=True)):
-      counts[int(t)] = counts.get(int(t), 0) + int(c)
-  vocab = data.get_vocabulary("offline_prose_span_corruption", data_dir).vocab_size
-  total = sum(counts.values()) + vocab
-  top = max(counts, key=counts.get)
-  nll, n, hits = 0.0, 0, 0
-  for b in batches("validation", shuffle=False, repeat=False):
-    for t in b["decoder_target_tokens"][b["decoder_loss_weights"] > 0]:
-      nll -= math.log((counts.get(int(t), 0) + 1) / total)
-      n, hits = n + 1, hits + int(t == top)
-  return {"unigram_loss": nll / n, "unigram_token_accuracy": 100 * hits / n, "tokens": n,
-          "train_batches": train_batches}
+    np.add.at(counts, b["decoder_target_tokens"][b["decoder_loss_weights"] > 0], 1)
+  logp = np.log((counts + 1) / (counts.sum() + vocab))
+  content_counts = np.where(_structure(np.arange(vocab), vocab), 0, counts)
+  top = int(content_counts.argmax())
+  nll, n, content_nll, hits, content = 0.0, 0, 0.0, 0, 0
+  for b in _batches(data_dir, "validation", shuffle=False, repeat=False):
+    t = b["decoder_target_tokens"][b["decoder_loss_weights"] > 0]
+    nll -= float(logp[t].sum())
+    n += t.size
+    c = t[~_structure(t, vocab)]
+    content_nll -= float(logp[c].sum())
+    hits, content = hits + int((c == top).sum()), content + c.size
+  return {"unigram_loss": nll / n, "unigram_content_loss": content_nll / content,
+          "unigram_content_accuracy": 100 * hits / content, "tokens": n,
+          "content_tokens": content, "train_batches": train_batches}
+
+
+def span_accuracy(workdir: str, data_dir: str, step: int | None = None) -> dict:
+  """Loss (nats) and accuracy (%) of a pre-trained checkpoint on the validation targets,
+  split into the masked pieces themselves ("content") and the structure (sentinels and
+  EOS): the overall loss mixes the two, and the structure is learned first and mostly
+  without the context."""
+  import jax
+
+  from synthesizer_jax import shapes
+  from synthesizer_jax.loading import load_checkpoint
+
+  model, variables, config = load_checkpoint(workdir, step)
+  shape = shapes.get(config["shape"])
+
+  @jax.jit
+  def scores(v, b):
+    logits = shape.forward(model, v, b, deterministic=True)[0].astype("float32")
+    logp = jax.nn.log_softmax(logits)
+    nll = -jax.numpy.take_along_axis(logp, b["decoder_target_tokens"][..., None], -1)[..., 0]
+    return nll, logits.argmax(-1)
+
+  sums = {k: np.zeros(3) for k in ("content", "structure")}  # nll, right, count
+  for batch in _batches(data_dir, "validation", shuffle=False, repeat=False):
+    nll, pred = (np.asarray(x) for x in scores(variables, batch))
+    tgt, w = batch["decoder_target_tokens"], batch["decoder_loss_weights"] > 0
+    structure = _structure(tgt, model.cfg.vocab_size)
+    for name, mask in (("content", w & ~structure), ("structure", w & structure)):
+      sums[name] += [nll[mask].sum(), (pred == tgt)[mask].sum(), mask.sum()]
+  out = {}
+  for name, (nll, right, n) in sums.items():
+    out |= {f"{name}_loss": float(nll / n), f"{name}_accuracy": float(100 * right / n),
+            f"{name}_tokens": int(n)}
+  return out
 
 
 def load(out: str) -> list[dict]:
@@ -82,25 +129,34 @@ def _delta(diffs) -> str:
   return f"{d['mean']:+.3f} ± {d['std']:.3f} ({p}n = {d['n']})"
 
 
+def _cell(rows, get) -> str:
+  values = [get(r) for r in rows]
+  return _mean_sd(values) if all(v is not None for v in values) else "not measured"
+
+
 def pretrain_table(runs, bar: dict | None) -> str:
   pre = _by(runs, "pretrain")
   dot = {s: r["final"]["loss"] for (k, s), r in pre.items() if k == "dot"}
-  lines = ["| kind | validation loss (nats) | token accuracy % | minus dot (paired) | "
-           "ratio to dot | paper's ratio (C4) |", "|---|---|---|---|---|---|"]
+  lines = ["| kind | validation loss (nats) | masked pieces: loss | masked pieces right % | "
+           "sentinels and EOS right % | loss minus dot (paired) | loss ratio to dot | "
+           "paper's ratio (C4) |", "|---|---|---|---|---|---|---|---|"]
   for kind in KINDS:
     rows = [r for (k, _), r in sorted(pre.items()) if k == kind]
     if not rows:
       continue
-    loss = [r["final"]["loss"] for r in rows]
     paired = [r["final"]["loss"] - dot[r["seed"]] for r in rows if r["seed"] in dot]
     ratio = np.mean([r["final"]["loss"] / dot[r["seed"]] for r in rows if r["seed"] in dot])
     paper = f"{PAPER[kind] / PAPER['dot']:.3f}" if kind in PAPER else "not in the table"
-    lines.append(f"| {kind} | {_mean_sd(loss)} | "
-                 f"{_mean_sd([r['final']['token_accuracy'] for r in rows])} | "
-                 f"{_delta(paired) if kind != 'dot' else ''} | {ratio:.3f} | {paper} |")
+    lines.append(
+        f"| {kind} | {_cell(rows, lambda r: r['final']['loss'])} | "
+        f"{_cell(rows, lambda r: r.get('span', {}).get('content_loss'))} | "
+        f"{_cell(rows, lambda r: r.get('span', {}).get('content_accuracy'))} | "
+        f"{_cell(rows, lambda r: r.get('span', {}).get('structure_accuracy'))} | "
+        f"{_delta(paired) if kind != 'dot' and paired else ''} | {ratio:.3f} | {paper} |")
   if bar:
-    lines.append(f"| unigram (no context) | {bar['unigram_loss']:.3f} | "
-                 f"{bar['unigram_token_accuracy']:.1f} | | | |")
+    lines.append(f"| unigram (no context; the most frequent piece) | {bar['unigram_loss']:.3f} | "
+                 f"{bar['unigram_content_loss']:.3f} | {bar['unigram_content_accuracy']:.1f} | "
+                 "| | | |")
   return "\n".join(lines)
 
 
@@ -150,8 +206,31 @@ def gap_table(runs) -> str:
   return "\n".join(lines)
 
 
+def pilot_table(runs, bar: dict | None) -> str:
+  """One row a pilot run (stage "pilot"): its settings, loss by step, masked pieces at the end."""
+  steps = sorted({c["step"] for r in runs for c in r["curve"]})
+  lines = ["| learning rate, decay | dropout | " + " | ".join(f"step {s}" for s in steps)
+           + " | masked pieces: loss (right %) at step |", "|---|---|" + "---|" * (len(steps) + 1)]
+  for r in sorted(runs, key=lambda r: (r["settings"]["dropout_rate"] == 0,
+                                        r["settings"]["learning_rate"])):
+    cfg, by_step = r["settings"], {c["step"]: c["loss"] for c in r["curve"]}
+    cells = [f"{by_step[s]:.3f}" if s in by_step else "" for s in steps]
+    span = r["span"]
+    lines.append(f"| {cfg['learning_rate']:g}, {cfg['decay']} | {cfg['dropout_rate']:g} | "
+                 + " | ".join(cells) + f" | {span['content_loss']:.3f} "
+                 f"({span['content_accuracy']:.1f}) at {r['span_step']} |")
+  if bar:
+    lines.append("| context-free predictor | | " + " | ".join(
+        f"{bar['unigram_loss']:.3f}" for _ in steps) + f" | {bar['unigram_content_loss']:.3f} "
+        f"({bar['unigram_content_accuracy']:.1f}) |")
+  return "\n".join(lines)
+
+
 def markdown(runs, bar: dict | None = None, pretrain_steps: int | None = None) -> str:
   """The tables at one pre-training budget (default: the largest recorded)."""
+  pilots = [r for r in runs if r["stage"] == "pilot"]
+  if pilots:
+    return pilot_table(pilots, bar)
   budgets = [r["pretrain_steps"] for r in runs if r["stage"] == "pretrain"]
   pretrain_steps = pretrain_steps or max(budgets, default=0)
   runs = [r for r in runs if r["pretrain_steps"] in (0, pretrain_steps)]

@@ -49,8 +49,12 @@ def test_a_longer_pretraining_budget_continues_the_same_schedule():
 def _run(stage, kind, seed, loss, steps=1000, **members):
   budget = 0 if stage == "scratch" else steps
   final = {"loss": loss, "token_accuracy": 30.0, **members}
-  return {"stage": stage, "kind": kind, "seed": seed, "steps": steps, "pretrain_steps": budget,
-          "final": final, "curve": [{"step": steps, **final}], "train_loss": []}
+  run = {"stage": stage, "kind": kind, "seed": seed, "steps": steps, "pretrain_steps": budget,
+         "final": final, "curve": [{"step": steps, **final}], "train_loss": []}
+  if stage == "pretrain":
+    run["span"] = {"content_loss": loss + 1, "content_accuracy": 10 * seed,
+                   "structure_accuracy": 90.0}
+  return run
 
 
 def test_the_report_pairs_by_seed_and_keeps_one_budget(tmp_path):
@@ -72,6 +76,9 @@ def test_the_report_pairs_by_seed_and_keeps_one_budget(tmp_path):
   assert f"+{np.mean(diffs):.3f} ± {np.std(diffs, ddof=1):.3f}" in random_row
   assert f"{np.mean([4.3 / 4.0, 4.4 / 4.2, 4.5 / 4.1]):.3f}" in random_row
   assert f"{1.965 / 1.865:.3f}" in random_row  # the paper's ratio beside ours
+  # masked pieces: loss, accuracy (10 x seed) over the seeds
+  assert f"| {np.mean([5.3, 5.4, 5.5]):.3f} ± {np.std([5.3, 5.4, 5.5], ddof=1):.3f} | " \
+         f"10.000 ± 10.000 | 90.000 ± 0.000 |" in random_row
   dot_ft = next(line for line in text.splitlines() if line.startswith("| dot | loss |"))
   assert "-0.200 ± 0.000" in dot_ft  # pre-trained minus scratch, every seed
   gap = next(line for line in text.splitlines() if line.startswith("| random | +"))
