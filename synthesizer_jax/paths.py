@@ -98,8 +98,16 @@ def prepare_dir(path: PathLike, what: str = "workdir") -> epath.Path:
 
 
 def write_text(path: PathLike, text: str) -> None:
-  """Writes a whole file (an object on a bucket: written in one piece, never half)."""
-  as_path(path).write_text(text)
+  """Writes a whole file, never half, so a reader sees the old text or the new: an object on a
+  bucket is written in one piece; on local disk the text goes to a temporary file beside the
+  path, then renamed over it (atomic on POSIX)."""
+  path = as_path(path)
+  if is_remote(path):
+    path.write_text(text)
+    return
+  tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+  tmp.write_text(text)
+  tmp.replace(path)
 
 
 def within(seconds: float, fn: Callable[[], T]) -> T:

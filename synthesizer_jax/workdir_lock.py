@@ -67,17 +67,19 @@ class WorkdirLock:
     while not self._stop.wait(self.lease_s / 4):
       try:
         if (self._read() or {}).get("token") == self._token:
-          self.path.write_text(json.dumps(self._mine()))
+          paths.write_text(self.path, json.dumps(self._mine()))  # never seen half-written
       except Exception as e:  # noqa: BLE001 - a missed beat is retried at the next one
         self.log(f"warning: could not refresh {self.path} ({type(e).__name__}: {e})")
 
   def _read(self) -> dict | None:
-    try:
-      return json.loads(self.path.read_text())
-    except FileNotFoundError:
-      return None
-    except (OSError, ValueError):
-      return {}  # half-written or unreadable: treated as stale below
+    for _ in range(3):  # a writer without atomic writes (an older version) may be mid-write
+      try:
+        return json.loads(self.path.read_text())
+      except FileNotFoundError:
+        return None
+      except (OSError, ValueError):
+        time.sleep(0.1)
+    return {}  # unreadable three times: treated as stale below
 
   def _create(self) -> bool:
     """Writes the lock only if absent; False when it exists already."""
@@ -150,6 +152,7 @@ class WorkdirLock:
           "over); otherwise use another --workdir.")
     gone = ("which is no longer running" if host == here and not ours_left else
             "an earlier run of this process that could not remove it" if ours_left else
+            "whose contents cannot be read (no holder, no heartbeat)" if quiet is None else
             f"which has not refreshed it for {quiet:.0f} s (lease {self.lease_s:.0f} s)")
     self.log(f"warning: taking over {self.path}, left by pid {pid} on {host} (since {when}), "
              + gone)

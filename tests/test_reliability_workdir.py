@@ -103,6 +103,32 @@ def test_the_holder_keeps_its_lock_fresh(tmp_path):
       WorkdirLock(work, lease_s=0.4).acquire()
 
 
+def test_a_reader_never_sees_the_lock_half_written(tmp_path):
+  """The holder's heartbeat replaces the file whole (paths.write_text): a second run checking
+  the lock in between reads the holder, not an empty file it would take for a stale lock."""
+  work = str(tmp_path / "run")
+  os.makedirs(work)
+  with WorkdirLock(work, lease_s=0.02) as lock:  # a beat every 5 ms
+    first = lock._read()["beat"]
+    reads = [open(os.path.join(work, LOCK_FILE)).read() for _ in range(3000)]
+    assert all(json.loads(r)["pid"] == os.getpid() for r in reads)
+    assert lock._read()["beat"] > first  # it did beat while we read
+  assert os.listdir(work) == []  # no temporary file left beside it
+
+
+def test_an_unreadable_lock_is_taken_over_naming_why(tmp_path):
+  work = str(tmp_path / "run")
+  os.makedirs(work)
+  with open(os.path.join(work, LOCK_FILE), "w") as f:
+    f.write('{"pid": 12')  # cut short for good
+  said = []
+  lock = WorkdirLock(work, lease_s=60, log=said.append)
+  lock.acquire()
+  assert "whose contents cannot be read" in said[0], said
+  assert json.load(open(os.path.join(work, LOCK_FILE)))["pid"] == os.getpid()
+  lock.release()
+
+
 def test_a_missing_step_lists_the_steps_there_are(tmp_path):
   work = saved_workdir(tmp_path, steps=(1, 2))
   pattern = r"no checkpoint step 7 in .*checkpoints; the steps there are \[1, 2\]"
