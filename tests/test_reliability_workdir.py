@@ -109,10 +109,12 @@ def test_a_reader_never_sees_the_lock_half_written(tmp_path):
   work = str(tmp_path / "run")
   os.makedirs(work)
   with WorkdirLock(work, lease_s=0.02) as lock:  # a beat every 5 ms
-    first = lock._read()["beat"]
-    reads = [open(os.path.join(work, LOCK_FILE)).read() for _ in range(3000)]
+    first, reads, deadline = lock._read()["beat"], [], time.time() + 30
+    while (len(reads) < 3000 or json.loads(reads[-1])["beat"] == first) \
+        and time.time() < deadline:  # at least 3,000 reads, and beats in between
+      reads.append(open(os.path.join(work, LOCK_FILE)).read())
     assert all(json.loads(r)["pid"] == os.getpid() for r in reads)
-    assert lock._read()["beat"] > first  # it did beat while we read
+    assert json.loads(reads[-1])["beat"] > first  # it did beat while we read
   assert os.listdir(work) == []  # no temporary file left beside it
 
 
