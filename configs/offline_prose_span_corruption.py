@@ -22,10 +22,11 @@ larger --config.num_train_steps in the same workdir equals one run to that step.
 
 Expected result (dot, --config.model.self_attention=dot, measured 2026-12-07 on one core of
 the 2-core CPU machine, about 0.3 s a step): validation loss 4.39 at 2,000 steps and 4.28
-at 3,000 (the context-free predictor: 5.68). Most of that is the targets' structure (sentinels and EOS,
-about 97% right from step 1,000 on); the masked pieces alone are the bar of the experiment
-(docs/results.md): 5.64 nats at 3,000 steps, against the 5.56 the bar asks. The 6,000
-steps here leave room past the bar (near 4,000 at the current rate), not yet measured.
+at 3,000 (the context-free predictor: 5.68). Most of that is the targets' structure
+(sentinels and EOS, about 93-97% right from step 1,000 on); the masked pieces alone are the
+bar of the experiment (docs/results.md): 5.64 nats at 3,000 steps, against the 5.56 the
+bar asks. The 6,000 steps here leave room past the bar (near 4,000 at the current rate),
+not yet measured.
 """
 
 from configs import base
