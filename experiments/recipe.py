@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 
-from experiments import recipe_report
+from experiments import recipe_report, sweep
 from experiments.recipe_report import load
 
 KINDS = ("dot", "random+dot", "dense+dot", "dense", "random")
@@ -197,20 +197,29 @@ def main(argv=None) -> int:
   p.add_argument("--data_dir", default="data")
   p.add_argument("--workers", type=int, default=2)
   p.add_argument("--stages", default="pretrain,finetune,scratch")
-  p.add_argument("--pretrain_steps", type=int, default=PRETRAIN["num_train_steps"])
+  p.add_argument("--pretrain_steps", type=int, default=None,
+                 help=f"run: default {PRETRAIN['num_train_steps']}; report: the largest recorded")
   args = p.parse_args(argv)
+  for name in ("seeds", "workers", "pretrain_steps"):
+    value = getattr(args, name)
+    if value is not None and value < 1:
+      p.error(f"--{name} must be at least 1, not {value}")
+  stages = args.stages.split(",")
+  if not stages or set(stages) - set(CONFIGS):
+    p.error(f"--stages {args.stages!r}: a comma list of {', '.join(CONFIGS)}")
+  kinds = sweep._kinds(args.kinds)  # ValueError naming an unknown kind
   if args.action == "report":
-    return recipe_report.main(["report", "--out", args.out,
-                               "--pretrain_steps", str(args.pretrain_steps)])
+    budget = [] if args.pretrain_steps is None else ["--pretrain_steps", str(args.pretrain_steps)]
+    return recipe_report.main(["report", "--out", args.out, *budget])
   if args.action == "spans":
     fill_spans(args.out, args.workroot, args.data_dir)
     return 0
   if args.action == "record":
     print(record_pilot(args.workdir, args.out, args.data_dir)["span"])
     return 0
-  runner = Runner(args.out, args.workroot, args.data_dir, args.workers, args.pretrain_steps)
-  units = [(k, s) for s in range(args.seeds) for k in args.kinds.split(",") if k]
-  stages = args.stages.split(",")
+  runner = Runner(args.out, args.workroot, args.data_dir, args.workers,
+                  args.pretrain_steps or PRETRAIN["num_train_steps"])
+  units = [(k, s) for s in range(args.seeds) for k in kinds]
   for phase in [["pretrain"], [s for s in stages if s != "pretrain"]]:
     jobs = [(st, k, s) for k, s in units for st in phase if st in stages]
     with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:

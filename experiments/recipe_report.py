@@ -37,9 +37,10 @@ def _batches(data_dir: str, split: str, **kw):
                                  feature_lengths=LENGTHS, batch_size=16, **kw)
 
 
-def _structure(targets: np.ndarray, vocab_size: int) -> np.ndarray:
-  """Sentinels (the 100 extra ids that end the vocabulary) and EOS (id 1)."""
-  return (targets >= vocab_size - 100) | (targets == 1)
+def _structure(targets: np.ndarray, vocab) -> np.ndarray:
+  """Where `targets` hold the structure: the sentinels (the vocabulary's extra ids, which end
+  it) and EOS."""
+  return (targets >= vocab.vocab_size - vocab.extra_ids) | (targets == vocab.eos_id)
 
 
 def unigram_bar(data_dir: str, train_batches: int = 400) -> dict:
@@ -49,21 +50,22 @@ def unigram_bar(data_dir: str, train_batches: int = 400) -> dict:
   guessing the most frequent piece."""
   from synthesizer_jax import data
 
-  vocab = data.get_vocabulary("offline_prose_span_corruption", data_dir).vocab_size
+  vocabulary = data.get_vocabulary("offline_prose_span_corruption", data_dir)
+  vocab = vocabulary.vocab_size
   counts = np.zeros(vocab, np.int64)
   for i, b in enumerate(_batches(data_dir, "train", seed=0)):
     if i == train_batches:
       break
     np.add.at(counts, b["decoder_target_tokens"][b["decoder_loss_weights"] > 0], 1)
   logp = np.log((counts + 1) / (counts.sum() + vocab))
-  content_counts = np.where(_structure(np.arange(vocab), vocab), 0, counts)
+  content_counts = np.where(_structure(np.arange(vocab), vocabulary), 0, counts)
   top = int(content_counts.argmax())
   nll, n, content_nll, hits, content = 0.0, 0, 0.0, 0, 0
   for b in _batches(data_dir, "validation", shuffle=False, repeat=False):
     t = b["decoder_target_tokens"][b["decoder_loss_weights"] > 0]
     nll -= float(logp[t].sum())
     n += t.size
-    c = t[~_structure(t, vocab)]
+    c = t[~_structure(t, vocabulary)]
     content_nll -= float(logp[c].sum())
     hits, content = hits + int((c == top).sum()), content + c.size
   return {"unigram_loss": nll / n, "unigram_content_loss": content_nll / content,
@@ -78,10 +80,11 @@ def span_accuracy(workdir: str, data_dir: str, step: int | None = None) -> dict:
   without the context."""
   import jax
 
-  from synthesizer_jax import shapes
+  from synthesizer_jax import data, shapes
   from synthesizer_jax.loading import load_checkpoint
 
   model, variables, config = load_checkpoint(workdir, step)
+  vocabulary = data.get_vocabulary("offline_prose_span_corruption", data_dir)
   shape = shapes.get(config["shape"])
 
   @jax.jit
@@ -95,7 +98,7 @@ def span_accuracy(workdir: str, data_dir: str, step: int | None = None) -> dict:
   for batch in _batches(data_dir, "validation", shuffle=False, repeat=False):
     nll, pred = (np.asarray(x) for x in scores(variables, batch))
     tgt, w = batch["decoder_target_tokens"], batch["decoder_loss_weights"] > 0
-    structure = _structure(tgt, model.cfg.vocab_size)
+    structure = _structure(tgt, vocabulary)
     for name, mask in (("content", w & ~structure), ("structure", w & structure)):
       sums[name] += [nll[mask].sum(), (pred == tgt)[mask].sum(), mask.sum()]
   out = {}
@@ -107,11 +110,7 @@ def span_accuracy(workdir: str, data_dir: str, step: int | None = None) -> dict:
 
 def load(out: str) -> list[dict]:
   """The records of `<out>/runs.jsonl` (none yet: [])."""
-  path = os.path.join(out, "runs.jsonl")
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return report.load_runs(out) if os.path.exists(os.path.join(out, "runs.jsonl")) else []
 
 
 def _mean_sd(xs) -> str:

@@ -86,3 +86,30 @@ def test_the_report_pairs_by_seed_and_keeps_one_budget(tmp_path):
   assert gap.count("0.400") == 1 and "+0.600" in gap and "+0.200 ± 0.000" in gap
   with pytest.raises(StopIteration):  # the 500-step records are in no table
     next(line for line in text.splitlines() if "9.000" in line)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "--seeds", "0"], "--seeds must be at least 1, not 0"),
+    (["run", "--workers", "0"], "--workers must be at least 1, not 0"),
+    (["run", "--pretrain_steps", "-5"], "--pretrain_steps must be at least 1, not -5"),
+    (["run", "--stages", "pretrain,bogus"], "a comma list of pretrain, finetune, scratch"),
+])
+def test_bad_options_are_refused_naming_them(argv, message, capsys):
+  with pytest.raises(SystemExit):
+    recipe.main(argv)
+  assert message in capsys.readouterr().err
+
+
+def test_an_unknown_kind_is_refused_before_any_run(tmp_path):
+  with pytest.raises(ValueError, match="unknown attention kind 'attn'"):
+    recipe.main(["run", "--kinds", "dot,attn", "--out", str(tmp_path)])
+  assert not (tmp_path / "runs.jsonl").exists()
+
+
+def test_the_structure_is_the_vocabularys_extra_ids_and_eos():
+  class Vocab:
+    vocab_size, extra_ids, eos_id = 20, 5, 1
+
+  targets = np.array([0, 1, 2, 14, 15, 19])
+  np.testing.assert_array_equal(recipe_report._structure(targets, Vocab),
+                                [False, True, False, False, True, True])
