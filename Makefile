@@ -29,9 +29,9 @@ smoke: $(STAMP)
 	$(VENV)/bin/python -m synthesizer_jax.smoke --data_dir data
 
 # Two pytest workers (pytest-xdist; each test file's fixtures are built per worker; three were
-# slower on 2 cores: 860 s against 719 s), tests
-# handed out as workers free up (worksteal: the suite's longest tests are two-process runs);
-# the 30 slowest are listed at the end of every run (CI's too): where the suite's time goes.
+# slower on 2 cores: 860 s against 719 s), tests handed out as workers free up (worksteal: the
+# suite's longest tests are two-process runs); the 30 slowest are listed at the end of every
+# run (CI's too): where the suite's time goes.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(VENV)/bin/ruff check synthesizer_jax tests benchmarks experiments configs train.py eval.py
