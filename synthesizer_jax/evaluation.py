@@ -92,11 +92,10 @@ def predictions(run, state, batches: Iterator[dict[str, np.ndarray]], num_batche
     # Global arrays; gathered back, every process sees all rows in the same order.
     g = shd.global_batch({"enc": batch["encoder_input_tokens"],
                           "tgt": batch[run.shape.target_feature], "valid": valid}, run.mesh)
-    src = local_rows(g["enc"])
+    rows = local_rows(g)
+    src, keep = rows["enc"], rows["valid"]
     out = run.shape.predict(run.model, variables, src, g["enc"], run)
-    keep = local_rows(g["valid"])
-    tgt, pred = run.shape.format(run.vocab, local_rows(g["tgt"])[keep], out[keep],
-                                 run.info.metric)
+    tgt, pred = run.shape.format(run.vocab, rows["tgt"][keep], out[keep], run.info.metric)
     inputs += [decode_ids(run.vocab, row) for row in src[keep]]
     targets += tgt
     preds += pred

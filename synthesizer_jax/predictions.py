@@ -23,13 +23,13 @@ from synthesizer_jax.decoding import generate
 EOS_ID = 1
 
 
-def local_rows(x) -> np.ndarray:
-  """All rows of a (possibly multi-host) global array as NumPy."""
+def local_rows(x):
+  """All rows of a (possibly multi-host) global array, or a tree of them, as NumPy."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
 
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return np.asarray(x)
+    x = multihost_utils.process_allgather(x, tiled=True)
+  return jax.tree.map(np.asarray, x)
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
