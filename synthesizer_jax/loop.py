@@ -189,7 +189,7 @@ def _train_and_evaluate(run: Run, workdir: paths.Path, log, stop_after: int | No
       f"{n_params:,} parameters; task {cfg.task}; mesh {dict(run.mesh.shape)} rules "
       f"{config.mesh.rules}; workdir {workdir}")
   if lead:
-    (workdir / "config.json").write_text(json.dumps(run.run_config(), indent=2))
+    paths.write_text(workdir / "config.json", json.dumps(run.run_config(), indent=2))
   bar = logging_utils.Progress(start, cfg.num_train_steps, enabled=lead and progress)
   if jax.process_count() > 1:
     log(f"preemption agreed by {preempt.mode} across {jax.process_count()} processes")
