@@ -52,21 +52,33 @@ def main(argv):
     from synthesizer_jax import data
 
     data.prepare(run_cfg.train.data_dir, [run_cfg.train.task])
+  return exit_code(lambda: loop.train_and_evaluate(run_cfg, _WORKDIR.value,
+                                                   stop_after=_STOP.value))
+
+
+def exit_code(train) -> int:
+  """The process's exit code for `train()` (train_and_evaluate): 0 when done; 128 + the signal
+  number when preempted (the step is saved; non-zero so that schedulers rerun the job). A run
+  that failed where background threads would hold the process (a lost process, a full disk, a
+  store that is gone) prints the error and ends the process at once: 75 and 74 (EX_IOERR)."""
   from synthesizer_jax.agreement import LostProcessError
   from synthesizer_jax.checkpointing import StoreError
   from synthesizer_jax.diskfull import DiskFullError
 
   try:
-    result = loop.train_and_evaluate(run_cfg, _WORKDIR.value, stop_after=_STOP.value)
-  except LostProcessError as e:
-    # Exit now: JAX's shutdown would wait in a barrier for the process that is gone.
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    os._exit(75)
+    result = train()
+  except LostProcessError as e:  # JAX's shutdown would wait in a barrier for the lost process
+    _exit_now(e, 75)
   except (DiskFullError, StoreError) as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    return 74  # EX_IOERR
-  # Preempted (SIGTERM / SIGINT): the step is saved; non-zero so schedulers rerun the job.
+    # The failed save's Orbax commit threads wait (up to 300 s) for signals it never sends.
+    _exit_now(e, 74)
   return result.get("exit_code", 0)
+
+
+def _exit_now(error: BaseException, code: int):
+  print(f"error: {error}", file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(code)
 
 
 if __name__ == "__main__":

@@ -69,21 +69,19 @@ def main(pid, nproc, port, workdir, data_dir, options=None):
   mesh = shd.MeshConfig(data=1, fsdp=2, dcn_data=nproc, rules="fsdp")
   data = SlowData(fake_data, options["sleep"]) if options.get("sleep") else fake_data
   cfg = train_config(data_dir, **options.get("train", {}))
-  from synthesizer_jax.agreement import LostProcessError
-
   if options.get("signal_at"):
     import signal_phases
 
     signal_phases.arrange(options["signal_at"], send=pid == 1, pause=options.get("pause", 3))
 
-  try:
-    result = loop.train_and_evaluate(RunConfig.build(MODEL, cfg, mesh), workdir, data=data,
-                                     stop_after=options.get("stop_after"), progress=False)
-  except LostProcessError as e:  # as train.py does: exit without JAX's shutdown barrier
-    print(f"error: {e}", flush=True)
-    os._exit(75)
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  import train  # its own ending: a lost process exits at once (75), skipping JAX's shutdown
+
+  code = train.exit_code(lambda: loop.train_and_evaluate(
+      RunConfig.build(MODEL, cfg, mesh), workdir, data=data,
+      stop_after=options.get("stop_after"), progress=False))
   jax.distributed.shutdown()
-  return result.get("exit_code", 0)
+  return code
 
 
 if __name__ == "__main__":

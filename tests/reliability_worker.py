@@ -5,6 +5,11 @@ or kill). Modes:
                                 "WAITING" and blocks until SIGTERM/SIGINT arrives, so the signal
                                 lands mid-run at a known step. Exits with train_and_evaluate's
                                 exit code, as train.py does.
+  store_gone WORKDIR AT COMMITTED
+                                trains 6 steps on a bucket and ends as train.py does
+                                (train.exit_code); as train batch AT is fetched, once COMMITTED
+                                (a step directory) is committed, it prints "OUTAGE" and waits for
+                                a line on stdin while the test stops the store.
   hang_in_save WORKDIR          saves step 1, then starts an async save of step 2 whose commit
                                 (Orbax's rename of the temporary directory) never finishes, prints
                                 "SAVING" and waits to be killed.
@@ -56,6 +61,28 @@ def train(workdir, steps, wait_at):
   return result.get("exit_code", 0)
 
 
+class AskTheTest:
+  """The store, for test_bucket_faults.Outage in a process that does not own the emulator:
+  stop() asks the test to stop it and returns once the test answers."""
+
+  def stop(self):
+    print("OUTAGE", flush=True)
+    sys.stdin.readline()
+
+
+def store_gone(workdir, at, committed):
+  import test_bucket_faults as faults
+
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  import train
+
+  faults.quick_gcsfs_backoff()
+  cfg = faults.bucket_cfg(workdir, num_train_steps=6)
+  data = faults.Outage(AskTheTest(), int(at), committed=committed)
+  return train.exit_code(lambda: loop.train_and_evaluate(RunConfig.build(MODEL, cfg, ONE),
+                                                         workdir, data=data, progress=False))
+
+
 def hang_in_save(workdir):
   from orbax.checkpoint._src.path import atomicity
 
@@ -83,4 +110,5 @@ def hang_in_save(workdir):
 
 if __name__ == "__main__":
   mode, *args = sys.argv[1:]
-  sys.exit({"train": train, "hang_in_save": hang_in_save}[mode](*args) or 0)
+  modes = {"train": train, "store_gone": store_gone, "hang_in_save": hang_in_save}
+  sys.exit(modes[mode](*args) or 0)
