@@ -86,6 +86,8 @@ def test_the_store_gone_during_a_save_stops_naming_it_and_a_rerun_resumes(gcs, t
       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
       cwd=HERE, env={**os.environ, "PYTHONPATH": HERE})
   lines = []
+  watchdog = threading.Timer(300, proc.kill)  # a worker that never asks cannot hang the suite
+  watchdog.start()
   try:
     for line in proc.stdout:  # the worker asks for the outage (or ends first: its output tells)
       lines.append(line)
@@ -100,6 +102,8 @@ def test_the_store_gone_during_a_save_stops_naming_it_and_a_rerun_resumes(gcs, t
     proc.kill()
     pytest.fail("the run still had not ended 120 s after the store went:\n"
                 + "".join(lines)[-2000:] + proc.communicate()[0][-2000:])
+  finally:
+    watchdog.cancel()
   assert proc.returncode == 74, out[-3000:]
   assert time.monotonic() - stopped < 100, out[-3000:]  # the error itself takes ~5-30 s
   named = re.search(rf"error: saving checkpoint step (\d+) to {work}/checkpoints failed: the "
