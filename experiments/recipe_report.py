@@ -27,6 +27,9 @@ from experiments import report
 PAPER = {"dot": 1.865, "random": 1.965, "random+dot": 1.849}
 KINDS = ("dot", "random+dot", "dense+dot", "dense", "random")
 MEMBERS = ("offline_classify_t5", "offline_translate_en_de_t5", "offline_summarize_t5")
+# Each member's own metric, from decoded predictions (experiments/recipe.FINETUNE's rows).
+MEMBER_METRICS = {"offline_classify_t5": "accuracy", "offline_translate_en_de_t5": "bleu",
+                  "offline_summarize_t5": "rouge1"}
 LENGTHS = {"inputs": 128, "targets": 32}
 
 
@@ -173,23 +176,31 @@ def curve_table(runs) -> str:
   return "\n".join(lines)
 
 
+def member_nll(final: dict) -> float:
+  """A fine-tuned model's validation NLL, the mean over the mixture's members (each counts
+  once). eval/loss is label-smoothed (a KL to the smoothed targets), not the data's likelihood."""
+  return float(np.mean([final[f"{m}/nll"] for m in MEMBERS]))
+
+
 def finetune_table(runs) -> str:
   ft, sc = _by(runs, "finetune"), _by(runs, "scratch")
-  metrics = ["loss"] + [f"{m}/loss" for m in MEMBERS] + [f"{MEMBERS[0]}/token_accuracy"]
+  metrics = {"mean member nll": member_nll}
+  metrics |= {f"{m}/nll": (lambda f, m=m: f[f"{m}/nll"]) for m in MEMBERS}
+  metrics |= {f"{m}/{v}": (lambda f, k=f"{m}/{v}": f[k]) for m, v in MEMBER_METRICS.items()}
   lines = ["| kind | metric | pre-trained | from scratch | pre-trained minus scratch |",
            "|---|---|---|---|---|"]
   for kind in KINDS:
     seeds = sorted(s for (k, s) in ft if k == kind and (k, s) in sc)
-    for m in metrics if seeds else []:
-      a = [ft[(kind, s)]["final"][m] for s in seeds]
-      b = [sc[(kind, s)]["final"][m] for s in seeds]
-      lines.append(f"| {kind} | {m} | {_mean_sd(a)} | {_mean_sd(b)} | "
+    for name, get in metrics.items() if seeds else []:
+      a = [get(ft[(kind, s)]["final"]) for s in seeds]
+      b = [get(sc[(kind, s)]["final"]) for s in seeds]
+      lines.append(f"| {kind} | {name} | {_mean_sd(a)} | {_mean_sd(b)} | "
                    f"{_delta(np.subtract(a, b))} |")
   return "\n".join(lines)
 
 
 def gap_table(runs) -> str:
-  """Each kind's fine-tuned mean member loss minus dot's, with and without pre-training."""
+  """Each kind's fine-tuned mean member NLL minus dot's, with and without pre-training."""
   ft, sc = _by(runs, "finetune"), _by(runs, "scratch")
   lines = ["| kind | minus dot, pre-trained | minus dot, from scratch | gap narrowed by |",
            "|---|---|---|---|"]
@@ -198,8 +209,10 @@ def gap_table(runs) -> str:
              and ("dot", s) in sc]
     if not seeds:
       continue
-    g_ft = [ft[(kind, s)]["final"]["loss"] - ft[("dot", s)]["final"]["loss"] for s in seeds]
-    g_sc = [sc[(kind, s)]["final"]["loss"] - sc[("dot", s)]["final"]["loss"] for s in seeds]
+    g_ft = [member_nll(ft[(kind, s)]["final"]) - member_nll(ft[("dot", s)]["final"])
+            for s in seeds]
+    g_sc = [member_nll(sc[(kind, s)]["final"]) - member_nll(sc[("dot", s)]["final"])
+            for s in seeds]
     lines.append(f"| {kind} | {_delta(g_ft)} | {_delta(g_sc)} | "
                  f"{_delta(np.subtract(g_sc, g_ft))} |")
   return "\n".join(lines)
@@ -225,19 +238,41 @@ def pilot_table(runs, bar: dict | None) -> str:
   return "\n".join(lines)
 
 
+def finetune_pilot_table(runs) -> str:
+  """One row a fine-tuning pilot (stage "finetune_pilot"): where it started, eval/loss by step,
+  then each member's loss and own metric at the end."""
+  steps = sorted({c["step"] for r in runs for c in r["curve"]} | {r["steps"] for r in runs})
+  members = [m for m in MEMBER_METRICS if f"{m}/loss" in runs[0]["final"]]
+  head = ["started from", *(f"step {s}" for s in steps),
+          *(f"{m.removeprefix('offline_').removesuffix('_t5')}: loss, {MEMBER_METRICS[m]}"
+            for m in members)]
+  lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+  for r in sorted(runs, key=lambda r: r["settings"]["init_from"] == ""):
+    by_step = {c["step"]: c["loss"] for c in r["curve"]} | {r["steps"]: r["final"]["loss"]}
+    source = r["settings"]["init_from"] or "scratch"
+    cells = [f"{by_step[s]:.3f}" if s in by_step else "" for s in steps]
+    cells += [f"{r['final'][f'{m}/loss']:.3f}, {r['final'][f'{m}/{MEMBER_METRICS[m]}']:.1f}"
+              for m in members]
+    lines.append(f"| {r['kind']} from {source} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
 def markdown(runs, bar: dict | None = None, pretrain_steps: int | None = None) -> str:
   """The tables at one pre-training budget (default: the largest recorded)."""
   pilots = [r for r in runs if r["stage"] == "pilot"]
   if pilots:
     return pilot_table(pilots, bar)
+  finetune_pilots = [r for r in runs if r["stage"] == "finetune_pilot"]
+  if finetune_pilots:
+    return finetune_pilot_table(finetune_pilots)
   budgets = [r["pretrain_steps"] for r in runs if r["stage"] == "pretrain"]
   pretrain_steps = pretrain_steps or max(budgets, default=0)
   runs = [r for r in runs if r["pretrain_steps"] in (0, pretrain_steps)]
   return "\n\n".join([f"Pre-training budget: {pretrain_steps} steps.",
       "Pre-training (span corruption, validation targets):", pretrain_table(runs, bar),
       "Pre-training validation loss by step (mean over seeds):", curve_table(runs),
-      "Fine-tuning on offline_t5_finetune (eval/loss: mean of the members' losses):",
-      finetune_table(runs), "Gap to dot after fine-tuning (eval/loss):", gap_table(runs)])
+      "Fine-tuning on offline_t5_finetune (validation NLL, the mean of the members'):",
+      finetune_table(runs), "Gap to dot after fine-tuning (mean member NLL):", gap_table(runs)])
 
 
 def main(argv=None) -> int:

@@ -46,9 +46,13 @@ def test_a_longer_pretraining_budget_continues_the_same_schedule():
   np.testing.assert_array_equal(np.asarray(short(steps)), np.asarray(long(steps)))
 
 
-def _run(stage, kind, seed, loss, steps=1000, **members):
+def _run(stage, kind, seed, loss, steps=1000, nll=None):
+  """A record; a fine-tuning's members each at `nll`, its label-smoothed loss elsewhere."""
   budget = 0 if stage == "scratch" else steps
-  final = {"loss": loss, "token_accuracy": 30.0, **members}
+  final = {"loss": loss, "token_accuracy": 30.0}
+  if nll is not None:
+    final |= {f"{m}/nll": nll for m in recipe_report.MEMBERS}
+    final |= {f"{m}/{v}": 50.0 for m, v in recipe_report.MEMBER_METRICS.items()}
   run = {"stage": stage, "kind": kind, "seed": seed, "steps": steps, "pretrain_steps": budget,
          "final": final, "curve": [{"step": steps, **final}], "train_loss": []}
   if stage == "pretrain":
@@ -58,16 +62,15 @@ def _run(stage, kind, seed, loss, steps=1000, **members):
 
 
 def test_the_report_pairs_by_seed_and_keeps_one_budget(tmp_path):
-  members = {f"{m}/loss": 1.0 for m in recipe_report.MEMBERS}
-  members[f"{recipe_report.MEMBERS[0]}/token_accuracy"] = 50.0
   runs = []
   for seed, (dot, rnd) in enumerate([(4.0, 4.3), (4.2, 4.4), (4.1, 4.5)]):
+    # Fine-tunings: the tables read the members' NLL, not eval/loss (here 7.0 for every run).
     runs += [_run("pretrain", "dot", seed, dot), _run("pretrain", "random", seed, rnd),
              _run("pretrain", "dot", seed, 9.0, steps=500),  # another budget: left out
-             _run("finetune", "dot", seed, 3.0 + seed / 10, **members),
-             _run("finetune", "random", seed, 3.5, **members),
-             _run("scratch", "dot", seed, 3.2 + seed / 10, **members),
-             _run("scratch", "random", seed, 3.9, **members)]
+             _run("finetune", "dot", seed, 7.0, nll=3.0 + seed / 10),
+             _run("finetune", "random", seed, 7.0, nll=3.5),
+             _run("scratch", "dot", seed, 7.0, nll=3.2 + seed / 10),
+             _run("scratch", "random", seed, 7.0, nll=3.9)]
   (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
   text = recipe_report.markdown(recipe_report.load(str(tmp_path)), None, 1000)
   assert "Pre-training budget: 1000 steps." in text
@@ -79,7 +82,8 @@ def test_the_report_pairs_by_seed_and_keeps_one_budget(tmp_path):
   # masked pieces: loss, accuracy (10 x seed) over the seeds
   assert f"| {np.mean([5.3, 5.4, 5.5]):.3f} ± {np.std([5.3, 5.4, 5.5], ddof=1):.3f} | " \
          f"10.000 ± 10.000 | 90.000 ± 0.000 |" in random_row
-  dot_ft = next(line for line in text.splitlines() if line.startswith("| dot | loss |"))
+  dot_ft = next(line for line in text.splitlines()
+                if line.startswith("| dot | mean member nll |"))
   assert "-0.200 ± 0.000" in dot_ft  # pre-trained minus scratch, every seed
   gap = next(line for line in text.splitlines() if line.startswith("| random | +"))
   # minus dot: pre-trained 0.5, 0.4, 0.3; from scratch 0.7, 0.6, 0.5; narrowed by 0.2 each
@@ -113,3 +117,25 @@ def test_the_structure_is_the_vocabularys_extra_ids_and_eos():
   targets = np.array([0, 1, 2, 14, 15, 19])
   np.testing.assert_array_equal(recipe_report._structure(targets, Vocab),
                                 [False, True, False, False, True, True])
+
+
+def test_a_finetuning_pilot_is_recorded_and_tabled(tmp_path):
+  wdir, out = tmp_path / "ft", tmp_path / "out"
+  wdir.mkdir()
+  train = {"learning_rate": 5e-4, "warmup_steps": 50, "decay": "rsqrt", "batch_size": 16,
+           "num_train_steps": 500, "init_from": "", "seed": 2}
+  (wdir / "config.json").write_text(json.dumps(
+      {"task": "offline_t5_finetune", "model": {"self_attention": "dot", "dropout_rate": 0.1},
+       "train": train}))
+  final = {"loss": 4.2, **{f"{m}/loss": 1.0 + i for i, m in enumerate(recipe_report.MEMBERS)},
+           **{f"{m}/{v}": 10.0 * (i + 1)
+              for i, (m, v) in enumerate(recipe_report.MEMBER_METRICS.items())}}
+  (wdir / "metrics.jsonl").write_text(
+      json.dumps({"step": 250, "split": "eval", "loss": 4.9}) + "\n"
+      + json.dumps({"step": 500, "split": "train", "loss": 4.5}) + "\n")
+  (wdir / "eval_results.json").write_text(json.dumps({"step": 500, "metrics": final}))
+  rec = recipe.record_pilot(str(wdir), str(out), "data")
+  assert rec["stage"] == "finetune_pilot" and rec["seed"] == 2 and "span" not in rec
+  text = recipe_report.markdown(recipe_report.load(str(out)))
+  row = next(line for line in text.splitlines() if line.startswith("| dot from scratch |"))
+  assert row == "| dot from scratch | 4.900 | 4.200 | 1.000, 10.0 | 2.000, 20.0 | 3.000, 30.0 |"
