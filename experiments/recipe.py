@@ -45,8 +45,9 @@ KINDS = ("dot", "random+dot", "dense+dot", "dense", "random")
 PRETRAIN = {"num_train_steps": 2000, "warmup_steps": 100, "eval_every": 500,
             "checkpoint_every": 1000}
 # 1,000 steps: where the fine-tuning pilot from scratch had begun to learn every member (its
-# mean member NLL falling 0.07 per 250 steps, the gap to the pre-trained run steady); the
-# members' metrics from 64 decoded rows each, at the end only (docs/results.md).
+# mean member NLL falling about 0.08 per 250 steps, 0.12-0.15 behind the pre-trained run's
+# from there to 2,000); the members' metrics from 64 decoded rows each, at the end only
+# (docs/results.md).
 FINETUNE = {"num_train_steps": 1000, "warmup_steps": 50, "eval_every": 1000,
             "checkpoint_every": 1000, "predict_batches": 4}
 CONFIGS = {"pretrain": "configs/offline_prose_span_corruption.py",
