@@ -239,20 +239,20 @@ def pilot_table(runs, bar: dict | None) -> str:
 
 
 def finetune_pilot_table(runs) -> str:
-  """One row a fine-tuning pilot (stage "finetune_pilot"): where it started, eval/loss by step,
-  then each member's loss and own metric at the end."""
+  """One row a fine-tuning pilot (stage "finetune_pilot"): where it started, the mean member NLL
+  by step, then each member's NLL and own metric at the end."""
   steps = sorted({c["step"] for r in runs for c in r["curve"]} | {r["steps"] for r in runs})
-  members = [m for m in MEMBER_METRICS if f"{m}/loss" in runs[0]["final"]]
   head = ["started from", *(f"step {s}" for s in steps),
-          *(f"{m.removeprefix('offline_').removesuffix('_t5')}: loss, {MEMBER_METRICS[m]}"
-            for m in members)]
+          *(f"{m.removeprefix('offline_').removesuffix('_t5')}: nll, {v}"
+            for m, v in MEMBER_METRICS.items())]
   lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
   for r in sorted(runs, key=lambda r: r["settings"]["init_from"] == ""):
-    by_step = {c["step"]: c["loss"] for c in r["curve"]} | {r["steps"]: r["final"]["loss"]}
-    source = r["settings"]["init_from"] or "scratch"
+    by_step = {c["step"]: member_nll(c) for c in r["curve"]}
+    by_step[r["steps"]] = member_nll(r["final"])
     cells = [f"{by_step[s]:.3f}" if s in by_step else "" for s in steps]
-    cells += [f"{r['final'][f'{m}/loss']:.3f}, {r['final'][f'{m}/{MEMBER_METRICS[m]}']:.1f}"
-              for m in members]
+    cells += [f"{r['final'][f'{m}/nll']:.3f}, {r['final'][f'{m}/{v}']:.1f}"
+              for m, v in MEMBER_METRICS.items()]
+    source = r["settings"]["init_from"] or "scratch"
     lines.append(f"| {r['kind']} from {source} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 

@@ -127,15 +127,17 @@ def test_a_finetuning_pilot_is_recorded_and_tabled(tmp_path):
   (wdir / "config.json").write_text(json.dumps(
       {"task": "offline_t5_finetune", "model": {"self_attention": "dot", "dropout_rate": 0.1},
        "train": train}))
-  final = {"loss": 4.2, **{f"{m}/loss": 1.0 + i for i, m in enumerate(recipe_report.MEMBERS)},
+  final = {"loss": 4.2, **{f"{m}/nll": 1.0 + i for i, m in enumerate(recipe_report.MEMBERS)},
            **{f"{m}/{v}": 10.0 * (i + 1)
               for i, (m, v) in enumerate(recipe_report.MEMBER_METRICS.items())}}
+  early = {"loss": 4.9, **{f"{m}/nll": 5.0 + i for i, m in enumerate(recipe_report.MEMBERS)}}
   (wdir / "metrics.jsonl").write_text(
-      json.dumps({"step": 250, "split": "eval", "loss": 4.9}) + "\n"
+      json.dumps({"step": 250, "split": "eval", **early}) + "\n"
       + json.dumps({"step": 500, "split": "train", "loss": 4.5}) + "\n")
   (wdir / "eval_results.json").write_text(json.dumps({"step": 500, "metrics": final}))
   rec = recipe.record_pilot(str(wdir), str(out), "data")
   assert rec["stage"] == "finetune_pilot" and rec["seed"] == 2 and "span" not in rec
   text = recipe_report.markdown(recipe_report.load(str(out)))
   row = next(line for line in text.splitlines() if line.startswith("| dot from scratch |"))
-  assert row == "| dot from scratch | 4.900 | 4.200 | 1.000, 10.0 | 2.000, 20.0 | 3.000, 30.0 |"
+  # the mean member NLL by step (5, 6, 7 at step 250; 1, 2, 3 at the end), then each member's
+  assert row == "| dot from scratch | 6.000 | 2.000 | 1.000, 10.0 | 2.000, 20.0 | 3.000, 30.0 |"
