@@ -134,14 +134,10 @@ def record_pilot(wdir: str, out: str, data_dir: str) -> dict:
                                                    "init_from")}
   rec["settings"]["dropout_rate"] = cfg["model"]["dropout_rate"]
   rec["workdir"] = wdir
-  if stage == "finetune_pilot":
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "runs.jsonl"), "a") as f:
-      f.write(json.dumps(rec) + "\n")
-    return rec
-  saved = [int(d) for d in os.listdir(os.path.join(wdir, "checkpoints")) if d.isdigit()]
-  rec["span_step"] = max(d for d in saved if d <= rec["steps"])
-  rec["span"] = recipe_report.span_accuracy(wdir, data_dir, rec["span_step"])
+  if stage == "pilot":
+    saved = [int(d) for d in os.listdir(os.path.join(wdir, "checkpoints")) if d.isdigit()]
+    rec["span_step"] = max(d for d in saved if d <= rec["steps"])
+    rec["span"] = recipe_report.span_accuracy(wdir, data_dir, rec["span_step"])
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, "runs.jsonl"), "a") as f:
     f.write(json.dumps(rec) + "\n")
