@@ -12,16 +12,17 @@ For each attention kind and seed, three runs of train.py in their own workdirs
         --out experiments/results/recipe29 --workroot workdirs/recipe29 --workers 2
     python -m experiments.recipe report --out experiments/results/recipe29
 
-`run` pins each worker to one core (taskset) and appends one record a run to
-`<out>/runs.jsonl` (stage, kind, seed, steps, the pre-training steps a fine-tuning started
-from, the final validation metrics, the validation curve, the training loss curve, wall
-time); runs already there are skipped, so an interrupted run continues. Every pre-training
-runs before any fine-tuning (`--stages pretrain` runs only those). `--pretrain_steps` past a
-recorded budget extends the same workdirs: the rsqrt schedule does not depend on the total
-and the data resumes at the next batch, so 1,000 then 2,000 steps equal 2,000 at once.
-`report` (experiments/recipe_report.py) prints the tables of docs/results.md. `record
---workdir W` adds a pre-training run launched by hand (the pilot's learning rates) as a
-record of stage "pilot".
+`run` pins each worker to one core (taskset) of the cores it may use, so two `run`s under
+`taskset -c 0` and `taskset -c 1` (say pre-training and scratch fine-tuning) share none. It
+appends one record a run to `<out>/runs.jsonl` (stage, kind, seed, steps, the pre-training
+steps a fine-tuning started from, the final validation metrics, the validation curve, the
+training loss curve, wall time); runs already there are skipped, so an interrupted run
+continues. Every pre-training runs before any fine-tuning (`--stages pretrain` runs only
+those). `--pretrain_steps` past a recorded budget extends the same workdirs: the rsqrt
+schedule does not depend on the total and the data resumes at the next batch, so 1,000 then
+2,000 steps equal 2,000 at once. `report` (experiments/recipe_report.py) prints the tables
+of docs/results.md. `record --workdir W` adds a pre-training run launched by hand (the
+pilot's learning rates) as a record of stage "pilot".
 """
 
 from __future__ import annotations
@@ -153,8 +154,9 @@ class Runner:
     self.pretrain_steps = pretrain_steps
     self.done = {key(r) for r in load(out)}
     self.cores: queue.Queue[int] = queue.Queue()
-    for core in range(workers):
-      self.cores.put(core % os.cpu_count())
+    allowed = sorted(os.sched_getaffinity(0))  # `taskset -c 1 python -m ...` keeps to core 1
+    for i in range(workers):
+      self.cores.put(allowed[i % len(allowed)])
     self.lock = threading.Lock()
     os.makedirs(out, exist_ok=True)
 

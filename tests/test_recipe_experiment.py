@@ -37,6 +37,16 @@ def test_each_stage_runs_its_config_at_its_budget():
   assert _flags(ft).keys() == flags.keys()  # same fine-tuning otherwise
 
 
+def test_workers_take_only_the_cores_the_driver_may_use(tmp_path, monkeypatch):
+  # Two drivers under `taskset -c 0` and `taskset -c 1` must not pin runs to the same core.
+  monkeypatch.setattr(recipe.os, "sched_getaffinity", lambda pid: {1})
+  runner = recipe.Runner(str(tmp_path), "w", "d", workers=2, pretrain_steps=1000)
+  assert [runner.cores.get_nowait() for _ in range(2)] == [1, 1]
+  monkeypatch.setattr(recipe.os, "sched_getaffinity", lambda pid: {0, 1})
+  runner = recipe.Runner(str(tmp_path), "w", "d", workers=2, pretrain_steps=1000)
+  assert sorted(runner.cores.get_nowait() for _ in range(2)) == [0, 1]
+
+
 def test_a_longer_pretraining_budget_continues_the_same_schedule():
   """The extension claim: rsqrt's rate at a step does not depend on num_train_steps."""
   short, long = (learning_rate_schedule(TrainConfig(
