@@ -13,22 +13,25 @@ For each attention kind and seed, three runs of train.py in their own workdirs
     python -m experiments.recipe report --out experiments/results/recipe29
 
 `run` pins each worker to one core (taskset) of the cores it may use, so two `run`s under
-`taskset -c 0` and `taskset -c 1` (say pre-training and scratch fine-tuning) share none. It
-appends one record a run to `<out>/runs.jsonl` (stage, kind, seed, steps, the pre-training
-steps a fine-tuning started from, the final validation metrics, the validation curve, the
-training loss curve, wall time); runs already there are skipped, so an interrupted run
-continues. Every pre-training runs before any fine-tuning (`--stages pretrain` runs only
-those). `--pretrain_steps` past a recorded budget extends the same workdirs: the rsqrt
-schedule does not depend on the total and the data resumes at the next batch, so 1,000 then
-2,000 steps equal 2,000 at once. `report` (experiments/recipe_report.py) prints the tables
-of docs/results.md. `record --workdir W` adds a pre-training run launched by hand (the
-pilot's learning rates) as a record of stage "pilot".
+`taskset -c 0` and `taskset -c 1` (say pre-training and scratch fine-tuning) share none;
+each claims a run before it starts (`<workdir>.claim`, its pid), so both can work through
+one list without running a run twice. It appends one record a run to `<out>/runs.jsonl`
+(stage, kind, seed, steps, the pre-training steps a fine-tuning started from, the final
+validation metrics, the validation curve, the training loss curve, wall time); runs already
+there are skipped, so an interrupted run continues. Every pre-training runs before any fine-
+tuning (`--stages pretrain` runs only those). `--pretrain_steps` past a recorded budget
+extends the same workdirs: the rsqrt schedule does not depend on the total and the data
+resumes at the next batch, so 1,000 then 2,000 steps equal 2,000 at once. `report`
+(experiments/recipe_report.py) prints the tables of docs/results.md. `record --workdir W`
+adds a pre-training run launched by hand (the pilot's learning rates) as a record of stage
+"pilot".
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import queue
@@ -39,6 +42,7 @@ import time
 
 from experiments import recipe_report, sweep
 from experiments.recipe_report import load
+from synthesizer_jax import workdir_lock
 
 KINDS = ("dot", "random+dot", "dense+dot", "dense", "random")
 # The pre-training's learning rate (6e-3, rsqrt after 100 warmup steps) and dropout (0) are
@@ -145,6 +149,32 @@ def record_pilot(wdir: str, out: str, data_dir: str) -> dict:
   return rec
 
 
+def claim(wdir: str) -> str | None:
+  """Claims a run for this driver (`<wdir>.claim` holds its pid), so that two drivers, one a
+  core, can share one list of runs; None when a live driver holds it. A claim left by a
+  driver that has died is taken over."""
+  path = wdir + ".claim"
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  for _ in range(2):
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+      try:
+        with open(path) as f:
+          pid = int(f.read() or 0)
+      except (FileNotFoundError, ValueError):
+        pid = 0
+      if pid and workdir_lock._alive(pid):
+        return None
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(path)  # its driver is gone
+      continue
+    with os.fdopen(fd, "w") as f:
+      f.write(str(os.getpid()))
+    return path
+  return None
+
+
 class Runner:
   """Runs (stage, kind, seed) jobs, one core each."""
 
@@ -163,15 +193,28 @@ class Runner:
   def budget(self, stage: str) -> int:
     return 0 if stage == "scratch" else self.pretrain_steps
 
+  def _is_done(self, stage: str, kind: str, seed: int) -> bool:
+    with self.lock:  # another driver may have recorded it since
+      self.done |= {key(r) for r in load(self.out)}
+      return (stage, kind, seed, self.budget(stage)) in self.done
+
   def stage(self, stage: str, kind: str, seed: int) -> None:
-    if (stage, kind, seed, self.budget(stage)) in self.done:
+    if self._is_done(stage, kind, seed):
       return
     if stage != "pretrain" and ("pretrain", kind, seed, self.pretrain_steps) not in self.done:
       raise RuntimeError(f"{stage} {kind} seed {seed}: no pre-training of "
                          f"{self.pretrain_steps} steps recorded; run --stages pretrain first")
     core = self.cores.get()
     try:
-      self._run(stage, kind, seed, core)
+      wdir = workdir(self.workroot, stage, kind, seed, self.pretrain_steps)
+      if claim(wdir) is None:
+        print(f"{stage:9s} {kind:11s} seed {seed}: another driver is running it", flush=True)
+        return
+      try:
+        if not self._is_done(stage, kind, seed):  # recorded between the check and the claim
+          self._run(stage, kind, seed, core)
+      finally:
+        os.remove(wdir + ".claim")
     finally:
       self.cores.put(core)
 

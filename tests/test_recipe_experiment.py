@@ -47,6 +47,25 @@ def test_workers_take_only_the_cores_the_driver_may_use(tmp_path, monkeypatch):
   assert sorted(runner.cores.get_nowait() for _ in range(2)) == [0, 1]
 
 
+def test_two_drivers_share_one_list_of_runs(tmp_path, monkeypatch):
+  wdir = str(tmp_path / "w" / "scratch" / "dot" / "seed0")
+  assert recipe.claim(wdir) == wdir + ".claim"
+  assert recipe.claim(wdir) is None  # held by a live driver (this process)
+  ran = []
+  runner = recipe.Runner(str(tmp_path / "out"), str(tmp_path / "w"), "d", workers=1,
+                         pretrain_steps=1000)
+  runner.done.add(("pretrain", "dot", 0, 1000))
+  monkeypatch.setattr(runner, "_run", lambda *job: ran.append(job))
+  monkeypatch.setattr(runner, "_is_done", lambda *job: False)
+  runner.stage("scratch", "dot", 0)
+  assert ran == []  # the other driver's run is left to it
+  with open(wdir + ".claim", "w") as f:
+    f.write("999999999")  # a driver that has died
+  runner.stage("scratch", "dot", 0)
+  assert ran == [("scratch", "dot", 0, 0)] and not (tmp_path / "w" / "scratch" / "dot" /
+                                                    "seed0.claim").exists()
+
+
 def test_a_longer_pretraining_budget_continues_the_same_schedule():
   """The extension claim: rsqrt's rate at a step does not depend on num_train_steps."""
   short, long = (learning_rate_schedule(TrainConfig(
