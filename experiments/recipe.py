@@ -18,8 +18,8 @@ each claims a run before it starts (`<workdir>.claim`, its pid), so both can wor
 one list without running a run twice. It appends one record a run to `<out>/runs.jsonl`
 (stage, kind, seed, steps, the pre-training steps a fine-tuning started from, the final
 validation metrics, the validation curve, the training loss curve, wall time); runs already
-there are skipped, so an interrupted run continues. Every pre-training runs before any fine-
-tuning (`--stages pretrain` runs only those). `--pretrain_steps` past a recorded budget
+there are skipped, so an interrupted run continues. Every pre-training runs before any
+fine-tuning (`--stages pretrain` runs only those). `--pretrain_steps` past a recorded budget
 extends the same workdirs: the rsqrt schedule does not depend on the total and the data
 resumes at the next batch, so 1,000 then 2,000 steps equal 2,000 at once. `report`
 (experiments/recipe_report.py) prints the tables of docs/results.md. `record --workdir W`
