@@ -44,7 +44,8 @@ class WaitForSignal:
   def get_dataset(self, name, split, **kw):
     for i, batch in enumerate(fake_data.get_dataset(name, split, **kw), kw.get("start_batch", 0)):
       if split == "train" and i == self.wait_at:
-        print("WAITING", flush=True)
+        sys.stdout.write("WAITING\n")  # one write: the marker and its newline together
+        sys.stdout.flush()
         for _ in range(1200):  # the trainer's handler only sets a flag: poll it
           if getattr(signal.getsignal(signal.SIGTERM), "__self__", None).requested:
             break
@@ -66,7 +67,8 @@ class AskTheTest:
   stop() asks the test to stop it and returns once the test answers."""
 
   def stop(self):
-    print("OUTAGE", flush=True)
+    sys.stdout.write("OUTAGE\n")  # one write: the marker and its newline together
+    sys.stdout.flush()
     sys.stdin.readline()
 
 
