@@ -206,15 +206,15 @@ class Runner:
                          f"{self.pretrain_steps} steps recorded; run --stages pretrain first")
     core = self.cores.get()
     try:
-      wdir = workdir(self.workroot, stage, kind, seed, self.pretrain_steps)
-      if claim(wdir) is None:
+      held = claim(workdir(self.workroot, stage, kind, seed, self.pretrain_steps))
+      if held is None:
         print(f"{stage:9s} {kind:11s} seed {seed}: another driver is running it", flush=True)
         return
       try:
         if not self._is_done(stage, kind, seed):  # recorded between the check and the claim
           self._run(stage, kind, seed, core)
       finally:
-        os.remove(wdir + ".claim")
+        os.remove(held)
     finally:
       self.cores.put(core)
 
