@@ -22,13 +22,11 @@ accelerators, the allocator's peak. Overrides: --variants, --lengths, --batch-si
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -38,71 +36,10 @@ import optax
 
 import synthesizer_jax as sj
 from benchmarks import measure, variants
+from benchmarks.presets import PRESETS, Preset
+from benchmarks.result_files import log_line, merge, write_results
 from synthesizer_jax import shapes, steps
 from synthesizer_jax.attention import costs, needs_keys
-
-
-@dataclasses.dataclass(frozen=True)
-class Preset:
-  """Model size and sweep of one benchmark run."""
-
-  d_model: int
-  num_heads: int
-  mlp_dim: int
-  num_layers: int
-  vocab_size: int
-  lengths: Sequence[int]
-  tokens_per_batch: int  # batch = max(1, tokens_per_batch // length): same tokens at each length
-  dtype: str = "float32"
-  repeats: int = 5
-  variants: Sequence[str] = ()
-  batch_length: int = 1024  # length of the batch-size sweep
-  batch_sizes: Sequence[int] = (1, 2, 4, 8, 16)
-  loss_chunk: int = 0  # training steps: logits and loss this many positions at a time (0: all)
-
-  def model_config(self, kind: str, length: int, attention_impl: str = "auto") -> sj.ModelConfig:
-    # Synthetic kinds are built for the benchmarked length (max_len = n), as the paper does.
-    return sj.ModelConfig(vocab_size=self.vocab_size, d_model=self.d_model,
-                          num_heads=self.num_heads, head_dim=self.d_model // self.num_heads,
-                          mlp_dim=self.mlp_dim, num_layers=self.num_layers, max_len=length,
-                          dropout_rate=0.0, self_attention=kind, dtype=self.dtype,
-                          attention_impl=attention_impl)
-
-
-KIND_VARIANTS = ("dot", "dot_jax") + tuple(k for k in sj.KINDS if k != "dot") + (
-    "random/per_batch",)
-FUSED_VARIANTS = tuple(f"{kind}@{impl}" for kind in ("dot", "dense", "dense+dot", "random",
-                                                     "factorized_random")
-                       for impl in ("materialized", "blockwise"))
-FUSED_GPU_VARIANTS = ("dot_cudnn",) + tuple(
-    f"{kind}@{impl}" for kind in ("dot", "dense", "dense+dot", "factorized_random")
-    for impl in ("materialized", "blockwise", "cudnn", "pallas")) + (
-        "random", "random@blockwise", "random@cudnn")
-PRESETS = {
-    "tiny": Preset(d_model=32, num_heads=2, mlp_dim=64, num_layers=1, vocab_size=64,
-                   lengths=(16, 32), tokens_per_batch=64, repeats=2,
-                   variants=("dot", "dot_jax", "random", "random/per_batch"),
-                   batch_length=16, batch_sizes=(1, 4)),
-    "cpu": Preset(d_model=256, num_heads=4, mlp_dim=1024, num_layers=2, vocab_size=4096,
-                  lengths=(256, 512, 1024, 2048), tokens_per_batch=4096, repeats=3,
-                  variants=KIND_VARIANTS + ("fixed_random/cached",),
-                  batch_length=1024, batch_sizes=(1, 2, 4, 8, 16)),
-    "gpu": Preset(d_model=512, num_heads=8, mlp_dim=2048, num_layers=6, vocab_size=32128,
-                  lengths=(256, 512, 1024, 2048, 4096, 8192), tokens_per_batch=32768,
-                  dtype="bfloat16", repeats=10,
-                  variants=KIND_VARIANTS + ("dot_xla", "dot_cudnn", "fixed_random/cached",
-                                            "factorized_random/per_batch"),
-                  batch_length=2048, batch_sizes=(1, 2, 4, 8, 16, 32)),
-    # Materialized vs fused attention on the CPU: the cpu preset's model, one sequence per batch
-    # up to n=16384 (`memory` compiles only; `step` times).
-    "fused": Preset(d_model=256, num_heads=4, mlp_dim=1024, num_layers=2, vocab_size=4096,
-                    lengths=(1024, 2048, 4096, 8192, 16384), tokens_per_batch=4096, repeats=3,
-                    variants=FUSED_VARIANTS),
-    # The same on a GPU at the gpu preset's size (benchmarks/fused_gpu.sh), against cuDNN `dot`.
-    "fused_gpu": Preset(d_model=512, num_heads=8, mlp_dim=2048, num_layers=6, vocab_size=32128,
-                        lengths=(1024, 4096, 16384), tokens_per_batch=32768, dtype="bfloat16",
-                        repeats=5, variants=FUSED_GPU_VARIANTS),
-}
 
 
 def _causal_inputs(v: variants.Variant, batch: int, length: int):
@@ -321,59 +258,6 @@ def decode_cache_bytes(p: Preset, kinds, length: int, batch: int) -> dict[str, i
   return {k: per_tensor * (2 if needs_keys(k) else 1) for k in kinds}
 
 
-def _log(rec: dict[str, Any]) -> None:
-  if rec.get("error"):
-    status = "ERROR " + rec["error"][:120]
-  elif rec["bench"] == "memory":
-    status = (f"step temp {(rec.get('mem_temp_bytes') or 0) / 2**20:9.1f} MiB  "
-              f"footprint {(rec.get('mem_footprint_bytes') or 0) / 2**20:9.1f} MiB")
-  elif rec["bench"] == "batch":
-    status = (f"layer temp {(rec['layer_fwd_bwd_temp_bytes'] or 0) / 2**20:9.1f} MiB  "
-              f"step mem {(rec['step_footprint_bytes'] or 0) / 2**20:9.1f} MiB")
-  else:
-    status = (f"{rec.get('time_ms', float('nan')):10.2f} ms  "
-              f"{rec.get('tokens_per_s', 0):12.0f} tok/s  "
-              f"mem {(rec.get('mem_footprint_bytes') or 0) / 2**20:9.1f} MiB  "
-              f"flops analytic/XLA {rec.get('flops_ratio', float('nan')):.2f}")
-  print(f"{rec['bench']:5s} {rec['mode']:10s} {rec['variant']:28s} n={rec['length']:5d} "
-        f"b={rec['batch']:3d}  {status}", flush=True)
-
-
-def write_results(payload: dict[str, Any], out_prefix: str) -> list[str]:
-  """Writes <prefix>.json, <prefix>.csv (one row per record) and the plots; returns the paths."""
-  os.makedirs(os.path.dirname(out_prefix) or ".", exist_ok=True)
-  with open(out_prefix + ".json", "w") as f:
-    json.dump(payload, f, indent=1, default=float)
-  records = payload["records"]
-  columns = sorted({k for rec in records for k in rec if k != "times_ms"})
-  with open(out_prefix + ".csv", "w", newline="") as f:
-    writer = csv.DictWriter(f, columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(records)
-  from benchmarks import plot
-
-  return [out_prefix + ".json", out_prefix + ".csv"] + plot.plot_all(payload, out_prefix)
-
-
-def _key(rec):
-  return rec["bench"], rec["mode"], rec["variant"], rec["length"], rec["batch"]
-
-
-def _merge(path: str, new: dict[str, Any]) -> dict[str, Any]:
-  """The results at `path` with `new`'s records added (replacing equal measurements)."""
-  with open(path) as f:
-    old = json.load(f)
-  replaced = {_key(r) for r in new["records"]}
-  meta = old["meta"]
-  run = {k: new["meta"][k] for k in ("command", "date", "wall_s", "load_average_at_start",
-                                     "load_average_at_end")}
-  meta.setdefault("appended_runs", []).append(run)
-  if new["meta"]["decode_cache_bytes"]["length"] == meta["decode_cache_bytes"]["length"]:
-    meta["decode_cache_bytes"]["bytes"].update(new["meta"]["decode_cache_bytes"]["bytes"])
-  records = [r for r in old["records"] if _key(r) not in replaced] + new["records"]
-  return {"meta": meta, "records": records}
-
-
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
@@ -425,7 +309,7 @@ def main(argv=None) -> int:
   os.makedirs(os.path.dirname(partial) or ".", exist_ok=True)
 
   def log(rec):  # print, and keep what is measured so far should the run be cut short
-    _log(rec)
+    log_line(rec)
     with open(partial, "w") as f:
       json.dump({"meta": meta, "records": records + [rec]}, f, default=float)
     records.append(rec)
@@ -445,7 +329,7 @@ def main(argv=None) -> int:
       "bytes": decode_cache_bytes(p, sj.KINDS, max(lengths), 1)}
   payload = {"meta": meta, "records": records}
   if args.append and os.path.exists(out + ".json"):
-    payload = _merge(out + ".json", payload)
+    payload = merge(out + ".json", payload)
   paths = write_results(payload, out)
   os.remove(partial)
   print(f"done in {meta['wall_s']} s; wrote " + ", ".join(paths))
