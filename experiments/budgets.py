@@ -29,6 +29,11 @@ KINDS = sj.KINDS + ("random+dot", "dense+dot")
 SIZES = ("tiny", "small", "gpu", "learn")
 
 
+def kind_order(kind: str) -> int:
+  """Where `kind` goes in tables and plots: KINDS' order, unknown kinds last."""
+  return KINDS.index(kind) if kind in KINDS else len(KINDS)
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepTask:
   """One row of the sweep: the data task behind it and what to report.

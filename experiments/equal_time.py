@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments import report
+from experiments import budgets, report, report_plots
 
 
 def run_log(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -70,7 +70,7 @@ def loss_at(log: list[dict[str, Any]], step: float, window: float,
 def compare(logs: dict[tuple[str, int], list], steps: int, window: float = 150.0,
             margin: float = 50.0) -> list[dict[str, Any]]:
   """One row per kind: speed, steps reached in the shared time, perplexities, paired deltas."""
-  kinds = sorted({k for k, _ in logs}, key=report._order)
+  kinds = sorted({k for k, _ in logs}, key=budgets.kind_order)
   per_run = {key: speed(log) for key, log in logs.items()}
   speeds = {k: float(np.mean([v for key, v in per_run.items() if key[0] == k])) for k in kinds}
   budget_s = min(steps / s for s in speeds.values())
@@ -128,9 +128,9 @@ def markdown(rows: list[dict[str, Any]], steps: int) -> str:
 def plot(logs: dict[tuple[str, int], list], path: str, smooth: int = 5) -> str:
   """Training perplexity against seconds of training steps, per kind: the seeds' mean loss at
   each logged step, a running mean over `smooth` logged points, at step / the kind's speed."""
-  plt = report._plt()
+  plt = report_plots.pyplot()
   fig, ax = plt.subplots(figsize=(6.5, 4))
-  for kind in sorted({k for k, _ in logs}, key=report._order):
+  for kind in sorted({k for k, _ in logs}, key=budgets.kind_order):
     runs = [logs[key] for key in sorted(logs) if key[0] == kind]
     steps = sorted(set.intersection(*({r["step"] for r in log[1:]} for log in runs)))
     loss = np.mean([[next(r["loss"] for r in log if r["step"] == s) for s in steps]
@@ -144,7 +144,7 @@ def plot(logs: dict[tuple[str, int], list], path: str, smooth: int = 5) -> str:
   ax.set_xlabel("seconds of training steps (this machine)")
   ax.set_ylabel(f"training perplexity (unseen batches, mean of {smooth} logs)")
   ax.set_title("lm: perplexity against training time, mean over seeds")
-  return report.save_figure(plt, fig, ax, path)
+  return report_plots.save_figure(plt, fig, ax, path)
 
 
 def main(argv=None):
