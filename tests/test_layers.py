@@ -1,5 +1,6 @@
 """The library's imports point down: no import circle, imports inside functions included,
-and no module imports one on a higher floor (docs/training.md, "Layers").
+and no module imports one on a higher floor (docs/training.md, "Layers"); and no source file
+of the tree is over 350 lines.
 
 The graph is read from the source with `ast`: every `import x` and `from x import y`
 anywhere in a module (top level, functions, `if TYPE_CHECKING:` blocks), where `y` may be
@@ -185,3 +186,22 @@ def test_the_checker_finds_a_circle_however_it_is_imported(tmp_path, back):
   assert describe(found[0], graph).startswith("synthesizer_jax.a (line 1) -> synthesizer_jax.b")
   _write(str(tmp_path), {"b.py": "thing = 1\n"})
   assert not cycles(import_graph(str(tmp_path)))
+
+
+MAX_LINES = 350  # the house rule (../shared/STYLE.md): split a module where a reader would look
+
+
+def test_no_source_file_is_over_350_lines():
+  roots = [os.path.join(REPO, d) for d in (PACKAGE, "experiments", "benchmarks", "configs",
+                                           "tests")]
+  files = [os.path.join(REPO, f) for f in ("train.py", "eval.py")]
+  files += [os.path.join(d, f) for root in roots for d, _, names in os.walk(root)
+            for f in names if f.endswith(".py")]
+  assert len(files) > 100, "the tree was not found"
+  long = {}
+  for path in files:
+    with open(path) as f:
+      n = sum(1 for _ in f)
+    if n > MAX_LINES:
+      long[os.path.relpath(path, REPO)] = n
+  assert not long, f"files over {MAX_LINES} lines: {long}"
