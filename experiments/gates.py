@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from experiments import report_plots
+
 
 def gate_weights(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
   """{attention module path: softmax(gate_logits) [heads, components]} of a parameter tree."""
@@ -70,11 +72,7 @@ def plot_gates(rows: list[dict[str, Any]], plot_dir: str) -> list[str]:
   """One heatmap per (task, mixture): the first component's weight, layers x heads."""
   if not rows:
     return []
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  plt = report_plots.pyplot()
   written = []
   for (task, kind), group in _groups(rows).items():
     layers = list(dict.fromkeys(r["layer"] for r in group))
