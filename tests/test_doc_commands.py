@@ -43,12 +43,39 @@ def _absl_flags(script: str) -> set[str]:
     return set(re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", f.read()))
 
 
+# Every documented module's --help, read in one interpreter (one import of JAX for all of them,
+# not one a module): each runs as `python -m MODULE --help` would (runpy, as __main__).
+_HELP_SCRIPT = """
+import contextlib, io, json, runpy, sys
+helps = {}
+for module in sys.argv[1:]:
+  out, code = io.StringIO(), None
+  sys.argv = [module, "--help"]
+  with contextlib.redirect_stdout(out):
+    try:
+      runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+      code = e.code
+  helps[module] = [code, out.getvalue()]
+print(json.dumps(helps))
+"""
+
+
 @functools.cache
+def _helps() -> dict[str, list]:
+  modules = sorted({p.split()[1] for p in (COMMAND.match(c).group(1) for _, c in COMMANDS)
+                    if p.startswith("-m ")})
+  out = subprocess.run([sys.executable, "-c", _HELP_SCRIPT, *modules], cwd=REPO,
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert out.returncode == 0, f"--help of {modules} failed:\n{out.stderr[-2000:]}"
+  return json.loads(out.stdout.splitlines()[-1])
+
+
 def _module_help(module: str) -> str:
-  out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True,
-                       text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-  assert out.returncode == 0, f"python -m {module} --help failed:\n{out.stderr[-2000:]}"
-  return out.stdout
+  code, text = _helps()[module]
+  assert code in (0, None), f"python -m {module} --help exited {code}:\n{text[-2000:]}"
+  return text
 
 
 def _config_path_exists(config, dotted: str) -> bool:
