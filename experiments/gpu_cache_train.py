@@ -30,6 +30,11 @@ SIZES = {"base": dict(d_model=512, num_heads=8, head_dim=64, mlp_dim=2048, num_l
                       dropout_rate=0.1),
          "tiny": dict(d_model=32, num_heads=2, head_dim=16, mlp_dim=64, num_layers=1,
                       dropout_rate=0.0)}  # tiny: a seconds-long check of this script
+#: What `--size tiny` also shrinks, so that the check is seconds long end to end: the batch,
+#: the lengths and the evaluation (at the task's own lengths, its 20 evaluation batches of
+#: 64 x 256 tokens, twice, outweigh a 3-second training budget).
+TINY_RUN = dict(model=dict(max_len=32), train=dict(batch_size=8, targets_length=32,
+                                                  inputs_length=32, eval_batches=2))
 TASKS = {
     "offline_lm": dict(model=dict(max_len=256), train=dict(batch_size=64, targets_length=256,
                                                            learning_rate=1e-3)),
@@ -91,13 +96,15 @@ def train_one(task: str, kind: str, data_dir: str, workroot: str, seconds: float
   from synthesizer_jax.data import registry
 
   spec = task_spec(task)
+  tiny = TINY_RUN if size == "tiny" else {"model": {}, "train": {}}
   vocab_size = registry.spec(task).vocab_size
-  model = {**SIZES[size], **spec["model"], "self_attention": kind, "vocab_size": vocab_size,
-           "dtype": dtype}
+  model = {**SIZES[size], **spec["model"], **tiny["model"], "self_attention": kind,
+           "vocab_size": vocab_size, "dtype": dtype}
   train = TrainConfig(task=task, data_dir=data_dir, data_pipeline="grain", num_train_steps=10**6,
                       warmup_steps=500, decay="rsqrt", checkpoint_every=10**6, eval_every=10**6,
-                      log_every=100, eval_batches=20, sample_prompt="The ",
-                      **{"predict_batches": 0, **spec["train"]})
+                      log_every=100, sample_prompt="The ",
+                      **{"predict_batches": 0, "eval_batches": 20, **spec["train"],
+                         **tiny["train"]})
   workdir = os.path.join(workroot, task, kind.replace("+", "_plus_"))
   done, stepping = threading.Event(), threading.Event()
   timer = threading.Thread(target=_stop_after, args=(seconds, done, stepping), daemon=True)
@@ -129,7 +136,9 @@ def main(argv=None) -> int:
   p.add_argument("--kinds", default="dot,dense,random,random+dot")
   p.add_argument("--seconds", type=float, default=150.0, help="training budget per run")
   p.add_argument("--dtype", default="bfloat16")
-  p.add_argument("--size", default="base", choices=list(SIZES))
+  p.add_argument("--size", default="base", choices=list(SIZES),
+                 help="tiny: a seconds-long check of this script (small model, batch, lengths "
+                 "and evaluation)")
   args = p.parse_args(argv)
   for task in args.tasks.split(","):
     try:
