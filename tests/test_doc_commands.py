@@ -46,7 +46,7 @@ def _absl_flags(script: str) -> set[str]:
 # Every documented module's --help, read in one interpreter (one import of JAX for all of them,
 # not one a module): each runs as `python -m MODULE --help` would (runpy, as __main__).
 _HELP_SCRIPT = """
-import contextlib, io, json, runpy, sys
+import contextlib, io, json, runpy, sys, traceback
 helps = {}
 for module in sys.argv[1:]:
   out, code = io.StringIO(), None
@@ -56,6 +56,8 @@ for module in sys.argv[1:]:
       runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as e:
       code = e.code
+    except Exception:  # this module's test fails with it; the others still read theirs
+      code = traceback.format_exc()
   helps[module] = [code, out.getvalue()]
 print(json.dumps(helps))
 """
@@ -74,7 +76,7 @@ def _helps() -> dict[str, list]:
 
 def _module_help(module: str) -> str:
   code, text = _helps()[module]
-  assert code in (0, None), f"python -m {module} --help exited {code}:\n{text[-2000:]}"
+  assert code in (0, None), f"python -m {module} --help: {code}\n{text[-2000:]}"
   return text
 
 
