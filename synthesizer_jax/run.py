@@ -138,20 +138,16 @@ def setup(config: RunConfig, data=None) -> Run:
   check_data_dir = getattr(data, "check_data_dir", None)  # stand-in data modules have none
   if check_data_dir:  # a bucket holds caches only: refuse what cannot read it before step 1
     check_data_dir(cfg.task, cfg.data_dir, cfg.data_pipeline)
-  # The task: what its batches hold and its vocabulary, ...
+  # Every check the config alone answers comes before the vocabulary file is read (it may
+  # be in a bucket): the task's lengths against max_len, the batch against the mesh.
   info = data.task_info(cfg.task, cfg.data_dir)
-  vocab = data.get_vocabulary(cfg.task, cfg.data_dir)
-  # ... the model for them, ...
-  model_cfg = config.model_for(vocab.vocab_size)
   shape = shapes.get(info.shape)
   lengths = shape.feature_lengths(cfg)
-  if shapes.uses_positions(shape, model_cfg) and max(lengths.values()) > model_cfg.max_len:
+  if shapes.uses_positions(shape, config.model) and max(lengths.values()) > config.model.max_len:
     raise ValueError(
-        f"feature lengths {lengths} exceed model.max_len={model_cfg.max_len}, the longest "
-        f"sequence synthetic attention {shape.attention_kinds(model_cfg)} can handle; "
+        f"feature lengths {lengths} exceed model.max_len={config.model.max_len}, the longest "
+        f"sequence synthetic attention {shape.attention_kinds(config.model)} can handle; "
         "raise max_len")
-  model = shape.build(model_cfg, info.num_classes)
-  # ... the devices it is split over, ...
   mesh = shd.make_mesh(config.mesh)
   shards = shd.batch_shards(mesh)
   micro = cfg.batch_size // cfg.grad_accum_steps
@@ -159,8 +155,11 @@ def setup(config: RunConfig, data=None) -> Run:
     raise ValueError(f"batch_size={cfg.batch_size} / grad_accum_steps={cfg.grad_accum_steps} = "
                      f"{micro} rows must split evenly over the {shards} batch shards (data x "
                      f"fsdp) of the mesh and the {jax.process_count()} processes")
+  # Then the model for the task's vocabulary, and the steps that train it on the mesh.
+  vocab = data.get_vocabulary(cfg.task, cfg.data_dir)
+  model_cfg = config.model_for(vocab.vocab_size)
   rules = shd.RULE_SETS[config.mesh.rules]
-  # ... and the steps that train and evaluate it there.
+  model = shape.build(model_cfg, info.num_classes)
   tx = optim.make_optimizer(cfg)
   shardings = steps.state_shardings(model, shape, tx, lengths, mesh, rules)
   return Run(config=config, model_cfg=model_cfg, shape=shape, info=info, vocab=vocab,
